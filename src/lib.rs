@@ -1,2 +1,29 @@
 //! webrocket: a WebRocket-compatible clustered real-time message broker.
+//!
+//! # Layout
+//!
+//! Each module names its dependency rule; pure modules import no tokio and no
+//! sockets.
+//!
+//! - [`stream`]: memory-mapped regions, rings, broadcast buffer, counters
+//!   (pure; the only `unsafe` code lives in `stream::region`).
+//! - [`nukleus`]: frames, control commands, the agent runner, and the tcp, ws
+//!   and echo nuklei (I/O only in `nukleus::tcp`).
+//! - [`name`], [`limits`]: validated identifiers and every bound (pure).
+//! - [`config`]: the configuration tree, loading and validation (pure).
+//! - [`storage`]: durable vhosts, users and channels (file I/O only).
+//! - [`protocol`]: the client JSON protocol and its error table (pure).
+//! - [`broker`]: the webrocket nukleus: vhosts, channels, sessions (pure state
+//!   machine driven by frames).
+//! - [`server`]: the composition root that builds and wires everything.
 #![deny(unsafe_code)]
+
+pub mod broker;
+pub mod config;
+pub mod limits;
+pub mod name;
+pub mod nukleus;
+pub mod protocol;
+pub mod server;
+pub mod storage;
+pub mod stream;

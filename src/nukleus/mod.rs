@@ -1,0 +1,2 @@
+//! The nukleus data path.
+pub mod ws;
