@@ -1,1 +1,294 @@
-//! placeholder
+//! Every bound the server enforces, in one place.
+//!
+//! Each bound is a documented `DEFAULT_*` constant, and a field of [`Limits`]
+//! (the `[limits]` config section) that overrides it. The reaction when a
+//! bound is hit is documented on the constant; the code that enforces it
+//! refers back here. Backend heartbeats are configured in `[backend]`, but
+//! their defaults live here too so that all numbers are in one file.
+//!
+//! Pure: no I/O.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::units::{duration, size};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+/// Largest client message (one whole WebSocket message, after
+/// reassembly and decompression) on a vhost endpoint. Bigger: close 1009.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * KIB;
+
+/// Largest single WebSocket frame payload on a vhost endpoint. Bigger:
+/// close 1009 before the payload is read.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 64 * KIB;
+
+/// Largest message on the echo endpoint. Autobahn's case group 9 sends
+/// messages of up to 16 MiB, so the echo endpoint allows that much.
+pub const DEFAULT_ECHO_MAX_MESSAGE_SIZE: usize = 16 * MIB;
+
+/// Largest frame on the echo endpoint; group 9 also sends 16 MiB frames.
+pub const DEFAULT_ECHO_MAX_FRAME_SIZE: usize = 16 * MIB;
+
+/// Largest HTTP upgrade request (request line and headers). Bigger: HTTP 431
+/// and close.
+pub const DEFAULT_MAX_HANDSHAKE_SIZE: usize = 8 * KIB;
+
+/// Time allowed from TCP accept to a complete upgrade request. Slower: the
+/// connection is closed without a reply.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A session that sends nothing (not even a ping or pong) for this long is
+/// closed with 1000 and reason "idle". Zero turns the check off.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Open client connections per node, all endpoints together. Above it, new
+/// connections are accepted and closed at once (HTTP 503).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+
+/// Open sessions per vhost on one node. Above it: HTTP 503 for that vhost.
+pub const DEFAULT_MAX_CONNECTIONS_PER_VHOST: usize = 100_000;
+
+/// Channels one session may be subscribed to. Above it: `subscribe` gets an
+/// error and the session stays open.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION: usize = 1024;
+
+/// Outbound bytes queued for one connection before it is a slow consumer.
+/// A fan-out never waits: it drops the connection (close 1008, reason
+/// "slow consumer") and counts it.
+pub const DEFAULT_MAX_PENDING_BYTES: usize = MIB;
+
+/// Capacity of each stream ring between nuklei, in bytes. Must be a power of
+/// two. A full ring is back-pressure to the writer (`try_claim` says `Full`).
+pub const DEFAULT_RING_CAPACITY: usize = 16 * MIB;
+
+/// Channels per vhost. Above it: creating a channel fails (client error or
+/// backend `ER 597`).
+pub const DEFAULT_MAX_CHANNELS_PER_VHOST: usize = 100_000;
+
+/// Users per vhost. Above it: `add_user` fails.
+pub const DEFAULT_MAX_USERS_PER_VHOST: usize = 100_000;
+
+/// Vhosts per node (and cluster, as vhosts are replicated). Above it:
+/// `add_vhost` fails.
+pub const DEFAULT_MAX_VHOSTS: usize = 10_000;
+
+/// Ready backend workers per vhost on one node. Above it: `RD` gets `ER 403`.
+pub const DEFAULT_MAX_WORKERS_PER_VHOST: usize = 1024;
+
+/// Largest backend ZeroMQ message (all frames together). Bigger: `ER 400`.
+pub const DEFAULT_MAX_BACKEND_MESSAGE_SIZE: usize = MIB;
+
+/// Largest admin HTTP request body. Bigger: HTTP 413.
+pub const DEFAULT_MAX_ADMIN_BODY_SIZE: usize = 64 * KIB;
+
+/// How long shutdown waits for sessions to drain before closing the rest.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Interval between heartbeats the server sends to each backend worker
+/// (`[backend] heartbeat_interval`).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A worker silent for `liveness x heartbeat_interval` is dropped
+/// (`[backend] liveness`).
+pub const DEFAULT_LIVENESS: u32 = 3;
+
+/// The `[limits]` config section. Every field defaults to its `DEFAULT_*`
+/// constant; sizes accept `"64KiB"` strings, durations `"30s"` strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// See [`DEFAULT_MAX_MESSAGE_SIZE`].
+    #[serde(with = "size")]
+    pub max_message_size: usize,
+    /// See [`DEFAULT_MAX_FRAME_SIZE`].
+    #[serde(with = "size")]
+    pub max_frame_size: usize,
+    /// See [`DEFAULT_ECHO_MAX_MESSAGE_SIZE`].
+    #[serde(with = "size")]
+    pub echo_max_message_size: usize,
+    /// See [`DEFAULT_ECHO_MAX_FRAME_SIZE`].
+    #[serde(with = "size")]
+    pub echo_max_frame_size: usize,
+    /// See [`DEFAULT_MAX_HANDSHAKE_SIZE`].
+    #[serde(with = "size")]
+    pub max_handshake_size: usize,
+    /// See [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
+    /// See [`DEFAULT_IDLE_TIMEOUT`]; zero is off, see [`Limits::idle_timeout`].
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`DEFAULT_MAX_CONNECTIONS_PER_VHOST`].
+    pub max_connections_per_vhost: usize,
+    /// See [`DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION`].
+    pub max_subscriptions_per_session: usize,
+    /// See [`DEFAULT_MAX_PENDING_BYTES`].
+    #[serde(with = "size")]
+    pub max_pending_bytes: usize,
+    /// See [`DEFAULT_RING_CAPACITY`].
+    #[serde(with = "size")]
+    pub ring_capacity: usize,
+    /// See [`DEFAULT_MAX_CHANNELS_PER_VHOST`].
+    pub max_channels_per_vhost: usize,
+    /// See [`DEFAULT_MAX_USERS_PER_VHOST`].
+    pub max_users_per_vhost: usize,
+    /// See [`DEFAULT_MAX_VHOSTS`].
+    pub max_vhosts: usize,
+    /// See [`DEFAULT_MAX_WORKERS_PER_VHOST`].
+    pub max_workers_per_vhost: usize,
+    /// See [`DEFAULT_MAX_BACKEND_MESSAGE_SIZE`].
+    #[serde(with = "size")]
+    pub max_backend_message_size: usize,
+    /// See [`DEFAULT_MAX_ADMIN_BODY_SIZE`].
+    #[serde(with = "size")]
+    pub max_admin_body_size: usize,
+    /// See [`DEFAULT_DRAIN_TIMEOUT`].
+    #[serde(with = "duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            echo_max_message_size: DEFAULT_ECHO_MAX_MESSAGE_SIZE,
+            echo_max_frame_size: DEFAULT_ECHO_MAX_FRAME_SIZE,
+            max_handshake_size: DEFAULT_MAX_HANDSHAKE_SIZE,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_vhost: DEFAULT_MAX_CONNECTIONS_PER_VHOST,
+            max_subscriptions_per_session: DEFAULT_MAX_SUBSCRIPTIONS_PER_SESSION,
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+            ring_capacity: DEFAULT_RING_CAPACITY,
+            max_channels_per_vhost: DEFAULT_MAX_CHANNELS_PER_VHOST,
+            max_users_per_vhost: DEFAULT_MAX_USERS_PER_VHOST,
+            max_vhosts: DEFAULT_MAX_VHOSTS,
+            max_workers_per_vhost: DEFAULT_MAX_WORKERS_PER_VHOST,
+            max_backend_message_size: DEFAULT_MAX_BACKEND_MESSAGE_SIZE,
+            max_admin_body_size: DEFAULT_MAX_ADMIN_BODY_SIZE,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+impl Limits {
+    /// The idle timeout, or `None` when it is switched off (zero).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (!self.idle_timeout.is_zero()).then_some(self.idle_timeout)
+    }
+
+    /// Relations between limits that would make the server misbehave, as
+    /// `(field, problem)` pairs; empty when the limits are usable.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let positive = [
+            ("max_message_size", self.max_message_size),
+            ("max_frame_size", self.max_frame_size),
+            ("echo_max_message_size", self.echo_max_message_size),
+            ("echo_max_frame_size", self.echo_max_frame_size),
+            ("max_handshake_size", self.max_handshake_size),
+            ("max_connections", self.max_connections),
+            ("max_connections_per_vhost", self.max_connections_per_vhost),
+            ("max_pending_bytes", self.max_pending_bytes),
+            ("max_backend_message_size", self.max_backend_message_size),
+            ("max_admin_body_size", self.max_admin_body_size),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                out.push((field, "must be greater than zero".to_owned()));
+            }
+        }
+        if self.handshake_timeout.is_zero() {
+            out.push(("handshake_timeout", "must be greater than zero".to_owned()));
+        }
+        if !self.ring_capacity.is_power_of_two() || self.ring_capacity < 64 * KIB {
+            out.push((
+                "ring_capacity",
+                format!(
+                    "{} is not a power of two of at least 64KiB",
+                    self.ring_capacity
+                ),
+            ));
+        }
+        // A message that can never fit the outbound queue would make every
+        // receiver a slow consumer.
+        if self.max_pending_bytes < self.max_message_size {
+            out.push((
+                "max_pending_bytes",
+                format!(
+                    "{} is smaller than max_message_size ({})",
+                    self.max_pending_bytes, self.max_message_size
+                ),
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_constants() {
+        let limits = Limits::default();
+        assert_eq!(limits.max_message_size, 65_536);
+        assert_eq!(limits.max_frame_size, 65_536);
+        assert_eq!(limits.echo_max_message_size, 16 * 1024 * 1024);
+        assert_eq!(limits.max_handshake_size, 8192);
+        assert_eq!(limits.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(limits.idle_timeout(), Some(Duration::from_secs(300)));
+        assert_eq!(limits.max_pending_bytes, 1 << 20);
+        assert_eq!(limits.ring_capacity, 16 << 20);
+        assert!(limits.problems().is_empty(), "{:?}", limits.problems());
+    }
+
+    #[test]
+    fn empty_section_gives_defaults_and_fields_override() {
+        let limits: Limits = toml::from_str("").unwrap();
+        assert_eq!(limits, Limits::default());
+        let limits: Limits = toml::from_str(
+            "max_message_size = \"1MiB\"\nidle_timeout = \"0\"\nmax_connections = 5",
+        )
+        .unwrap();
+        assert_eq!(limits.max_message_size, 1 << 20);
+        assert_eq!(limits.idle_timeout(), None);
+        assert_eq!(limits.max_connections, 5);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = toml::from_str::<Limits>("max_mesage_size = 1").unwrap_err();
+        assert!(err.message().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn serializes_back_to_the_same_limits() {
+        let text = toml::to_string(&Limits::default()).unwrap();
+        assert!(text.contains("max_message_size = \"64KiB\""), "{text}");
+        assert!(text.contains("idle_timeout = \"5m\""), "{text}");
+        assert_eq!(toml::from_str::<Limits>(&text).unwrap(), Limits::default());
+    }
+
+    #[test]
+    fn inconsistent_limits_are_reported() {
+        let limits = Limits {
+            max_frame_size: 0,
+            ring_capacity: 100_000,
+            max_pending_bytes: 10,
+            ..Limits::default()
+        };
+        let fields: Vec<_> = limits.problems().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            ["max_frame_size", "ring_capacity", "max_pending_bytes"]
+        );
+    }
+}

@@ -1,1 +1,82 @@
-fn main() {}
+//! webrocket-server: runs one webrocket node.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use webrocket::config::{Config, ServerArgs};
+use webrocket::server::Server;
+
+fn load(args: &ServerArgs) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    config.apply_env();
+    config.apply_args(args).map_err(|e| e.to_string())?;
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let args = ServerArgs::parse();
+    if args.print_default_config {
+        print!("{}", webrocket::config::DEFAULT_CONFIG_TOML);
+        return ExitCode::SUCCESS;
+    }
+    let config = match load(&args) {
+        Ok(config) => config,
+        Err(problems) => {
+            eprintln!("webrocket-server: bad configuration:\n{problems}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("webrocket-server: cannot start runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut server = match Server::start(&config) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("webrocket-server: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One line for people and scripts (tests read the addresses from it).
+    println!(
+        "webrocket-server ready node={} websocket={} run_dir={}",
+        config.server.node_name,
+        server.websocket_addr,
+        server.run_dir.display()
+    );
+    runtime.block_on(async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(error) => {
+                eprintln!("webrocket-server: cannot watch SIGTERM: {error}");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
+    tracing::info!("shutting down");
+    server.shutdown();
+    ExitCode::SUCCESS
+}

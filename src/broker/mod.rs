@@ -1,1 +1,403 @@
-//! placeholder
+//! The webrocket nukleus: the broker's pure state machine.
+//!
+//! The broker owns vhosts, channels and client sessions, and answers the
+//! client protocol (spec section 1). It does no I/O: the glue feeds it
+//! messages and admin/backend operations, and it talks back through the
+//! [`Outlet`], [`Backend`] and [`Persist`] traits bundled in [`Io`].
+//!
+//! - [`session`]: [`SessionKey`] and the per-session state.
+//! - `vhost`, `channel`: users, channels and subscriber lists.
+//! - `request`: the client requests (subscribe ... disconnect).
+//! - `auth`: authentication, with the secret check run off the broker thread.
+//! - `admin`: storage changes applied while running.
+//! - `backend`: operations backends request (broadcast, open/close channel,
+//!   direct messages).
+//! - [`stats`]: counters the glue publishes.
+//!
+//! # Slow consumers
+//!
+//! The one policy, enforced in [`Broker::offer`] and nowhere else: when the
+//! outlet refuses a message for a session (its pending outbound bytes would
+//! pass `max_pending_bytes`), that session gets nothing more, is closed with
+//! [`CloseReason::SlowConsumer`] once the current operation finishes, and
+//! is counted. The operation carries on with everyone else; a fan-out never
+//! waits for one consumer.
+//!
+//! # Order
+//!
+//! Replies go out in request order (requests that arrive during a secret
+//! check are held, see `auth`). A broadcast is delivered to every subscriber
+//! before the sender gets `broadcasted`, so all subscribers of a channel see
+//! its messages in processing order.
+
+mod admin;
+mod auth;
+mod backend;
+mod channel;
+mod io;
+mod request;
+pub mod session;
+pub mod stats;
+mod vhost;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+pub use auth::{Outcome, SecretCheck};
+pub use backend::{BackendError, NotFound};
+pub use io::{Backend, Io, NoWorker, Outlet, Persist};
+pub use session::SessionKey;
+pub use stats::{BrokerStats, VhostStats};
+
+use crate::limits::Limits;
+use crate::name::{ChannelName, SessionId, VhostPath};
+use crate::protocol::{encode_error, encode_reply, ClientError, CloseReason, Reply};
+use crate::storage::State;
+
+use session::{AuthState, Session};
+use vhost::Vhost;
+
+/// Why [`Broker::open_session`] refused a session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No such vhost (answer HTTP 404).
+    #[error("no vhost {0}")]
+    UnknownVhost(VhostPath),
+    /// The vhost has `limit` sessions already (answer HTTP 503, or close
+    /// with [`CloseReason::Overloaded`] if already upgraded).
+    #[error("vhost {vhost} has reached its limit of {limit} connections")]
+    TooManyConnections {
+        /// The vhost.
+        vhost: VhostPath,
+        /// `max_connections_per_vhost`.
+        limit: usize,
+    },
+    /// The glue reused a key that is still open (a glue bug).
+    #[error("session key {0} is already open")]
+    KeyInUse(SessionKey),
+}
+
+/// The broker state machine. Single-threaded: the glue owns it and calls it
+/// from one place.
+#[derive(Debug)]
+pub struct Broker {
+    limits: Limits,
+    vhosts: HashMap<VhostPath, Vhost>,
+    sessions: HashMap<SessionKey, Session>,
+    sids: HashMap<SessionId, SessionKey>,
+    outbox: Outbox,
+    /// Scratch buffer every message is encoded into, once, then offered.
+    buf: Vec<u8>,
+}
+
+/// The counters and the sessions found slow during the current operation.
+/// Kept apart from the rest of the broker so a fan-out can borrow a channel's
+/// subscriber list and this at once.
+#[derive(Debug, Default)]
+struct Outbox {
+    stats: BrokerStats,
+    slow: Vec<SessionKey>,
+}
+
+impl Outbox {
+    /// The slow-consumer policy (see the module docs): offer `payload` to
+    /// `key` unless it is already found slow; on refusal, mark it slow.
+    fn offer(&mut self, outlet: &mut dyn Outlet, key: SessionKey, payload: &[u8]) -> bool {
+        if self.slow.contains(&key) {
+            return false;
+        }
+        if outlet.send(key, payload) {
+            self.stats.messages_out += 1;
+            self.stats.bytes_out += payload.len() as u64;
+            true
+        } else {
+            self.slow.push(key);
+            false
+        }
+    }
+}
+
+impl Broker {
+    /// A broker serving the vhosts, users and channels of `state`.
+    pub fn new(state: &State, limits: &Limits) -> Self {
+        let vhosts: HashMap<VhostPath, Vhost> = state
+            .vhosts
+            .iter()
+            .map(|(path, record)| (path.clone(), Vhost::from_record(record)))
+            .collect();
+        let mut outbox = Outbox::default();
+        outbox.stats.channels = vhosts.values().map(|v| v.channels.len() as u64).sum();
+        Broker {
+            limits: limits.clone(),
+            vhosts,
+            sessions: HashMap::new(),
+            sids: HashMap::new(),
+            outbox,
+            buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Opens a session on `vhost` and gives it a fresh [`SessionId`]. The
+    /// session starts anonymous, with the vhost's anonymous permissions.
+    pub fn open_session(
+        &mut self,
+        key: SessionKey,
+        vhost: &VhostPath,
+    ) -> Result<SessionId, Refusal> {
+        let refusal = if self.sessions.contains_key(&key) {
+            Some(Refusal::KeyInUse(key))
+        } else {
+            match self.vhosts.get(vhost) {
+                None => Some(Refusal::UnknownVhost(vhost.clone())),
+                Some(v) if v.sessions.len() >= self.limits.max_connections_per_vhost => {
+                    Some(Refusal::TooManyConnections {
+                        vhost: vhost.clone(),
+                        limit: self.limits.max_connections_per_vhost,
+                    })
+                }
+                Some(_) => None,
+            }
+        };
+        if let Some(refusal) = refusal {
+            self.outbox.stats.sessions_refused += 1;
+            return Err(refusal);
+        }
+        let Some(v) = self.vhosts.get_mut(vhost) else {
+            return Err(Refusal::UnknownVhost(vhost.clone()));
+        };
+        let sid = loop {
+            // 128 random bits never collide in practice; checking is cheap.
+            let sid = SessionId::generate();
+            if !self.sids.contains_key(&sid) {
+                break sid;
+            }
+        };
+        v.sessions.insert(key);
+        self.sids.insert(sid.clone(), key);
+        self.sessions
+            .insert(key, Session::new(sid.clone(), vhost.clone(), v.anonymous));
+        self.outbox.stats.sessions += 1;
+        self.outbox.stats.sessions_opened += 1;
+        Ok(sid)
+    }
+
+    /// Forgets a session the glue saw end (client close, idle, shutdown ...),
+    /// dropping its subscriptions, and counts `reason`. `false` if the broker
+    /// did not know it (e.g. it closed the session itself and already counted
+    /// it).
+    pub fn close_session(&mut self, key: SessionKey, reason: CloseReason) -> bool {
+        if self.detach(key).is_some() {
+            self.outbox.stats.count_close(reason);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Handles one client message (text, or binary holding UTF-8 JSON).
+    ///
+    /// Usually returns [`Outcome::Done`]. An `authenticate` with a secret
+    /// returns [`Outcome::CheckSecret`]: the glue runs the (slow) check off
+    /// the broker thread and reports back with
+    /// [`Broker::finish_authenticate`]; messages from that session that
+    /// arrive meanwhile are held and answered in order afterwards.
+    #[must_use = "a CheckSecret outcome must be completed with finish_authenticate"]
+    pub fn on_message(&mut self, key: SessionKey, payload: &[u8], io: &mut Io<'_>) -> Outcome {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return Outcome::Done;
+        };
+        self.outbox.stats.messages_in += 1;
+        self.outbox.stats.bytes_in += payload.len() as u64;
+        let outcome = match &mut session.auth {
+            AuthState::Checking { held, held_bytes } => {
+                if *held_bytes + payload.len() > self.limits.max_pending_bytes {
+                    self.close(key, CloseReason::PolicyViolation, io.outlet);
+                } else {
+                    *held_bytes += payload.len();
+                    held.push_back(payload.into());
+                }
+                Outcome::Done
+            }
+            AuthState::Ready => self.handle(key, payload, io),
+        };
+        self.reap(io.outlet);
+        outcome
+    }
+
+    /// The counters and gauges.
+    pub fn stats(&self) -> &BrokerStats {
+        &self.outbox.stats
+    }
+
+    /// Gauges per vhost, in path order.
+    pub fn vhost_stats(&self) -> Vec<VhostStats> {
+        let mut all: Vec<VhostStats> = self
+            .vhosts
+            .iter()
+            .map(|(path, v)| VhostStats {
+                vhost: path.clone(),
+                sessions: v.sessions.len() as u64,
+                authenticated: v
+                    .sessions
+                    .iter()
+                    .filter(|k| self.sessions.get(k).is_some_and(|s| s.user.is_some()))
+                    .count() as u64,
+                channels: v.channels.len() as u64,
+                subscriptions: v.subscriptions() as u64,
+            })
+            .collect();
+        all.sort_by(|a, b| a.vhost.cmp(&b.vhost));
+        all
+    }
+
+    /// Number of open sessions on `vhost` (0 if unknown).
+    pub fn session_count(&self, vhost: &VhostPath) -> usize {
+        self.vhosts.get(vhost).map_or(0, |v| v.sessions.len())
+    }
+
+    /// The channels of `vhost`, sorted, with their subscriber counts.
+    pub fn channels(&self, vhost: &VhostPath) -> Vec<(ChannelName, usize)> {
+        let mut all: Vec<_> = self
+            .vhosts
+            .get(vhost)
+            .map(|v| {
+                v.channels
+                    .iter()
+                    .map(|(n, c)| (n.clone(), c.len()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        all.sort();
+        all
+    }
+
+    /// Decodes and dispatches one message from a session that is not waiting
+    /// for a secret check.
+    fn handle(&mut self, key: SessionKey, payload: &[u8], io: &mut Io<'_>) -> Outcome {
+        // The WebSocket layer enforces this too; checked again so the broker
+        // is safe whatever feeds it.
+        if payload.len() > self.limits.max_message_size {
+            self.close(key, CloseReason::MessageTooBig, io.outlet);
+            return Outcome::Done;
+        }
+        match crate::protocol::decode(payload) {
+            Ok(request) => self.dispatch(key, request, io),
+            Err(error) => {
+                self.send_error(key, &error, io.outlet);
+                Outcome::Done
+            }
+        }
+    }
+
+    /// Encodes `reply` and offers it to `key`.
+    fn send_reply(&mut self, key: SessionKey, reply: &Reply<'_>, outlet: &mut dyn Outlet) {
+        self.buf.clear();
+        encode_reply(&mut self.buf, reply);
+        self.outbox.offer(outlet, key, &self.buf);
+    }
+
+    /// Encodes `error`, offers it to `key` and counts it.
+    fn send_error(&mut self, key: SessionKey, error: &ClientError, outlet: &mut dyn Outlet) {
+        self.outbox.stats.count_error(error.id);
+        self.buf.clear();
+        encode_error(&mut self.buf, error);
+        self.outbox.offer(outlet, key, &self.buf);
+    }
+
+    /// Offers the message already in `self.buf` to every subscriber of
+    /// `channel`, in subscription order. Returns how many accepted it.
+    fn fan_out(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        outlet: &mut dyn Outlet,
+    ) -> u64 {
+        let Some(subscribers) = self.vhosts.get(vhost).and_then(|v| v.channels.get(channel)) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for key in subscribers.subscribers() {
+            if self.outbox.offer(outlet, key, &self.buf) {
+                delivered += 1;
+            }
+        }
+        self.outbox.stats.broadcasts += 1;
+        self.outbox.stats.deliveries += delivered;
+        delivered
+    }
+
+    /// Closes the sessions found slow during the operation that just ended.
+    fn reap(&mut self, outlet: &mut dyn Outlet) {
+        while let Some(key) = self.outbox.slow.pop() {
+            if self.sessions.contains_key(&key) {
+                self.outbox.stats.slow_consumers += 1;
+                self.close(key, CloseReason::SlowConsumer, outlet);
+            }
+        }
+    }
+
+    /// The broker ends a session itself: forget it, tell the outlet, count.
+    fn close(&mut self, key: SessionKey, reason: CloseReason, outlet: &mut dyn Outlet) {
+        if self.detach(key).is_some() {
+            outlet.close(key, reason);
+            self.outbox.stats.count_close(reason);
+        }
+    }
+
+    /// Removes a session and all its subscriptions.
+    fn detach(&mut self, key: SessionKey) -> Option<Session> {
+        let mut session = self.sessions.remove(&key)?;
+        self.sids.remove(&session.sid);
+        self.outbox.stats.sessions -= 1;
+        let subscriptions = std::mem::take(&mut session.subscriptions);
+        if let Some(vhost) = self.vhosts.get_mut(&session.vhost) {
+            vhost.sessions.remove(&key);
+            for name in &subscriptions {
+                if let Some(channel) = vhost.channels.get_mut(name) {
+                    channel.unsubscribe(key);
+                }
+            }
+        }
+        self.outbox.stats.subscriptions -= subscriptions.len() as u64;
+        Some(session)
+    }
+
+    /// Drops one subscription on both sides; `false` if there was none.
+    fn drop_subscription(&mut self, key: SessionKey, name: &ChannelName) -> bool {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return false;
+        };
+        if !session.subscriptions.remove(name) {
+            return false;
+        }
+        if let Some(channel) = self
+            .vhosts
+            .get_mut(&session.vhost)
+            .and_then(|v| v.channels.get_mut(name))
+        {
+            channel.unsubscribe(key);
+        }
+        self.outbox.stats.subscriptions -= 1;
+        true
+    }
+
+    /// Drops every subscription of `key` whose channel the session may no
+    /// longer READ (all of them if it lacks READ), telling it `unsubscribed`
+    /// for each.
+    fn drop_unreadable(&mut self, key: SessionKey, outlet: &mut dyn Outlet) {
+        let Some(session) = self.sessions.get(&key) else {
+            return;
+        };
+        if session.may(crate::name::Permissions::READ) {
+            return;
+        }
+        let names: Vec<ChannelName> = session.subscriptions.iter().cloned().collect();
+        for name in names {
+            if self.drop_subscription(key, &name) {
+                self.send_reply(key, &Reply::Unsubscribed(name.as_str()), outlet);
+            }
+        }
+    }
+}

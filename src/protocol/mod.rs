@@ -1,1 +1,22 @@
-//! placeholder
+//! The client protocol (WebSocket, JSON) and its error table.
+//!
+//! Pure: bytes in, [`Request`] or [`ClientError`] out; replies, errors and
+//! deliveries encoded into caller-owned buffers. No I/O, no tokio. The broker
+//! ([`crate::broker`]) decides what to answer; this module only knows shapes.
+//!
+//! - [`error`]: [`ErrorId`] (every client-visible error id) and
+//!   [`CloseReason`] (every way a session ends, with its close code).
+//! - [`client`]: [`decode`] one client message into a [`Request`].
+//! - [`encode`]: replies, errors, broadcast deliveries, direct messages and
+//!   the trigger payload for workers.
+
+pub mod client;
+pub mod encode;
+pub mod error;
+mod json;
+
+pub use client::{decode, Request, CLIENT_EVENTS};
+pub use encode::{
+    encode_delivery, encode_direct, encode_error, encode_reply, encode_trigger, Reply,
+};
+pub use error::{ClientError, CloseReason, ErrorId};

@@ -1,0 +1,55 @@
+//! What the broker needs from the outside, as traits the glue implements.
+//!
+//! The broker calls these synchronously and never waits on them: `send`
+//! answers at once whether the message fits, `trigger` whether a worker
+//! took it. Only `commit` may block (it is durable storage), and it is called
+//! only when a channel is created.
+
+use crate::name::VhostPath;
+use crate::protocol::CloseReason;
+use crate::storage::{Change, StorageError};
+
+use super::session::SessionKey;
+
+/// The way out to client sessions.
+pub trait Outlet {
+    /// Offers one text message to one session. `false` means the session has
+    /// no room (its pending outbound bytes would pass the limit); the broker
+    /// then closes it as a slow consumer. Must not block.
+    fn send(&mut self, key: SessionKey, payload: &[u8]) -> bool;
+
+    /// Closes a session with `reason` (close frame with its code, then the
+    /// TCP close). The broker has already forgotten the session, so calling
+    /// [`Broker::close_session`](super::Broker::close_session) for it later
+    /// is a harmless no-op.
+    fn close(&mut self, key: SessionKey, reason: CloseReason);
+}
+
+/// No ready backend worker could take a trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no ready backend worker")]
+pub struct NoWorker;
+
+/// The way to backend workers.
+pub trait Backend {
+    /// Hands a trigger (the `TR` payload) to a ready worker of `vhost`.
+    fn trigger(&mut self, vhost: &VhostPath, payload: &[u8]) -> Result<(), NoWorker>;
+}
+
+/// Durable storage of vhosts, users and channels.
+pub trait Persist {
+    /// Makes `change` durable before the broker acknowledges it. Used for the
+    /// channels the broker creates itself (auto-created on `subscribe`,
+    /// opened or closed by a backend).
+    fn commit(&mut self, change: &Change) -> Result<(), StorageError>;
+}
+
+/// Everything the broker may call during one operation.
+pub struct Io<'a> {
+    /// Messages and closes to client sessions.
+    pub outlet: &'a mut dyn Outlet,
+    /// Triggers to backend workers.
+    pub backend: &'a mut dyn Backend,
+    /// Durable channel changes.
+    pub persist: &'a mut dyn Persist,
+}

@@ -1,0 +1,167 @@
+//! The echo nukleus: answers every ws stream with a reply stream carrying the
+//! same messages back, for conformance and benchmark tools
+//! (`--echo-path`).
+//!
+//! Credit passes straight through: the credit ws gives for a reply stream is
+//! granted, with the same padding, on the matching initial stream, so every
+//! message received can be sent back at once and nothing is buffered here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::frame::{self, Frame, StreamId, StreamIds};
+use super::plumbing::{Pending, Plumbing};
+use super::runner::{Agent, Signals};
+use super::{FrameBatch, IdMap};
+use crate::nukleus::command::Response;
+
+struct Echo {
+    source: usize,
+    initial: StreamId,
+    target: usize,
+    reply: StreamId,
+}
+
+/// The echo nukleus.
+pub struct EchoNukleus {
+    plumbing: Plumbing,
+    by_initial: HashMap<(usize, StreamId), Echo>,
+    by_reply: IdMap<(usize, StreamId)>,
+    ids: StreamIds,
+    frames: FrameBatch,
+    commands: Vec<Pending>,
+}
+
+impl EchoNukleus {
+    /// Creates the nukleus; `signals` must already hold its thread's signal.
+    pub fn new(
+        run_dir: &std::path::Path,
+        ring_capacity: usize,
+        signals: Arc<Signals>,
+    ) -> std::io::Result<Self> {
+        Ok(EchoNukleus {
+            plumbing: Plumbing::create(run_dir, "echo", ring_capacity, signals)?,
+            by_initial: HashMap::new(),
+            by_reply: IdMap::default(),
+            ids: StreamIds::reply(),
+            frames: FrameBatch::default(),
+            commands: Vec::new(),
+        })
+    }
+
+    fn on_frame(&mut self, source: usize, frame: Frame<'_>) {
+        let key = (source, frame.stream());
+        match frame {
+            Frame::Begin { stream, .. } if stream.is_initial() => {
+                let name = &self.plumbing.sources[source].name;
+                let Some(target) = self.plumbing.target_index(name) else {
+                    self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+                    return;
+                };
+                let reply = self.ids.next_id();
+                self.plumbing.targets[target]
+                    .write(frame::BEGIN, &[&frame::begin_head(reply, stream.0)]);
+                self.by_reply.insert(reply.0, key);
+                self.by_initial.insert(
+                    key,
+                    Echo {
+                        source,
+                        initial: stream,
+                        target,
+                        reply,
+                    },
+                );
+            }
+            Frame::Data { payload, .. } => {
+                if let Some(echo) = self.by_initial.get(&key) {
+                    let reply = echo.reply.bytes();
+                    self.plumbing.targets[echo.target].write(frame::DATA, &[&reply, payload]);
+                }
+            }
+            Frame::End { .. } | Frame::Reset { .. } => {
+                if let Some(echo) = self.by_initial.remove(&key) {
+                    self.by_reply.remove(&echo.reply.0);
+                    let kind = match frame {
+                        Frame::End { .. } => frame::END,
+                        _ => frame::RESET,
+                    };
+                    self.plumbing.targets[echo.target].write(kind, &[&echo.reply.bytes()]);
+                }
+            }
+            Frame::Begin { .. } | Frame::Window { .. } => {}
+        }
+    }
+
+    fn on_throttle(&mut self, frame: Frame<'_>) {
+        let Some(&key) = self.by_reply.get(&frame.stream().0) else {
+            return;
+        };
+        let Some(echo) = self.by_initial.get(&key) else {
+            return;
+        };
+        let source = &mut self.plumbing.sources[echo.source];
+        match frame {
+            Frame::Window {
+                credit, padding, ..
+            } => {
+                let body = frame::window_body(echo.initial, credit, padding);
+                source.throttle(frame::WINDOW, &[&body]);
+            }
+            Frame::Reset { .. } => {
+                source.throttle(frame::RESET, &[&echo.initial.bytes()]);
+                self.by_reply.remove(&frame.stream().0);
+                self.by_initial.remove(&key);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Agent for EchoNukleus {
+    fn name(&self) -> &str {
+        "echo"
+    }
+
+    fn do_work(&mut self, _now: Instant) -> usize {
+        let mut work = self.plumbing.poll_commands(&mut self.commands);
+        for pending in std::mem::take(&mut self.commands) {
+            // Echo takes no bindings: ws binds a path to it.
+            self.plumbing.respond(Response::error(pending.correlation));
+        }
+        for source in 0..self.plumbing.sources.len() {
+            let mut frames = std::mem::take(&mut self.frames);
+            work += self.plumbing.sources[source]
+                .file
+                .forward
+                .read(1024, |t, b| frames.push(t, b));
+            for (type_id, body) in frames.iter() {
+                if let Ok(frame) = Frame::decode(type_id, body) {
+                    self.on_frame(source, frame);
+                }
+            }
+            frames.clear();
+            self.frames = frames;
+        }
+        for target in 0..self.plumbing.targets.len() {
+            let mut frames = std::mem::take(&mut self.frames);
+            work += self.plumbing.targets[target]
+                .file
+                .throttle
+                .read(1024, |t, b| frames.push(t, b));
+            for (type_id, body) in frames.iter() {
+                if let Ok(frame) = Frame::decode(type_id, body) {
+                    self.on_throttle(frame);
+                }
+            }
+            frames.clear();
+            self.frames = frames;
+        }
+        self.plumbing.notify_peers();
+        work
+    }
+
+    fn on_close(&mut self) {
+        self.plumbing.remove_files();
+    }
+}

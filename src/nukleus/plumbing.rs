@@ -1,0 +1,283 @@
+//! What every nukleus has in common: its control file, the streams files it
+//! captured (reads) and routed to (writes), and the generic commands
+//! CAPTURE, UNCAPTURE, ROUTE and UNROUTE.
+//!
+//! ```text
+//! <run_dir>/<me>/control              commands in, responses out, counters
+//! <run_dir>/<me>/streams/<source>     CAPTURE: created here, read by me
+//! <run_dir>/<dest>/streams/<me>       ROUTE: mapped here, written by me
+//! ```
+//!
+//! A streams file holds a forward ring (source -> reader) and a throttle ring
+//! (reader -> source, for WINDOW and RESET), so one file serves both ways of
+//! one pair of nuklei.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::command::{self, Command, Decoded, Response};
+use super::runner::{Signal, Signals};
+use crate::stream::{ControlFile, ControlLayout, CountersManager, Ring, StreamsFile};
+
+/// A streams file this nukleus reads (it was CAPTUREd).
+pub struct Source {
+    /// The writing nukleus.
+    pub name: String,
+    /// The file: `forward` is read here, `throttle` written here.
+    pub file: StreamsFile,
+    /// Wakes the writer after we wrote to its throttle ring.
+    pub signal: Option<Arc<Signal>>,
+    /// Throttle frames were written and the writer not yet woken.
+    pub dirty: bool,
+}
+
+/// A streams file this nukleus writes (it was ROUTEd).
+pub struct Target {
+    /// The reading nukleus.
+    pub name: String,
+    /// The file: `forward` is written here, `throttle` read here.
+    pub file: StreamsFile,
+    /// Wakes the reader after we wrote to the forward ring.
+    pub signal: Option<Arc<Signal>>,
+    /// Frames were written and the reader not yet woken.
+    pub dirty: bool,
+}
+
+impl Source {
+    /// Writes a frame to the writer on the throttle ring.
+    pub fn throttle(&mut self, type_id: i32, parts: &[&[u8]]) -> bool {
+        self.dirty = true;
+        self.file.throttle.write(type_id, parts).is_ok()
+    }
+}
+
+impl Target {
+    /// Writes a frame to the reader on the forward ring; false when full.
+    pub fn write(&mut self, type_id: i32, parts: &[&[u8]]) -> bool {
+        let ok = self.file.forward.write(type_id, parts).is_ok();
+        self.dirty |= ok;
+        ok
+    }
+
+    /// The forward ring, for claims.
+    pub fn ring(&self) -> &Ring {
+        &self.file.forward
+    }
+}
+
+/// A nukleus's files.
+pub struct Plumbing {
+    name: String,
+    dir: PathBuf,
+    run_dir: PathBuf,
+    capacity: usize,
+    commands: Ring,
+    responses: crate::stream::BroadcastTransmitter,
+    /// The counters region of the control file.
+    pub counters: CountersManager,
+    /// Captured streams files, read here.
+    pub sources: Vec<Source>,
+    /// Routed streams files, written here.
+    pub targets: Vec<Target>,
+    signals: Arc<Signals>,
+    pending: Vec<(i32, Vec<u8>)>,
+}
+
+/// A nukleus-specific command the generic part does not handle.
+#[derive(Debug)]
+pub struct Pending {
+    /// Correlation id to answer.
+    pub correlation: i64,
+    /// Command type.
+    pub type_id: i32,
+    /// Whole command body.
+    pub body: Vec<u8>,
+}
+
+impl Plumbing {
+    /// Creates `<run_dir>/<name>/control` and an empty `streams/` directory.
+    pub fn create(
+        run_dir: &Path,
+        name: &str,
+        capacity: usize,
+        signals: Arc<Signals>,
+    ) -> std::io::Result<Self> {
+        let dir = run_dir.join(name);
+        std::fs::create_dir_all(dir.join("streams"))?;
+        let control = ControlFile::create(&dir.join("control"), ControlLayout::default())?;
+        Ok(Plumbing {
+            name: name.to_string(),
+            dir,
+            run_dir: run_dir.to_path_buf(),
+            capacity,
+            commands: control.commands,
+            responses: control.responses,
+            counters: control.counters,
+            sources: Vec::new(),
+            targets: Vec::new(),
+            signals,
+            pending: Vec::new(),
+        })
+    }
+
+    /// This nukleus's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Executes waiting generic commands and returns the nukleus-specific
+    /// ones (BIND, UNBIND, PREPARE, UNPREPARE) for the caller.
+    pub fn poll_commands(&mut self, out: &mut Vec<Pending>) -> usize {
+        let pending = &mut self.pending;
+        let n = self.commands.read(16, |type_id, body| {
+            pending.push((type_id, body.to_vec()));
+        });
+        if n == 0 {
+            return 0;
+        }
+        for (type_id, body) in std::mem::take(&mut self.pending) {
+            let (correlation, command) = match command::decode(type_id, &body) {
+                Decoded::Ignored => continue,
+                Decoded::Malformed { correlation, error } => {
+                    tracing::warn!(nukleus = %self.name, %error, "malformed command");
+                    self.respond(Response::error(correlation));
+                    continue;
+                }
+                Decoded::Command {
+                    correlation,
+                    command,
+                } => (correlation, command),
+            };
+            let result = match command {
+                Command::Capture(source) => self.capture(source),
+                Command::Uncapture(source) => self.uncapture(source),
+                Command::Route(target) => self.route(target),
+                Command::Unroute(target) => self.unroute(target),
+                _ => {
+                    out.push(Pending {
+                        correlation,
+                        type_id,
+                        body: body.clone(),
+                    });
+                    continue;
+                }
+            };
+            let response = match result {
+                Ok(()) => Response::ok(type_id, correlation),
+                Err(error) => {
+                    tracing::warn!(nukleus = %self.name, %error, "command failed");
+                    Response::error(correlation)
+                }
+            };
+            self.respond(response);
+        }
+        n
+    }
+
+    /// Publishes a response on the control file.
+    pub fn respond(&mut self, response: Response) {
+        if let Err(error) = self.responses.transmit(response.type_id(), &response.encode()) {
+            tracing::warn!(nukleus = %self.name, %error, "response not sent");
+        }
+    }
+
+    fn valid_peer(name: &str) -> std::io::Result<()> {
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(())
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("invalid nukleus name {name:?}"),
+            ))
+        }
+    }
+
+    fn capture(&mut self, source: &str) -> std::io::Result<()> {
+        Self::valid_peer(source)?;
+        if self.sources.iter().any(|s| s.name == source) {
+            return Ok(());
+        }
+        let file = StreamsFile::create(&self.dir.join("streams").join(source), self.capacity)?;
+        self.sources.push(Source {
+            name: source.to_string(),
+            file,
+            signal: self.signals.get(source),
+            dirty: false,
+        });
+        Ok(())
+    }
+
+    fn uncapture(&mut self, source: &str) -> std::io::Result<()> {
+        let before = self.sources.len();
+        self.sources.retain(|s| s.name != source);
+        if self.sources.len() == before {
+            return Err(not_found(source));
+        }
+        let _ = std::fs::remove_file(self.dir.join("streams").join(source));
+        Ok(())
+    }
+
+    fn route(&mut self, target: &str) -> std::io::Result<()> {
+        Self::valid_peer(target)?;
+        if self.targets.iter().any(|t| t.name == target) {
+            return Ok(());
+        }
+        let path = self.run_dir.join(target).join("streams").join(&self.name);
+        let file = StreamsFile::open(&path)?;
+        self.targets.push(Target {
+            name: target.to_string(),
+            file,
+            signal: self.signals.get(target),
+            dirty: false,
+        });
+        Ok(())
+    }
+
+    fn unroute(&mut self, target: &str) -> std::io::Result<()> {
+        let before = self.targets.len();
+        self.targets.retain(|t| t.name != target);
+        if self.targets.len() == before {
+            return Err(not_found(target));
+        }
+        Ok(())
+    }
+
+    /// The index of the target named `name`.
+    pub fn target_index(&self, name: &str) -> Option<usize> {
+        self.targets.iter().position(|t| t.name == name)
+    }
+
+    /// The index of the source named `name`.
+    pub fn source_index(&self, name: &str) -> Option<usize> {
+        self.sources.iter().position(|s| s.name == name)
+    }
+
+    /// Wakes every peer we wrote frames for since the last call.
+    pub fn notify_peers(&mut self) {
+        for target in self.targets.iter_mut().filter(|t| t.dirty) {
+            target.dirty = false;
+            if let Some(signal) = &target.signal {
+                signal.notify();
+            }
+        }
+        for source in self.sources.iter_mut().filter(|s| s.dirty) {
+            source.dirty = false;
+            if let Some(signal) = &source.signal {
+                signal.notify();
+            }
+        }
+    }
+
+    /// Removes this nukleus's directory (at shutdown).
+    pub fn remove_files(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn not_found(name: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotFound, format!("no stream file for {name:?}"))
+}

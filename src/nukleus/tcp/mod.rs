@@ -1,0 +1,356 @@
+//! The tcp nukleus: sockets at one edge, streams at the other (seed 001).
+//!
+//! - BIND opens a listener (IPv4, IPv6 or a device name). Each accepted
+//!   socket becomes an initial stream to the handler: BEGIN with the local and
+//!   remote address, DATA per read (only as much as the handler's WINDOW
+//!   allows), END on EOF, RESET on error.
+//! - The handler's reply stream (BEGIN with an even id naming the initial
+//!   stream) is written back to the socket; END shuts the write side down.
+//!   DATA frames queued for one connection during a round leave in one write.
+//! - PREPARE records a remote address; a handler's BEGIN with that ref opens
+//!   an outbound connection, and the roles of the two streams swap.
+//!
+//! Credit towards the handler's reply stream is the room left in the
+//! connection's outbound buffer (`out_limit`), so a slow client pushes back
+//! on the handler instead of growing a queue here.
+
+mod conn;
+pub mod control;
+mod streams;
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+
+use self::conn::Conn;
+use super::slab::Slab;
+use super::frame::{self, StreamId, StreamIds, Writer};
+use super::plumbing::{Pending, Plumbing};
+use super::runner::{Agent, Signal, Signals};
+use super::{FrameBatch, IdMap};
+
+const WAKER: Token = Token(usize::MAX);
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Settings of the tcp nukleus.
+#[derive(Debug, Clone)]
+pub struct TcpSettings {
+    /// Bytes a connection may hold unwritten before the handler runs out of
+    /// credit (the pending-bytes limit for slow consumers).
+    pub out_limit: usize,
+    /// Accepted connections beyond this are closed at once.
+    pub max_connections: usize,
+    /// Streams file capacity (bytes, a power of two).
+    pub ring_capacity: usize,
+}
+
+enum Entry {
+    Listener { listener: TcpListener, binding: i64 },
+    Conn(Box<Conn>),
+}
+
+struct Binding {
+    handler: String,
+    token: Token,
+}
+
+struct Prepared {
+    handler: String,
+    remote: SocketAddr,
+}
+
+/// The tcp nukleus.
+pub struct TcpNukleus {
+    plumbing: Plumbing,
+    settings: TcpSettings,
+    poll: Poll,
+    events: Events,
+    entries: Slab<Entry>,
+    bindings: HashMap<i64, Binding>,
+    prepared: HashMap<i64, Prepared>,
+    /// Streams we read, by (source index, stream id) -> token.
+    inbound: HashMap<(usize, StreamId), Token>,
+    /// Streams we write, by stream id -> token.
+    outbound: IdMap<Token>,
+    initial_ids: StreamIds,
+    reply_ids: StreamIds,
+    next_ref: i64,
+    scratch: Box<[u8]>,
+    dirty: Vec<Token>,
+    commands: Vec<Pending>,
+    connections: usize,
+    scratch_frames: FrameBatch,
+    stalled: Vec<Token>,
+}
+
+impl TcpNukleus {
+    /// Creates the nukleus and the signal that wakes it (its poller).
+    pub fn new(
+        run_dir: &std::path::Path,
+        settings: TcpSettings,
+        signals: Arc<Signals>,
+    ) -> std::io::Result<(Self, Arc<Signal>)> {
+        let poll = Poll::new()?;
+        let signal = Signal::for_poller(mio::Waker::new(poll.registry(), WAKER)?);
+        signals.register("tcp", signal.clone());
+        let plumbing = Plumbing::create(run_dir, "tcp", settings.ring_capacity, signals)?;
+        let nukleus = TcpNukleus {
+            plumbing,
+            settings,
+            poll,
+            events: Events::with_capacity(1024),
+            entries: Slab::default(),
+            bindings: HashMap::new(),
+            prepared: HashMap::new(),
+            inbound: HashMap::new(),
+            outbound: IdMap::default(),
+            initial_ids: StreamIds::initial(),
+            reply_ids: StreamIds::reply(),
+            next_ref: 1,
+            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            dirty: Vec::new(),
+            commands: Vec::new(),
+            connections: 0,
+            scratch_frames: FrameBatch::default(),
+            stalled: Vec::new(),
+        };
+        Ok((nukleus, signal))
+    }
+
+    fn poll_io(&mut self, timeout: Option<Duration>) -> usize {
+        if let Err(error) = self.poll.poll(&mut self.events, timeout) {
+            if error.kind() != ErrorKind::Interrupted {
+                tracing::warn!(%error, "poll failed");
+            }
+            return 0;
+        }
+        let ready: Vec<(Token, bool, bool)> = self
+            .events
+            .iter()
+            .filter(|e| e.token() != WAKER)
+            .map(|e| {
+                let gone = e.is_error() || e.is_read_closed() || e.is_write_closed();
+                (e.token(), e.is_readable() || gone, e.is_writable() || gone)
+            })
+            .collect();
+        for &(token, readable, writable) in &ready {
+            self.on_ready(token, readable, writable);
+        }
+        ready.len()
+    }
+
+    fn on_ready(&mut self, token: Token, readable: bool, writable: bool) {
+        match self.entries.get_mut(token.0) {
+            Some(Entry::Listener { .. }) => self.accept(token),
+            Some(Entry::Conn(conn)) => {
+                if writable {
+                    if conn.connecting {
+                        self.on_connected(token);
+                        return;
+                    }
+                    conn.writable = true;
+                    self.mark_dirty(token);
+                }
+                if readable {
+                    if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
+                        conn.readable = true;
+                    }
+                    self.read(token);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn accept(&mut self, token: Token) {
+        loop {
+            let Some(Entry::Listener { listener, binding }) = self.entries.get_mut(token.0) else {
+                return;
+            };
+            let binding = *binding;
+            let (socket, remote) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    return;
+                }
+            };
+            if self.connections >= self.settings.max_connections {
+                tracing::debug!(%remote, "connection limit reached; closing");
+                continue;
+            }
+            let Some(handler) = self.bindings.get(&binding).map(|b| b.handler.clone()) else {
+                continue;
+            };
+            let Some(target) = self.plumbing.target_index(&handler) else {
+                tracing::warn!(%handler, "no route to handler; closing connection");
+                continue;
+            };
+            let _ = socket.set_nodelay(true);
+            let local = socket.local_addr().unwrap_or(remote);
+            let id = self.initial_ids.next_id();
+            let mut begin = frame::begin_head(id, binding).to_vec();
+            begin.put_socket_addr(local);
+            begin.put_socket_addr(remote);
+            if !self.plumbing.targets[target].write(frame::BEGIN, &[&begin]) {
+                tracing::warn!(%handler, "handler ring full; refusing connection");
+                continue;
+            }
+            let conn = Conn::new(socket, target, id, false);
+            self.insert_conn(conn);
+        }
+    }
+
+    fn insert_conn(&mut self, conn: Conn) -> Option<Token> {
+        let outbound = conn.outbound;
+        let token = Token(self.entries.insert(Entry::Conn(Box::new(conn))));
+        let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) else {
+            return None;
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(error) = self.poll.registry().register(&mut conn.socket, token, interest) {
+            tracing::warn!(%error, "register failed");
+            self.entries.remove(token.0);
+            return None;
+        }
+        self.connections += 1;
+        if let Some(id) = outbound {
+            self.outbound.insert(id.0, token);
+        }
+        Some(token)
+    }
+
+    /// Reads from the socket while the handler has given credit.
+    fn read(&mut self, token: Token) {
+        let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) else {
+            return;
+        };
+        let Some(id) = conn.outbound else {
+            return;
+        };
+        let target = &mut self.plumbing.targets[conn.target];
+        let max_body = target.ring().max_body().saturating_sub(8);
+        while conn.readable && !conn.read_done {
+            let room = conn.credit - conn.padding;
+            if room <= 0 {
+                break;
+            }
+            let want = (room as usize).min(self.scratch.len()).min(max_body);
+            match conn.socket.read(&mut self.scratch[..want]) {
+                Ok(0) => {
+                    conn.read_done = true;
+                    if !target.write(frame::END, &[&id.bytes()]) {
+                        conn.end_pending = true;
+                        self.stalled.push(token);
+                    }
+                }
+                Ok(n) => {
+                    conn.credit -= n as i64 + conn.padding;
+                    if !target.write(frame::DATA, &[&id.bytes(), &self.scratch[..n]]) {
+                        // The ring is shared by every connection; keep the
+                        // bytes and stop reading until they are through.
+                        conn.stash.extend_from_slice(&self.scratch[..n]);
+                        conn.readable = false;
+                        conn.stalled = true;
+                        self.stalled.push(token);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => conn.readable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(error) => {
+                    tracing::debug!(%error, "read failed");
+                    conn.failed = true;
+                    break;
+                }
+            }
+        }
+        if conn.failed || conn.finished() {
+            self.close(token);
+        }
+    }
+
+    fn mark_dirty(&mut self, token: Token) {
+        if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    /// One write per connection for everything queued this round.
+    fn flush(&mut self) {
+        for token in std::mem::take(&mut self.dirty) {
+            let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) else {
+                continue;
+            };
+            conn.dirty = false;
+            let written = conn.flush();
+            if written > 0 {
+                if let Some((source, id)) = conn.inbound {
+                    let body = frame::window_body(id, written as i32, 0);
+                    self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
+                }
+            }
+            if conn.failed || conn.finished() {
+                self.close(token);
+            }
+        }
+    }
+
+    /// Frames from handlers: reply streams (and initial streams of outbound
+    /// connections).
+    fn read_sources(&mut self) -> usize {
+        let mut work = 0;
+        for source in 0..self.plumbing.sources.len() {
+            let mut frames = std::mem::take(&mut self.scratch_frames);
+            work += self.plumbing.sources[source].file.forward.read(256, |type_id, body| {
+                frames.push(type_id, body);
+            });
+            for (type_id, body) in frames.iter() {
+                self.on_source_frame(source, type_id, body);
+            }
+            frames.clear();
+            self.scratch_frames = frames;
+        }
+        work
+    }
+}
+
+pub use control::decode_bind;
+
+impl Agent for TcpNukleus {
+    fn name(&self) -> &str {
+        "tcp"
+    }
+
+    fn do_work(&mut self, _now: Instant) -> usize {
+        let mut work = self.plumbing.poll_commands(&mut self.commands);
+        for pending in std::mem::take(&mut self.commands) {
+            self.on_command(pending);
+        }
+        work += self.poll_io(Some(Duration::ZERO));
+        work += self.read_sources();
+        work += self.read_throttles();
+        work += self.retry_stalled();
+        self.flush();
+        self.plumbing.notify_peers();
+        work
+    }
+
+    fn park(&mut self, timeout: Duration) -> bool {
+        self.poll_io(Some(timeout));
+        true
+    }
+
+    fn on_close(&mut self) {
+        self.plumbing.remove_files();
+    }
+}

@@ -1,0 +1,243 @@
+//! Frames from handlers (forward rings) and their credit (throttle rings).
+
+use mio::net::TcpStream;
+use mio::Token;
+
+use super::conn::Conn;
+use super::{Entry, TcpNukleus};
+use crate::nukleus::frame::{self, Frame, StreamId, Writer};
+
+impl TcpNukleus {
+    pub(super) fn on_source_frame(&mut self, source: usize, type_id: i32, body: &[u8]) {
+        let frame = match Frame::decode(type_id, body) {
+            Ok(frame) => frame,
+            Err(error) => {
+                tracing::warn!(%error, "bad frame from handler");
+                return;
+            }
+        };
+        match frame {
+            Frame::Begin {
+                stream, reference, ..
+            } if stream.is_initial() => self.connect(source, stream, reference),
+            Frame::Begin {
+                stream, reference, ..
+            } => self.on_reply_begin(source, stream, StreamId(reference)),
+            Frame::Data { stream, payload } => {
+                if let Some(&token) = self.inbound.get(&(source, stream)) {
+                    if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
+                        conn.out.extend_from_slice(payload);
+                    }
+                    self.mark_dirty(token);
+                }
+            }
+            Frame::End { stream, .. } => {
+                if let Some(&token) = self.inbound.get(&(source, stream)) {
+                    if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
+                        conn.write_ending = true;
+                    }
+                    self.mark_dirty(token);
+                }
+            }
+            Frame::Reset { stream } => {
+                if let Some(&token) = self.inbound.get(&(source, stream)) {
+                    if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
+                        conn.write_done = true;
+                        conn.failed = true;
+                    }
+                    self.close(token);
+                }
+            }
+            Frame::Window { .. } => {}
+        }
+    }
+
+    fn on_reply_begin(&mut self, source: usize, stream: StreamId, initial: StreamId) {
+        let Some(&token) = self.outbound.get(&initial.0) else {
+            self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+            return;
+        };
+        if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
+            conn.inbound = Some((source, stream));
+            self.inbound.insert((source, stream), token);
+            let credit = self.settings.out_limit as i32;
+            let body = frame::window_body(stream, credit, 0);
+            self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
+        }
+    }
+
+    /// A handler's BEGIN with a prepared ref: open an outbound connection.
+    fn connect(&mut self, source: usize, stream: StreamId, reference: i64) {
+        let prepared = self.prepared.get(&reference);
+        let target = prepared.and_then(|p| self.plumbing.target_index(&p.handler));
+        let (Some(prepared), Some(target)) = (prepared, target) else {
+            self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+            return;
+        };
+        let socket = match TcpStream::connect(prepared.remote) {
+            Ok(socket) => socket,
+            Err(error) => {
+                tracing::debug!(%error, "connect failed");
+                self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+                return;
+            }
+        };
+        let mut conn = Conn::pending(socket, target, true);
+        conn.inbound = Some((source, stream));
+        match self.insert_conn(conn) {
+            Some(token) => {
+                self.inbound.insert((source, stream), token);
+            }
+            None => {
+                self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+            }
+        }
+    }
+
+    /// An outbound connect finished (or failed).
+    pub(super) fn on_connected(&mut self, token: Token) {
+        let reply = self.reply_ids.next_id();
+        let credit = self.settings.out_limit as i32;
+        let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) else {
+            return;
+        };
+        conn.connecting = false;
+        let peer = conn.socket.peer_addr();
+        let Some((source, initial)) = conn.inbound else {
+            return;
+        };
+        let (Ok(remote), Ok(local)) = (peer, conn.socket.local_addr()) else {
+            conn.failed = true;
+            conn.read_done = true;
+            self.close(token);
+            return;
+        };
+        let _ = conn.socket.set_nodelay(true);
+        let mut begin = frame::begin_head(reply, initial.0).to_vec();
+        begin.put_socket_addr(local);
+        begin.put_socket_addr(remote);
+        self.plumbing.targets[conn.target].write(frame::BEGIN, &[&begin]);
+        conn.outbound = Some(reply);
+        conn.writable = true;
+        conn.readable = true;
+        self.outbound.insert(reply.0, token);
+        let body = frame::window_body(initial, credit, 0);
+        self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
+        self.mark_dirty(token);
+    }
+
+    /// WINDOW and RESET from handlers for the streams we write.
+    pub(super) fn read_throttles(&mut self) -> usize {
+        let mut work = 0;
+        for target in 0..self.plumbing.targets.len() {
+            let mut frames = std::mem::take(&mut self.scratch_frames);
+            work += self.plumbing.targets[target]
+                .file
+                .throttle
+                .read(1024, |type_id, body| frames.push(type_id, body));
+            for (type_id, body) in frames.iter() {
+                match Frame::decode(type_id, body) {
+                    Ok(Frame::Window {
+                        stream,
+                        credit,
+                        padding,
+                    }) => self.on_window(stream, credit, padding),
+                    Ok(Frame::Reset { stream }) => self.on_reset_from_handler(stream),
+                    Ok(_) | Err(_) => {}
+                }
+            }
+            frames.clear();
+            self.scratch_frames = frames;
+        }
+        work
+    }
+
+    fn on_window(&mut self, stream: StreamId, credit: i32, padding: i32) {
+        let Some(&token) = self.outbound.get(&stream.0) else {
+            return;
+        };
+        if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
+            conn.credit += i64::from(credit);
+            conn.padding = i64::from(padding.max(0));
+        }
+        self.read(token);
+    }
+
+    fn on_reset_from_handler(&mut self, stream: StreamId) {
+        let Some(&token) = self.outbound.get(&stream.0) else {
+            return;
+        };
+        if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
+            conn.read_done = true;
+            conn.stash.clear();
+            conn.end_pending = false;
+            let _ = conn.socket.shutdown(std::net::Shutdown::Read);
+            if conn.finished() || conn.inbound.is_none() {
+                conn.write_done = true;
+                self.close(token);
+            }
+        }
+    }
+
+    /// Retries what a full ring refused earlier.
+    pub(super) fn retry_stalled(&mut self) -> usize {
+        if self.stalled.is_empty() {
+            return 0;
+        }
+        let mut work = 0;
+        for token in std::mem::take(&mut self.stalled) {
+            let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) else {
+                continue;
+            };
+            let (Some(id), target) = (conn.outbound, conn.target) else {
+                continue;
+            };
+            let target = &mut self.plumbing.targets[target];
+            if !conn.stash.is_empty() {
+                if !target.write(frame::DATA, &[&id.bytes(), &conn.stash]) {
+                    self.stalled.push(token);
+                    continue;
+                }
+                conn.stash = Vec::new();
+                conn.stalled = false;
+                conn.readable = true;
+                work += 1;
+            }
+            if conn.end_pending {
+                if !target.write(frame::END, &[&id.bytes()]) {
+                    self.stalled.push(token);
+                    continue;
+                }
+                conn.end_pending = false;
+                work += 1;
+            }
+            self.read(token);
+        }
+        work
+    }
+
+    /// Forgets a connection, telling the handler about what was not ended.
+    pub(super) fn close(&mut self, token: Token) {
+        let Some(Entry::Conn(mut conn)) = self.entries.remove(token.0) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.socket);
+        self.connections = self.connections.saturating_sub(1);
+        if let Some(id) = conn.outbound {
+            self.outbound.remove(&id.0);
+            if !conn.read_done || conn.end_pending || !conn.stash.is_empty() {
+                self.plumbing.targets[conn.target].write(frame::RESET, &[&id.bytes()]);
+            }
+        }
+        if let Some((source, id)) = conn.inbound {
+            self.inbound.remove(&(source, id));
+            if !conn.write_done || conn.queued() > 0 {
+                self.plumbing.sources[source].throttle(frame::RESET, &[&id.bytes()]);
+            }
+        }
+        if conn.failed {
+            // An abortive close (RST) tells the peer at once.
+            let _ = socket2::SockRef::from(&conn.socket).set_linger(Some(std::time::Duration::ZERO));
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The webrocket nukleus: the broker on the data path. Each ws stream is a
+//! client session; its messages go to [`Broker`], whose replies and
+//! deliveries go back on the session's reply stream.
+//!
+//! ws BEGIN (initial) carries `string sub-protocol, string path, address`;
+//! the path names the vhost. Credit for a session's input is granted again
+//! as soon as a message is handled, so input never waits here; credit for
+//! its output is what ws passed through from tcp, and running out of it is
+//! what makes a session a slow consumer.
+
+mod outlet;
+mod stats;
+mod verify;
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use self::outlet::{Overflow, Stream, StreamOutlet};
+use self::verify::Verifier;
+use crate::broker::{Backend, Broker, Io, NoWorker, Outcome, Persist, SessionKey};
+use crate::limits::Limits;
+use crate::name::VhostPath;
+use crate::nukleus::frame::{self, Frame, Reader, StreamId, StreamIds};
+use crate::nukleus::plumbing::{Pending, Plumbing};
+use crate::nukleus::runner::{Agent, Signal, Signals};
+use crate::nukleus::{FrameBatch, IdMap};
+use crate::protocol::CloseReason;
+use crate::storage::{Change, State, StorageError, Store};
+
+const STATS_PERIOD: Duration = Duration::from_millis(200);
+
+/// Work for the broker from other threads (the admin API, the backend
+/// exchange).
+pub enum Task {
+    /// An administrator's change, already durable.
+    Apply(Change),
+    /// Close every session (shutdown).
+    CloseAll(CloseReason),
+}
+
+/// Durable storage shared with the admin API.
+pub struct SharedStore(pub Arc<Mutex<Store>>);
+
+impl Persist for SharedStore {
+    fn commit(&mut self, change: &Change) -> Result<(), StorageError> {
+        match self.0.lock() {
+            Ok(mut store) => store.commit(change),
+            Err(poisoned) => poisoned.into_inner().commit(change),
+        }
+    }
+}
+
+/// The backend until workers exist: nobody takes triggers.
+pub struct NoBackend;
+
+impl Backend for NoBackend {
+    fn trigger(&mut self, _vhost: &VhostPath, _payload: &[u8]) -> Result<(), NoWorker> {
+        Err(NoWorker)
+    }
+}
+
+/// The webrocket nukleus.
+pub struct WebrocketNukleus {
+    plumbing: Plumbing,
+    broker: Broker,
+    store: SharedStore,
+    backend: Box<dyn Backend + Send>,
+    streams: IdMap<Stream>,
+    by_reply: IdMap<i64>,
+    overflow: Overflow,
+    ids: StreamIds,
+    frames: FrameBatch,
+    commands: Vec<Pending>,
+    verifier: Verifier,
+    tasks: Receiver<Task>,
+    input_window: i64,
+    stats: stats::Publisher,
+    next_stats: Instant,
+}
+
+impl WebrocketNukleus {
+    /// Creates the nukleus. `signal` is the one of the thread that runs it
+    /// (already registered as "webrocket" in `signals`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        run_dir: &std::path::Path,
+        ring_capacity: usize,
+        signals: Arc<Signals>,
+        signal: Arc<Signal>,
+        state: &State,
+        limits: &Limits,
+        store: Arc<Mutex<Store>>,
+        tasks: Receiver<Task>,
+    ) -> std::io::Result<Self> {
+        let plumbing = Plumbing::create(run_dir, "webrocket", ring_capacity, signals)?;
+        let stats = stats::Publisher::new(&plumbing.counters);
+        Ok(WebrocketNukleus {
+            plumbing,
+            broker: Broker::new(state, limits),
+            store: SharedStore(store),
+            backend: Box::new(NoBackend),
+            streams: IdMap::default(),
+            by_reply: IdMap::default(),
+            overflow: Overflow::default(),
+            ids: StreamIds::reply(),
+            frames: FrameBatch::default(),
+            commands: Vec::new(),
+            verifier: Verifier::start(2, signal)?,
+            tasks,
+            input_window: 2 * (limits.max_message_size as i64 + 64),
+            stats,
+            next_stats: Instant::now(),
+        })
+    }
+
+    /// Replaces the backend (the ZeroMQ exchange).
+    pub fn set_backend(&mut self, backend: Box<dyn Backend + Send>) {
+        self.backend = backend;
+    }
+
+    /// Runs `f` with the broker and an [`Io`] over this nukleus's streams,
+    /// then hands any secret check to the verifier.
+    fn with_io(&mut self, f: impl FnOnce(&mut Broker, &mut Io<'_>) -> Outcome) {
+        let mut outlet = StreamOutlet {
+            streams: &mut self.streams,
+            targets: &mut self.plumbing.targets,
+            overflow: &mut self.overflow,
+        };
+        let mut io = Io {
+            outlet: &mut outlet,
+            backend: self.backend.as_mut(),
+            persist: &mut self.store,
+        };
+        if let Outcome::CheckSecret(check) = f(&mut self.broker, &mut io) {
+            self.verifier.submit(check);
+        }
+    }
+
+    fn read_ws(&mut self) -> usize {
+        let mut work = 0;
+        for source in 0..self.plumbing.sources.len() {
+            let mut frames = std::mem::take(&mut self.frames);
+            work += self.plumbing.sources[source]
+                .file
+                .forward
+                .read(1024, |t, b| frames.push(t, b));
+            for (type_id, body) in frames.iter() {
+                match Frame::decode(type_id, body) {
+                    Ok(frame) => self.on_frame(source, frame),
+                    Err(error) => tracing::warn!(%error, "bad frame from ws"),
+                }
+            }
+            frames.clear();
+            self.frames = frames;
+        }
+        work
+    }
+
+    fn on_frame(&mut self, source: usize, frame: Frame<'_>) {
+        match frame {
+            Frame::Begin {
+                stream,
+                reference: _,
+                extension,
+            } => self.open(source, stream, extension),
+            Frame::Data { stream, payload } => self.on_data(stream, payload),
+            Frame::End { stream, extension } => {
+                let code = Reader::new(extension).i16().unwrap_or(1005);
+                let reason = match code {
+                    1006 => CloseReason::ConnectionLost,
+                    1001 => CloseReason::Idle,
+                    _ => CloseReason::ClientClosed,
+                };
+                self.forget(stream, reason);
+            }
+            Frame::Reset { stream } => self.forget(stream, CloseReason::ConnectionLost),
+            Frame::Window { .. } => {}
+        }
+    }
+
+    fn open(&mut self, source: usize, initial: StreamId, extension: &[u8]) {
+        let mut r = Reader::new(extension);
+        let _protocol = r.string();
+        let path = r.string().ok().flatten().unwrap_or("");
+        let Some(target) = self.plumbing.target_index(&self.plumbing.sources[source].name) else {
+            self.plumbing.sources[source].throttle(frame::RESET, &[&initial.bytes()]);
+            return;
+        };
+        let reply = self.ids.next_id();
+        self.plumbing.targets[target].write(frame::BEGIN, &[&frame::begin_head(reply, initial.0)]);
+        self.streams.insert(
+            initial.0,
+            Stream {
+                source,
+                initial,
+                target,
+                reply,
+                credit: 0,
+                padding: 0,
+                granted: self.input_window,
+                partial: Vec::new(),
+                ended: false,
+            },
+        );
+        self.by_reply.insert(reply.0, initial.0);
+        let key = SessionKey(initial.0 as u64);
+        let refused = match VhostPath::try_from(path) {
+            Ok(vhost) => self.broker.open_session(key, &vhost).err().map(|refusal| {
+                tracing::debug!(%refusal, "session refused");
+                CloseReason::Overloaded
+            }),
+            Err(_) => Some(CloseReason::VhostDeleted),
+        };
+        if let Some(reason) = refused {
+            let mut outlet = StreamOutlet {
+                streams: &mut self.streams,
+                targets: &mut self.plumbing.targets,
+                overflow: &mut self.overflow,
+            };
+            outlet.end(key, reason.code(), reason.reason());
+            return;
+        }
+        let body = frame::window_body(initial, self.input_window as i32, 0);
+        self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
+    }
+
+    fn on_data(&mut self, initial: StreamId, payload: &[u8]) {
+        let Some(stream) = self.streams.get_mut(&initial.0) else {
+            return;
+        };
+        let Some((&flags, message)) = payload.split_first() else {
+            return;
+        };
+        stream.granted -= payload.len() as i64;
+        let key = SessionKey(initial.0 as u64);
+        if flags & 0x80 == 0 || !stream.partial.is_empty() {
+            // A message larger than ws's piece size: reassemble it.
+            stream.partial.extend_from_slice(message);
+            if flags & 0x80 == 0 {
+                return;
+            }
+            let whole = std::mem::take(&mut stream.partial);
+            self.with_io(|broker, io| broker.on_message(key, &whole, io));
+        } else {
+            self.with_io(|broker, io| broker.on_message(key, message, io));
+        }
+        if let Some(stream) = self.streams.get_mut(&initial.0) {
+            let give = self.input_window - stream.granted;
+            if give >= self.input_window / 2 {
+                stream.granted += give;
+                let body = frame::window_body(initial, give as i32, 0);
+                self.plumbing.sources[stream.source].throttle(frame::WINDOW, &[&body]);
+            }
+        }
+    }
+
+    fn forget(&mut self, initial: StreamId, reason: CloseReason) {
+        let key = SessionKey(initial.0 as u64);
+        self.broker.close_session(key, reason);
+        let mut outlet = StreamOutlet {
+            streams: &mut self.streams,
+            targets: &mut self.plumbing.targets,
+            overflow: &mut self.overflow,
+        };
+        outlet.end(key, 1000, "");
+        if let Some(stream) = self.streams.remove(&initial.0) {
+            self.by_reply.remove(&stream.reply.0);
+        }
+    }
+
+    fn read_throttles(&mut self) -> usize {
+        let mut work = 0;
+        for target in 0..self.plumbing.targets.len() {
+            let mut frames = std::mem::take(&mut self.frames);
+            work += self.plumbing.targets[target]
+                .file
+                .throttle
+                .read(1024, |t, b| frames.push(t, b));
+            for (type_id, body) in frames.iter() {
+                let Ok(frame) = Frame::decode(type_id, body) else {
+                    continue;
+                };
+                let Some(&initial) = self.by_reply.get(&frame.stream().0) else {
+                    continue;
+                };
+                match frame {
+                    Frame::Window {
+                        credit, padding, ..
+                    } => {
+                        if let Some(stream) = self.streams.get_mut(&initial) {
+                            stream.credit += i64::from(credit);
+                            stream.padding = i64::from(padding.max(0));
+                        }
+                    }
+                    Frame::Reset { .. } => self.forget(StreamId(initial), CloseReason::ConnectionLost),
+                    _ => {}
+                }
+            }
+            frames.clear();
+            self.frames = frames;
+        }
+        work
+    }
+
+    fn run_tasks(&mut self) -> usize {
+        let mut work = 0;
+        while let Ok(task) = self.tasks.try_recv() {
+            work += 1;
+            match task {
+                Task::Apply(change) => self.with_io(|broker, io| {
+                    broker.apply_change(&change, io);
+                    Outcome::Done
+                }),
+                Task::CloseAll(reason) => {
+                    let keys: Vec<i64> = self.streams.keys().copied().collect();
+                    for key in keys {
+                        let key = SessionKey(key as u64);
+                        self.broker.close_session(key, reason);
+                        let mut outlet = StreamOutlet {
+                            streams: &mut self.streams,
+                            targets: &mut self.plumbing.targets,
+                            overflow: &mut self.overflow,
+                        };
+                        outlet.end(key, reason.code(), reason.reason());
+                    }
+                }
+            }
+        }
+        while let Some((check, verified)) = self.verifier.try_result() {
+            work += 1;
+            self.with_io(|broker, io| broker.finish_authenticate(check, verified, io));
+        }
+        work
+    }
+}
+
+impl Agent for WebrocketNukleus {
+    fn name(&self) -> &str {
+        "webrocket"
+    }
+
+    fn do_work(&mut self, now: Instant) -> usize {
+        let mut work = self.plumbing.poll_commands(&mut self.commands);
+        for pending in std::mem::take(&mut self.commands) {
+            // Sessions come from ws bindings; the broker takes no BIND.
+            self.plumbing
+                .respond(crate::nukleus::command::Response::error(pending.correlation));
+        }
+        work += self.overflow.drain(&mut self.plumbing.targets);
+        work += self.read_throttles();
+        work += self.run_tasks();
+        if self.overflow.is_empty() {
+            work += self.read_ws();
+        }
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_PERIOD;
+            self.stats.publish(self.broker.stats());
+        }
+        self.plumbing.notify_peers();
+        work
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Some(self.next_stats)
+    }
+
+    fn on_close(&mut self) {
+        self.stats.publish(self.broker.stats());
+        self.plumbing.remove_files();
+    }
+}

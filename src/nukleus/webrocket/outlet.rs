@@ -1,0 +1,117 @@
+//! The broker's way out: one reply stream per session into the ws nukleus,
+//! spending the credit ws granted. No credit means the session is slow; the
+//! broker decides what to do about that (it closes it).
+
+use std::collections::VecDeque;
+
+use crate::broker::{Outlet, SessionKey};
+use crate::nukleus::frame::{self, StreamId, Writer};
+use crate::nukleus::plumbing::Target;
+use crate::nukleus::IdMap;
+use crate::protocol::CloseReason;
+
+/// ws DATA flags of a whole text message.
+const TEXT_FIN: u8 = 0x81;
+
+/// The streams of one session.
+#[derive(Debug)]
+pub struct Stream {
+    /// Source index the session's initial stream comes from.
+    pub source: usize,
+    /// ws's initial stream.
+    pub initial: StreamId,
+    /// Target index our reply goes to.
+    pub target: usize,
+    /// Our reply stream.
+    pub reply: StreamId,
+    /// Credit ws gave for `reply`.
+    pub credit: i64,
+    /// Padding ws counts per DATA.
+    pub padding: i64,
+    /// Credit we gave ws for `initial` not yet used.
+    pub granted: i64,
+    /// Pieces of a message delivered in several DATA frames.
+    pub partial: Vec<u8>,
+    /// We ended the reply.
+    pub ended: bool,
+}
+
+/// Frames a full ring refused, sent first next round.
+#[derive(Debug, Default)]
+pub struct Overflow {
+    frames: VecDeque<(usize, i32, Vec<u8>)>,
+}
+
+impl Overflow {
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Writes what waited, in order, until a ring is full again.
+    pub fn drain(&mut self, targets: &mut [Target]) -> usize {
+        let mut n = 0;
+        while let Some((target, type_id, body)) = self.frames.front() {
+            if !targets[*target].write(*type_id, &[body]) {
+                break;
+            }
+            self.frames.pop_front();
+            n += 1;
+        }
+        n
+    }
+
+    fn write(&mut self, targets: &mut [Target], target: usize, type_id: i32, parts: &[&[u8]]) {
+        if self.frames.is_empty() && targets[target].write(type_id, parts) {
+            return;
+        }
+        self.frames.push_back((target, type_id, parts.concat()));
+    }
+}
+
+/// [`Outlet`] over the sessions' reply streams.
+pub struct StreamOutlet<'a> {
+    /// Sessions by key.
+    pub streams: &'a mut IdMap<Stream>,
+    /// Routed streams files.
+    pub targets: &'a mut [Target],
+    /// What full rings refused.
+    pub overflow: &'a mut Overflow,
+}
+
+impl StreamOutlet<'_> {
+    /// Ends a session's reply with a close code and reason.
+    pub fn end(&mut self, key: SessionKey, code: u16, reason: &str) {
+        let Some(stream) = self.streams.get_mut(&(key.0 as i64)) else {
+            return;
+        };
+        if stream.ended {
+            return;
+        }
+        stream.ended = true;
+        let mut body = stream.reply.bytes().to_vec();
+        body.put_i16(code as i16);
+        body.put_string(Some(reason));
+        self.overflow.write(self.targets, stream.target, frame::END, &[&body]);
+    }
+}
+
+impl Outlet for StreamOutlet<'_> {
+    fn send(&mut self, key: SessionKey, payload: &[u8]) -> bool {
+        let Some(stream) = self.streams.get_mut(&(key.0 as i64)) else {
+            return false;
+        };
+        let cost = payload.len() as i64 + 1 + stream.padding;
+        if stream.ended || stream.credit < cost {
+            return false;
+        }
+        stream.credit -= cost;
+        let parts: [&[u8]; 3] = [&stream.reply.bytes(), &[TEXT_FIN], payload];
+        self.overflow.write(self.targets, stream.target, frame::DATA, &parts);
+        true
+    }
+
+    fn close(&mut self, key: SessionKey, reason: CloseReason) {
+        self.end(key, reason.code(), reason.reason());
+    }
+}

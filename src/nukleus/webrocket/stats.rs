@@ -1,0 +1,78 @@
+//! Publishes the broker's counters into the counters region of the control
+//! file, where the monitor reads them without costing the server anything.
+
+use crate::broker::BrokerStats;
+use crate::protocol::{CloseReason, ErrorId};
+use crate::stream::{Counter, CountersManager};
+
+/// Counter handles in the order [`Publisher::publish`] fills them.
+pub struct Publisher {
+    counters: Vec<Counter>,
+}
+
+const SCALARS: [&str; 14] = [
+    "sessions",
+    "sessions_opened",
+    "sessions_refused",
+    "messages_in",
+    "bytes_in",
+    "messages_out",
+    "bytes_out",
+    "subscriptions",
+    "channels",
+    "broadcasts",
+    "deliveries",
+    "triggers",
+    "directs",
+    "slow_consumers",
+];
+
+impl Publisher {
+    /// Allocates one counter per statistic, labelled like
+    /// `broker.messages_in`, `broker.errors.ACCESS_DENIED` or
+    /// `broker.closes.slow_consumer`.
+    pub fn new(manager: &CountersManager) -> Self {
+        let labels = SCALARS
+            .iter()
+            .map(|name| format!("broker.{name}"))
+            .chain(ErrorId::ALL.iter().map(|id| format!("broker.errors.{}", id.as_str())))
+            .chain(CloseReason::ALL.iter().map(|r| format!("broker.closes.{}", r.label())));
+        let counters = labels
+            .filter_map(|label| match manager.allocate(&label) {
+                Ok(counter) => Some(counter),
+                Err(error) => {
+                    tracing::warn!(%error, %label, "no room for counter");
+                    None
+                }
+            })
+            .collect();
+        Publisher { counters }
+    }
+
+    /// Copies the current values out.
+    pub fn publish(&self, stats: &BrokerStats) {
+        let scalars = [
+            stats.sessions,
+            stats.sessions_opened,
+            stats.sessions_refused,
+            stats.messages_in,
+            stats.bytes_in,
+            stats.messages_out,
+            stats.bytes_out,
+            stats.subscriptions,
+            stats.channels,
+            stats.broadcasts,
+            stats.deliveries,
+            stats.triggers,
+            stats.directs,
+            stats.slow_consumers,
+        ];
+        let values = scalars
+            .iter()
+            .chain(stats.errors.iter())
+            .chain(stats.closes.iter());
+        for (counter, &value) in self.counters.iter().zip(values) {
+            counter.set(value as i64);
+        }
+    }
+}

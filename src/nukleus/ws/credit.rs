@@ -1,0 +1,164 @@
+//! Credit and timers of the ws nukleus: WINDOW and RESET coming back from
+//! tcp and handlers, the windows we grant in return, and the handshake, idle
+//! and closing deadlines.
+
+use std::time::Instant;
+
+use super::handshake;
+use super::nukleus::{Phase, WsNukleus, CLOSE_GRACE, FRAME_PADDING};
+use crate::nukleus::frame::{self, Frame, StreamId};
+
+/// Close code sent when the handler refused or dropped the connection.
+const CLOSE_HANDLER_GONE: u16 = 1011;
+/// Close code sent when the client sent nothing for the idle timeout.
+const CLOSE_IDLE: u16 = 1001;
+
+impl WsNukleus {
+    pub(super) fn read_throttles(&mut self, now: Instant) -> usize {
+        let mut work = 0;
+        for target in 0..self.plumbing.targets.len() {
+            let mut frames = std::mem::take(&mut self.frames);
+            work += self.plumbing.targets[target]
+                .file
+                .throttle
+                .read(1024, |type_id, body| frames.push(type_id, body));
+            for (type_id, body) in frames.iter() {
+                match Frame::decode(type_id, body) {
+                    Ok(Frame::Window {
+                        stream,
+                        credit,
+                        padding,
+                    }) => self.on_window(stream, credit, padding),
+                    Ok(Frame::Reset { stream }) => self.on_reset(stream, now),
+                    _ => {}
+                }
+            }
+            frames.clear();
+            self.frames = frames;
+        }
+        work
+    }
+
+    fn on_window(&mut self, stream: StreamId, credit: i32, padding: i32) {
+        if let Some(&key) = self.by_tcp_out.get(&stream.0) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.client.credit += i64::from(credit);
+                while conn.client.flush(&mut self.plumbing.targets) {}
+            }
+            self.touch(key);
+        } else if let Some(&key) = self.by_handler_out.get(&stream.0) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.handler.credit += i64::from(credit);
+                conn.handler.padding = i64::from(padding.max(0));
+            }
+            self.decode(key, None);
+            self.touch(key);
+        }
+    }
+
+    fn on_reset(&mut self, stream: StreamId, now: Instant) {
+        if let Some(&key) = self.by_tcp_out.get(&stream.0) {
+            self.finish(key, true);
+        } else if let Some(&key) = self.by_handler_out.get(&stream.0) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            conn.handler.ended = true;
+            if let Phase::Open(ws) = &mut conn.phase {
+                self.encoded.clear();
+                ws.close(CLOSE_HANDLER_GONE, "", &mut self.encoded);
+                conn.client.send(&mut self.plumbing.targets, &self.encoded);
+                conn.closing_since.get_or_insert(now);
+            }
+            self.touch(key);
+        }
+    }
+
+    /// Grants tcp room for more client bytes and the handler the credit tcp
+    /// gave for the client, for every connection touched this round.
+    pub(super) fn regrant(&mut self) {
+        for key in std::mem::take(&mut self.touched) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.touched = false;
+            let (want, held) = match &conn.phase {
+                Phase::Handshake { buf, .. } => (self.settings.engine.max_handshake_size, buf.len()),
+                Phase::Open(_) => (self.settings.input_window, conn.input.len()),
+                Phase::Done => (0, 0),
+            };
+            let give = want as i64 - held as i64 - conn.tcp_granted;
+            if give > 0 && (conn.tcp_granted == 0 || give >= want as i64 / 4) {
+                conn.tcp_granted += give;
+                let body = frame::window_body(conn.tcp_in, give as i32, 0);
+                self.plumbing.sources[conn.tcp_source].throttle(frame::WINDOW, &[&body]);
+            }
+            let Some((source, stream)) = conn.handler_in else {
+                continue;
+            };
+            if !matches!(conn.phase, Phase::Open(_)) {
+                continue;
+            }
+            let avail = conn.client.credit - conn.client.pending.len() as i64 - conn.handler_granted;
+            if avail > 0 {
+                let avail = avail.min(i64::from(i32::MAX));
+                conn.handler_granted += avail;
+                let body = frame::window_body(stream, avail as i32, FRAME_PADDING);
+                self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
+            }
+        }
+    }
+
+    /// Handshake timeout, idle timeout, and the grace period of a close.
+    pub(super) fn check_timers(&mut self, now: Instant) {
+        let handshake_timeout = self.settings.handshake_timeout;
+        let idle = self.settings.idle_timeout;
+        let mut expired = Vec::new();
+        self.conns.for_each_mut(|key, conn| {
+            if let Some(since) = conn.closing_since {
+                if now.duration_since(since) >= CLOSE_GRACE {
+                    expired.push(key);
+                }
+                return;
+            }
+            let late = match &conn.phase {
+                Phase::Handshake { since, .. } => now.duration_since(*since) >= handshake_timeout,
+                Phase::Open(_) => !idle.is_zero() && now.duration_since(conn.last_input) >= idle,
+                Phase::Done => false,
+            };
+            if late {
+                expired.push(key);
+            }
+        });
+        for key in expired {
+            self.expire(key, now);
+        }
+    }
+
+    fn expire(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.closing_since.is_some() {
+            self.finish(key, true);
+            return;
+        }
+        conn.closing_since = Some(now);
+        let targets = &mut self.plumbing.targets;
+        match &mut conn.phase {
+            Phase::Handshake { .. } => {
+                conn.client.send(targets, &handshake::error_response(408, "Request Timeout"));
+                conn.client.end(targets);
+                conn.phase = Phase::Done;
+            }
+            Phase::Open(ws) => {
+                self.encoded.clear();
+                ws.close(CLOSE_IDLE, "idle timeout", &mut self.encoded);
+                conn.client.send(targets, &self.encoded);
+                conn.handler.end(targets, CLOSE_IDLE);
+            }
+            Phase::Done => {}
+        }
+        self.touch(key);
+    }
+}

@@ -1,0 +1,372 @@
+//! The ws nukleus: turns tcp streams into WebSocket message streams for the
+//! handlers bound to a path, and the handlers' messages back into frames.
+//!
+//! ```text
+//!  tcp --BEGIN/DATA--> ws (handshake, decode) --BEGIN/DATA(flags)--> handler
+//!  tcp <--DATA-------- ws (encode)            <--DATA(flags)-------- handler
+//! ```
+//!
+//! Credit passes through: what tcp grants for the reply to a client becomes,
+//! less what ws itself still has to send, the handler's credit, with a
+//! padding of the largest frame header. So ws never queues handler data, and
+//! a slow client shows up at the handler as missing credit.
+//!
+//! BIND (ws): `string source, i64 source ref, string handler, string
+//! sub-protocol` as in seed 000, then our extension `string path` (null: any
+//! path) and `i32 max message size` (0: the default). Requests for a path no
+//! binding serves are answered 404 before any upgrade.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{WsConnection, WsSettings};
+use crate::nukleus::command::{self, Response};
+use crate::nukleus::frame::{self, FrameError, Reader, StreamId, StreamIds, Writer};
+use crate::nukleus::plumbing::{Pending, Plumbing, Target};
+use crate::nukleus::runner::{Agent, Signals};
+use crate::nukleus::slab::Slab;
+use crate::nukleus::{FrameBatch, IdMap};
+
+/// Largest header of a server frame: the padding handlers count per DATA.
+pub const FRAME_PADDING: i32 = 10;
+const TIMER_TICK: Duration = Duration::from_millis(100);
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Settings of the ws nukleus.
+#[derive(Debug, Clone)]
+pub struct WsNukleusSettings {
+    /// Engine limits for bindings that do not set their own message size.
+    pub engine: WsSettings,
+    /// Credit granted to tcp for a client's bytes not yet decoded.
+    pub input_window: usize,
+    /// Time allowed for the upgrade request.
+    pub handshake_timeout: Duration,
+    /// Connections without input for this long are closed (zero: never).
+    pub idle_timeout: Duration,
+    /// Streams file capacity.
+    pub ring_capacity: usize,
+}
+
+/// A decoded ws BIND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsBind {
+    /// The nukleus the tcp streams come from.
+    pub source: String,
+    /// The source's ref for those streams (tcp BOUND ref).
+    pub source_ref: i64,
+    /// The nukleus that gets the WebSocket streams.
+    pub handler: String,
+    /// The sub-protocol to select, if any.
+    pub protocol: Option<String>,
+    /// The request path served (None: any).
+    pub path: Option<String>,
+    /// Largest message for this binding (0: the default).
+    pub max_message_size: i32,
+}
+
+impl WsBind {
+    /// The command body after the correlation id.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.put_string(Some(&self.source));
+        body.put_i64(self.source_ref);
+        body.put_string(Some(&self.handler));
+        body.put_string(self.protocol.as_deref());
+        body.put_string(self.path.as_deref());
+        body.put_i32(self.max_message_size);
+        body
+    }
+
+    /// Decodes the command body after the correlation id.
+    pub fn decode(body: &[u8]) -> Result<WsBind, FrameError> {
+        let mut r = Reader::new(body);
+        let source = r.string()?.ok_or(FrameError::BadString)?.to_string();
+        let source_ref = r.i64()?;
+        let handler = r.string()?.ok_or(FrameError::BadString)?.to_string();
+        let protocol = r.string()?.map(str::to_string);
+        let path = if r.is_empty() { None } else { r.string()?.map(str::to_string) };
+        let max_message_size = if r.is_empty() { 0 } else { r.i32()? };
+        Ok(WsBind {
+            source,
+            source_ref,
+            handler,
+            protocol,
+            path,
+            max_message_size,
+        })
+    }
+}
+
+pub(super) struct Binding {
+    pub(super) bind: WsBind,
+    pub(super) settings: WsSettings,
+}
+
+pub(super) enum Phase {
+    Handshake { buf: Vec<u8>, since: Instant },
+    Open(Box<WsConnection>),
+    /// Rejected or finished: waiting for tcp to go away.
+    Done,
+}
+
+/// The stream towards the client (our reply to tcp).
+pub(super) struct ClientOut {
+    pub(super) target: usize,
+    pub(super) stream: StreamId,
+    /// Credit tcp gave us.
+    pub(super) credit: i64,
+    /// Bytes waiting for credit or ring room.
+    pub(super) pending: Vec<u8>,
+    pub(super) ended: bool,
+    pub(super) end_when_flushed: bool,
+}
+
+impl ClientOut {
+    pub(super) fn new(target: usize, stream: StreamId) -> Self {
+        ClientOut {
+            target,
+            stream,
+            credit: 0,
+            pending: Vec::new(),
+            ended: false,
+            end_when_flushed: false,
+        }
+    }
+
+    pub(super) fn send(&mut self, targets: &mut [Target], bytes: &[u8]) {
+        if self.ended || self.end_when_flushed {
+            return;
+        }
+        if self.pending.is_empty()
+            && self.credit >= bytes.len() as i64
+            && targets[self.target].write(frame::DATA, &[&self.stream.bytes(), bytes])
+        {
+            self.credit -= bytes.len() as i64;
+            return;
+        }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// Sends what waited; returns true when something went.
+    pub(super) fn flush(&mut self, targets: &mut [Target]) -> bool {
+        let n = (self.credit.max(0) as usize)
+            .min(self.pending.len())
+            .min(targets[self.target].ring().max_body() - 8);
+        let mut sent = false;
+        if n > 0 && targets[self.target].write(frame::DATA, &[&self.stream.bytes(), &self.pending[..n]]) {
+            self.credit -= n as i64;
+            self.pending.drain(..n);
+            if self.pending.is_empty() && self.pending.capacity() > KEEP_BUFFER {
+                self.pending = Vec::new();
+            }
+            sent = true;
+        }
+        if self.end_when_flushed && self.pending.is_empty() {
+            self.end_when_flushed = false;
+            self.end(targets);
+        }
+        sent
+    }
+
+    /// Ends the stream after what is pending.
+    pub(super) fn end(&mut self, targets: &mut [Target]) {
+        if self.ended {
+            return;
+        }
+        if !self.pending.is_empty() {
+            self.end_when_flushed = true;
+            return;
+        }
+        self.ended = targets[self.target].write(frame::END, &[&self.stream.bytes()]);
+        self.end_when_flushed = !self.ended;
+    }
+
+    pub(super) fn reset(&mut self, targets: &mut [Target]) {
+        if !self.ended {
+            self.ended = true;
+            targets[self.target].write(frame::RESET, &[&self.stream.bytes()]);
+        }
+    }
+}
+
+/// The stream towards the handler (our initial stream).
+pub(super) struct HandlerOut {
+    pub(super) target: usize,
+    pub(super) stream: Option<StreamId>,
+    pub(super) credit: i64,
+    pub(super) padding: i64,
+    pub(super) ended: bool,
+}
+
+impl HandlerOut {
+    pub(super) fn new(target: usize) -> Self {
+        HandlerOut {
+            target,
+            stream: None,
+            credit: 0,
+            padding: 0,
+            ended: false,
+        }
+    }
+
+    pub(super) fn deliver(&mut self, targets: &mut [Target], flags: u8, payload: &[u8]) -> bool {
+        let Some(stream) = self.stream else {
+            return false;
+        };
+        let cost = payload.len() as i64 + 1 + self.padding;
+        if self.ended || self.credit < cost {
+            return false;
+        }
+        if !targets[self.target].write(frame::DATA, &[&stream.bytes(), &[flags], payload]) {
+            return false;
+        }
+        self.credit -= cost;
+        true
+    }
+
+    pub(super) fn end(&mut self, targets: &mut [Target], code: u16) {
+        if let (Some(stream), false) = (self.stream, self.ended) {
+            self.ended = true;
+            targets[self.target].write(frame::END, &[&stream.bytes(), &(code as i16).to_le_bytes()]);
+        }
+    }
+}
+
+/// One client connection.
+pub(super) struct Conn {
+    pub(super) tcp_source: usize,
+    pub(super) tcp_in: StreamId,
+    /// Credit we gave tcp for `tcp_in` that it has not used yet.
+    pub(super) tcp_granted: i64,
+    /// Client bytes not yet decoded.
+    pub(super) input: Vec<u8>,
+    pub(super) client: ClientOut,
+    pub(super) phase: Phase,
+    pub(super) remote: Option<std::net::SocketAddr>,
+    pub(super) handler: HandlerOut,
+    pub(super) handler_in: Option<(usize, StreamId)>,
+    /// Credit we gave the handler for `handler_in` not used yet.
+    pub(super) handler_granted: i64,
+    pub(super) last_input: Instant,
+    pub(super) closing_since: Option<Instant>,
+    pub(super) touched: bool,
+}
+
+/// The ws nukleus.
+pub struct WsNukleus {
+    pub(super) plumbing: Plumbing,
+    pub(super) settings: WsNukleusSettings,
+    pub(super) bindings: IdMap<Binding>,
+    pub(super) next_ref: i64,
+    pub(super) conns: Slab<Conn>,
+    pub(super) by_tcp_in: HashMap<(usize, StreamId), usize>,
+    pub(super) by_tcp_out: IdMap<usize>,
+    pub(super) by_handler_out: IdMap<usize>,
+    pub(super) by_handler_in: HashMap<(usize, StreamId), usize>,
+    pub(super) initial_ids: StreamIds,
+    pub(super) reply_ids: StreamIds,
+    pub(super) frames: FrameBatch,
+    pub(super) encoded: Vec<u8>,
+    pub(super) touched: Vec<usize>,
+    pub(super) commands: Vec<Pending>,
+    pub(super) next_tick: Instant,
+}
+
+pub(super) const KEEP_BUFFER: usize = 16 * 1024;
+
+impl WsNukleus {
+    /// Creates the nukleus; `signals` must already hold the signal of the
+    /// thread that will run it, under "ws".
+    pub fn new(
+        run_dir: &std::path::Path,
+        settings: WsNukleusSettings,
+        signals: Arc<Signals>,
+    ) -> std::io::Result<Self> {
+        let plumbing = Plumbing::create(run_dir, "ws", settings.ring_capacity, signals)?;
+        Ok(WsNukleus {
+            plumbing,
+            settings,
+            bindings: IdMap::default(),
+            next_ref: 1,
+            conns: Slab::default(),
+            by_tcp_in: HashMap::new(),
+            by_tcp_out: IdMap::default(),
+            by_handler_out: IdMap::default(),
+            by_handler_in: HashMap::new(),
+            initial_ids: StreamIds::initial(),
+            reply_ids: StreamIds::reply(),
+            frames: FrameBatch::default(),
+            encoded: Vec::new(),
+            touched: Vec::new(),
+            commands: Vec::new(),
+            next_tick: Instant::now(),
+        })
+    }
+
+    fn on_command(&mut self, pending: Pending) {
+        let mut r = Reader::new(&pending.body);
+        let _ = r.i64();
+        let body = r.rest();
+        let correlation = pending.correlation;
+        let response = match pending.type_id {
+            command::BIND => self.bind(correlation, body),
+            command::UNBIND => Reader::new(body)
+                .i64()
+                .ok()
+                .and_then(|reference| self.bindings.remove(&reference))
+                .map(|_| Response::ok(command::UNBIND, correlation)),
+            // The ws nukleus serves WebSocket clients; it does not originate
+            // WebSocket connections, so PREPARE is refused.
+            _ => None,
+        };
+        self.plumbing
+            .respond(response.unwrap_or(Response::error(correlation)));
+    }
+
+    fn bind(&mut self, correlation: i64, body: &[u8]) -> Option<Response> {
+        let bind = WsBind::decode(body).ok()?;
+        self.plumbing.target_index(&bind.handler)?;
+        self.plumbing.source_index(&bind.source)?;
+        let mut settings = self.settings.engine.clone();
+        if bind.max_message_size > 0 {
+            let max = bind.max_message_size as usize;
+            settings.max_message_size = max;
+            settings.max_frame_size = max;
+        }
+        let reference = self.next_ref;
+        self.next_ref += 1;
+        self.bindings.insert(reference, Binding { bind, settings });
+        Some(Response::with_ref(command::BIND, correlation, reference))
+    }
+}
+
+impl Agent for WsNukleus {
+    fn name(&self) -> &str {
+        "ws"
+    }
+
+    fn do_work(&mut self, now: Instant) -> usize {
+        let mut work = self.plumbing.poll_commands(&mut self.commands);
+        for pending in std::mem::take(&mut self.commands) {
+            self.on_command(pending);
+        }
+        work += self.read_sources(now);
+        work += self.read_throttles(now);
+        self.regrant();
+        if now >= self.next_tick {
+            self.next_tick = now + TIMER_TICK;
+            self.check_timers(now);
+        }
+        self.plumbing.notify_peers();
+        work
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Some(self.next_tick)
+    }
+
+    fn on_close(&mut self) {
+        self.plumbing.remove_files();
+    }
+}

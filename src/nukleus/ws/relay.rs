@@ -1,0 +1,339 @@
+//! The ws nukleus's stream handling: tcp streams in, handler streams out, and
+//! back.
+
+use std::time::Instant;
+
+use super::handshake::{self, HandshakeOutcome};
+use super::nukleus::{ClientOut, Conn, HandlerOut, Phase, WsNukleus, FRAME_PADDING};
+use super::{extension, Action, WsConnection};
+use crate::nukleus::frame::{self, Frame, Reader, StreamId, Writer};
+
+impl WsNukleus {
+    pub(super) fn read_sources(&mut self, now: Instant) -> usize {
+        let mut work = 0;
+        for source in 0..self.plumbing.sources.len() {
+            let mut frames = std::mem::take(&mut self.frames);
+            work += self.plumbing.sources[source]
+                .file
+                .forward
+                .read(1024, |type_id, body| frames.push(type_id, body));
+            for (type_id, body) in frames.iter() {
+                match Frame::decode(type_id, body) {
+                    Ok(frame) => self.on_source_frame(source, frame, now),
+                    Err(error) => tracing::warn!(%error, "bad frame"),
+                }
+            }
+            frames.clear();
+            self.frames = frames;
+        }
+        work
+    }
+
+    fn on_source_frame(&mut self, source: usize, frame: Frame<'_>, now: Instant) {
+        let stream = frame.stream();
+        if let Some(&key) = self.by_tcp_in.get(&(source, stream)) {
+            match frame {
+                Frame::Data { payload, .. } => self.on_tcp_data(key, payload, now),
+                Frame::End { .. } => self.finish(key, false),
+                Frame::Reset { .. } => self.finish(key, true),
+                _ => {}
+            }
+            return;
+        }
+        if let Some(&key) = self.by_handler_in.get(&(source, stream)) {
+            match frame {
+                Frame::Data { payload, .. } => self.on_handler_data(key, payload),
+                Frame::End { extension, .. } => self.on_handler_end(key, extension, now),
+                Frame::Reset { .. } => self.finish(key, true),
+                _ => {}
+            }
+            return;
+        }
+        match frame {
+            Frame::Begin {
+                stream,
+                reference,
+                extension,
+            } if stream.is_initial() => self.on_tcp_begin(source, stream, reference, extension, now),
+            Frame::Begin {
+                stream, reference, ..
+            } => self.on_handler_begin(source, stream, reference),
+            Frame::Reset { .. } | Frame::Window { .. } => {}
+            _ => {
+                self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+            }
+        }
+    }
+
+    fn on_tcp_begin(&mut self, source: usize, stream: StreamId, reference: i64, extension: &[u8], now: Instant) {
+        let name = &self.plumbing.sources[source].name;
+        let known = self
+            .bindings
+            .values()
+            .any(|b| b.bind.source_ref == reference && &b.bind.source == name);
+        let target = self.plumbing.target_index(name);
+        let (true, Some(target)) = (known, target) else {
+            self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+            return;
+        };
+        let mut r = Reader::new(extension);
+        let _local = r.socket_addr();
+        let remote = r.socket_addr().ok();
+        let reply = self.reply_ids.next_id();
+        self.plumbing.targets[target].write(frame::BEGIN, &[&frame::begin_head(reply, stream.0)]);
+        let window = self.settings.engine.max_handshake_size as i64;
+        let conn = Conn {
+            tcp_source: source,
+            tcp_in: stream,
+            tcp_granted: window,
+            input: Vec::new(),
+            client: ClientOut::new(target, reply),
+            phase: Phase::Handshake {
+                buf: Vec::new(),
+                since: now,
+            },
+            remote,
+            handler: HandlerOut::new(0),
+            handler_in: None,
+            handler_granted: 0,
+            last_input: now,
+            closing_since: None,
+            touched: false,
+        };
+        let key = self.conns.insert(conn);
+        self.by_tcp_in.insert((source, stream), key);
+        self.by_tcp_out.insert(reply.0, key);
+        let body = frame::window_body(stream, window as i32, 0);
+        self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
+    }
+
+    fn on_tcp_data(&mut self, key: usize, payload: &[u8], now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.tcp_granted -= payload.len() as i64;
+        conn.last_input = now;
+        match &mut conn.phase {
+            Phase::Handshake { buf, .. } => {
+                buf.extend_from_slice(payload);
+                self.handshake(key, now);
+            }
+            Phase::Open(_) => self.decode(key, Some(payload)),
+            Phase::Done => {}
+        }
+        self.touch(key);
+    }
+
+    fn handshake(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Phase::Handshake { buf, .. } = &mut conn.phase else {
+            return;
+        };
+        match handshake::parse_upgrade(buf, &self.settings.engine) {
+            HandshakeOutcome::Incomplete => {}
+            HandshakeOutcome::Reject { response, .. } => {
+                let targets = &mut self.plumbing.targets;
+                conn.client.send(targets, &response);
+                conn.client.end(targets);
+                conn.phase = Phase::Done;
+                conn.closing_since = Some(now);
+            }
+            HandshakeOutcome::Request { request, consumed } => {
+                let rest = buf[consumed..].to_vec();
+                self.upgrade(key, request, rest, now);
+            }
+        }
+    }
+
+    fn upgrade(&mut self, key: usize, request: handshake::UpgradeRequest, rest: Vec<u8>, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let source = &self.plumbing.sources[conn.tcp_source].name;
+        let on_path = |b: &&super::nukleus::Binding| {
+            &b.bind.source == source && b.bind.path.as_deref().is_none_or(|p| p == request.path)
+        };
+        let chosen = self
+            .bindings
+            .iter()
+            .filter(|(_, b)| on_path(b))
+            .find(|(_, b)| match &b.bind.protocol {
+                Some(p) => request.protocols.iter().any(|offered| offered == p),
+                None => true,
+            });
+        let targets = &mut self.plumbing.targets;
+        let Some((&reference, binding)) = chosen else {
+            let path_known = self.bindings.values().any(|b| on_path(&b));
+            let (status, reason) = if path_known {
+                (400, "Unsupported sub-protocol")
+            } else {
+                (404, "Not Found")
+            };
+            conn.client.send(targets, &handshake::error_response(status, reason));
+            conn.client.end(targets);
+            conn.phase = Phase::Done;
+            conn.closing_since = Some(now);
+            return;
+        };
+        let Some(handler_target) = self.plumbing.target_index(&binding.bind.handler) else {
+            return;
+        };
+        let targets = &mut self.plumbing.targets;
+        let deflate = if binding.settings.deflate {
+            extension::negotiate_deflate(&request.deflate_offers)
+        } else {
+            None
+        };
+        let protocol = binding.bind.protocol.clone();
+        let accept = handshake::accept_response(&request, protocol.as_deref(), deflate.as_ref());
+        conn.client.send(targets, &accept);
+        conn.phase = Phase::Open(Box::new(WsConnection::new(&binding.settings, deflate)));
+        let initial = self.initial_ids.next_id();
+        let mut begin = frame::begin_head(initial, reference).to_vec();
+        begin.put_string(protocol.as_deref());
+        begin.put_string(Some(&request.path));
+        if let Some(remote) = conn.remote {
+            begin.put_socket_addr(remote);
+        }
+        conn.handler = HandlerOut::new(handler_target);
+        conn.handler.stream = Some(initial);
+        targets[handler_target].write(frame::BEGIN, &[&begin]);
+        conn.input = rest;
+        self.by_handler_out.insert(initial.0, key);
+        if !self.conns.get_mut(key).is_some_and(|c| c.input.is_empty()) {
+            self.decode(key, None);
+        }
+    }
+
+    /// Runs the engine over the client's bytes (`fresh`, after what waited
+    /// in `input`).
+    pub(super) fn decode(&mut self, key: usize, fresh: Option<&[u8]>) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Conn {
+            phase: Phase::Open(ws),
+            input,
+            client,
+            handler,
+            ..
+        } = conn
+        else {
+            return;
+        };
+        let targets = &mut self.plumbing.targets;
+        let mut closed = None;
+        let mut on_action = |action: Action<'_>| match action {
+            Action::Send(bytes) => {
+                client.send(targets, bytes);
+                true
+            }
+            Action::Deliver { flags, payload } => handler.deliver(targets, flags, payload),
+            Action::Closed { code } => {
+                closed = Some(code);
+                true
+            }
+        };
+        match fresh {
+            Some(fresh) if input.is_empty() => {
+                let consumed = ws.feed(fresh, &mut on_action);
+                input.extend_from_slice(&fresh[consumed..]);
+            }
+            fresh => {
+                if let Some(fresh) = fresh {
+                    input.extend_from_slice(fresh);
+                }
+                let consumed = ws.feed(input, &mut on_action);
+                input.drain(..consumed);
+                if input.is_empty() && input.capacity() > super::nukleus::KEEP_BUFFER {
+                    *input = Vec::new();
+                }
+            }
+        }
+        if let Some(code) = closed {
+            let targets = &mut self.plumbing.targets;
+            conn.client.end(targets);
+            conn.handler.end(targets, code);
+            conn.phase = Phase::Done;
+            conn.closing_since = Some(Instant::now());
+        }
+    }
+
+    fn on_handler_begin(&mut self, source: usize, stream: StreamId, initial: i64) {
+        let Some(&key) = self.by_handler_out.get(&initial) else {
+            self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+            return;
+        };
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.handler_in = Some((source, stream));
+            self.by_handler_in.insert((source, stream), key);
+            self.touch(key);
+        }
+    }
+
+    fn on_handler_data(&mut self, key: usize, payload: &[u8]) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.handler_granted -= payload.len() as i64 + i64::from(FRAME_PADDING);
+        let (Some((&flags, message)), Phase::Open(ws)) = (payload.split_first(), &mut conn.phase) else {
+            return;
+        };
+        self.encoded.clear();
+        ws.encode_message(flags, message, &mut self.encoded);
+        conn.client.send(&mut self.plumbing.targets, &self.encoded);
+        self.touch(key);
+    }
+
+    fn on_handler_end(&mut self, key: usize, extension: &[u8], now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut r = Reader::new(extension);
+        let code = r.i16().map(|c| c as u16).unwrap_or(1000);
+        let reason = r.string().ok().flatten().unwrap_or("");
+        conn.handler_in = None;
+        if let Phase::Open(ws) = &mut conn.phase {
+            self.encoded.clear();
+            ws.close(code, reason, &mut self.encoded);
+            conn.client.send(&mut self.plumbing.targets, &self.encoded);
+            conn.closing_since = Some(now);
+        }
+        self.touch(key);
+    }
+
+    /// Forgets a connection; ends (or resets) what is still open.
+    pub(super) fn finish(&mut self, key: usize, reset: bool) {
+        let Some(mut conn) = self.conns.remove(key) else {
+            return;
+        };
+        let targets = &mut self.plumbing.targets;
+        if reset {
+            conn.client.reset(targets);
+        } else {
+            conn.client.pending.clear();
+            conn.client.end(targets);
+        }
+        conn.handler.end(targets, 1006);
+        if let Some((source, stream)) = conn.handler_in {
+            self.by_handler_in.remove(&(source, stream));
+            self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+        }
+        if let Some(stream) = conn.handler.stream {
+            self.by_handler_out.remove(&stream.0);
+        }
+        self.by_tcp_in.remove(&(conn.tcp_source, conn.tcp_in));
+        self.by_tcp_out.remove(&conn.client.stream.0);
+    }
+
+    pub(super) fn touch(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.touched {
+                conn.touched = true;
+                self.touched.push(key);
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Encoding what the server sends: replies, errors, broadcast deliveries,
+//! direct messages, and the trigger payload handed to backend workers.
+//!
+//! Every encoder appends to a caller-owned `Vec<u8>` (clear it first), so the
+//! broker reuses one buffer and a broadcast is encoded once for all of its
+//! subscribers. Strings are escaped as JSON; `data` is copied verbatim from
+//! what the client or backend sent.
+
+use serde_json::value::RawValue;
+
+use super::error::ClientError;
+use super::json::{push_opt_str, push_raw, push_str};
+
+/// A success reply to a client request, or a server notice of the same shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// `{"authenticated": "<user>"}`.
+    Authenticated(&'a str),
+    /// `{"subscribed": "<channel>"}`.
+    Subscribed(&'a str),
+    /// `{"unsubscribed": "<channel>"}`; also sent unasked when a subscription
+    /// is dropped (channel closed, READ lost).
+    Unsubscribed(&'a str),
+    /// `{"broadcasted": "<channel>"}`.
+    Broadcasted(&'a str),
+    /// `{"triggered": "<event>"}`.
+    Triggered(&'a str),
+    /// `{"loggedOut": true}`.
+    LoggedOut,
+}
+
+/// Appends `{"<key>": "<value>"}` or `{"loggedOut":true}`.
+pub fn encode_reply(out: &mut Vec<u8>, reply: &Reply<'_>) {
+    let (key, value) = match *reply {
+        Reply::Authenticated(user) => ("authenticated", user),
+        Reply::Subscribed(channel) => ("subscribed", channel),
+        Reply::Unsubscribed(channel) => ("unsubscribed", channel),
+        Reply::Broadcasted(channel) => ("broadcasted", channel),
+        Reply::Triggered(event) => ("triggered", event),
+        Reply::LoggedOut => {
+            out.extend_from_slice(br#"{"loggedOut":true}"#);
+            return;
+        }
+    };
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    push_str(out, value);
+    out.push(b'}');
+}
+
+/// Appends `{"err":"<ID>","event":..,"channel":..,"message":..}`; context keys
+/// that are unknown are left out.
+pub fn encode_error(out: &mut Vec<u8>, error: &ClientError) {
+    out.extend_from_slice(b"{\"err\":");
+    push_str(out, error.id.as_str());
+    if let Some(event) = &error.event {
+        out.extend_from_slice(b",\"event\":");
+        push_str(out, event);
+    }
+    if let Some(channel) = &error.channel {
+        out.extend_from_slice(b",\"channel\":");
+        push_str(out, channel);
+    }
+    out.extend_from_slice(b",\"message\":");
+    push_str(out, &error.message);
+    out.push(b'}');
+}
+
+/// Appends a broadcast delivery:
+/// `{"<event>":{"channel":"<channel>","data":<data or null>,"user":"<user>" or null}}`.
+///
+/// `channel` and `user` come from the server, so a client cannot forge them.
+pub fn encode_delivery(
+    out: &mut Vec<u8>,
+    event: &str,
+    channel: &str,
+    data: Option<&RawValue>,
+    user: Option<&str>,
+) {
+    out.push(b'{');
+    push_str(out, event);
+    out.extend_from_slice(b":{\"channel\":");
+    push_str(out, channel);
+    out.extend_from_slice(b",\"data\":");
+    push_raw(out, data);
+    out.extend_from_slice(b",\"user\":");
+    push_opt_str(out, user);
+    out.extend_from_slice(b"}}");
+}
+
+/// Appends a direct message from a backend to one session:
+/// `{"<event>":<data or null>}`.
+pub fn encode_direct(out: &mut Vec<u8>, event: &str, data: Option<&RawValue>) {
+    out.push(b'{');
+    push_str(out, event);
+    out.push(b':');
+    push_raw(out, data);
+    out.push(b'}');
+}
+
+/// Appends the trigger a backend worker receives (the `TR` argument):
+/// `{"<event>":{"data":<data or null>,"sid":"<sid>","user":"<user>" or null}}`.
+pub fn encode_trigger(
+    out: &mut Vec<u8>,
+    event: &str,
+    data: Option<&RawValue>,
+    sid: &str,
+    user: Option<&str>,
+) {
+    out.push(b'{');
+    push_str(out, event);
+    out.extend_from_slice(b":{\"data\":");
+    push_raw(out, data);
+    out.extend_from_slice(b",\"sid\":");
+    push_str(out, sid);
+    out.extend_from_slice(b",\"user\":");
+    push_opt_str(out, user);
+    out.extend_from_slice(b"}}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::error::ErrorId;
+    use serde_json::{json, Value};
+
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).expect("encoders write UTF-8")
+    }
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).expect("valid JSON")
+    }
+
+    #[test]
+    fn replies_have_the_spec_shapes() {
+        let cases = [
+            (Reply::Authenticated("joe"), r#"{"authenticated":"joe"}"#),
+            (Reply::Subscribed("news"), r#"{"subscribed":"news"}"#),
+            (Reply::Unsubscribed("news"), r#"{"unsubscribed":"news"}"#),
+            (Reply::Broadcasted("news"), r#"{"broadcasted":"news"}"#),
+            (Reply::Triggered("hello"), r#"{"triggered":"hello"}"#),
+            (Reply::LoggedOut, r#"{"loggedOut":true}"#),
+        ];
+        for (reply, expected) in cases {
+            assert_eq!(text(|o| encode_reply(o, &reply)), expected);
+        }
+    }
+
+    #[test]
+    fn replies_escape_names() {
+        let s = text(|o| encode_reply(o, &Reply::Triggered("a\"b\\c\n")));
+        let v: Value = serde_json::from_str(&s).expect("valid JSON");
+        assert_eq!(v, json!({"triggered": "a\"b\\c\n"}));
+    }
+
+    #[test]
+    fn errors_carry_only_known_context() {
+        let bare = ClientError::new(ErrorId::InvalidMessageFormat).with_message("bad");
+        assert_eq!(
+            text(|o| encode_error(o, &bare)),
+            r#"{"err":"INVALID_MESSAGE_FORMAT","message":"bad"}"#
+        );
+        let full = ClientError::new(ErrorId::AccessDenied)
+            .with_event("subscribe")
+            .with_channel("news")
+            .with_message("no READ");
+        assert_eq!(
+            text(|o| encode_error(o, &full)),
+            r#"{"err":"ACCESS_DENIED","event":"subscribe","channel":"news","message":"no READ"}"#
+        );
+    }
+
+    #[test]
+    fn delivery_copies_data_verbatim() {
+        let data = raw(r#"{"x": 1,  "y" : [1.50, "\u00e9"]}"#);
+        let s = text(|o| encode_delivery(o, "hello", "world", Some(&data), Some("joe")));
+        assert_eq!(
+            s,
+            r#"{"hello":{"channel":"world","data":{"x": 1,  "y" : [1.50, "\u00e9"]},"user":"joe"}}"#
+        );
+    }
+
+    #[test]
+    fn delivery_without_data_or_user_uses_null() {
+        let s = text(|o| encode_delivery(o, "e", "c", None, None));
+        assert_eq!(s, r#"{"e":{"channel":"c","data":null,"user":null}}"#);
+    }
+
+    #[test]
+    fn delivery_escapes_event_names_used_as_keys() {
+        let s = text(|o| encode_delivery(o, "say \"hi\"", "c", None, Some("u")));
+        let v: Value = serde_json::from_str(&s).expect("valid JSON");
+        assert_eq!(
+            v,
+            json!({"say \"hi\"": {"channel": "c", "data": null, "user": "u"}})
+        );
+    }
+
+    #[test]
+    fn trigger_payload_shape() {
+        let data = raw("[1,2]");
+        let s = text(|o| encode_trigger(o, "hello", Some(&data), "abc123", None));
+        assert_eq!(s, r#"{"hello":{"data":[1,2],"sid":"abc123","user":null}}"#);
+        let s = text(|o| encode_trigger(o, "hello", None, "abc123", Some("joe")));
+        assert_eq!(s, r#"{"hello":{"data":null,"sid":"abc123","user":"joe"}}"#);
+    }
+
+    #[test]
+    fn direct_message_shape() {
+        let data = raw(r#""text""#);
+        assert_eq!(
+            text(|o| encode_direct(o, "ping", Some(&data))),
+            r#"{"ping":"text"}"#
+        );
+        assert_eq!(text(|o| encode_direct(o, "ping", None)), r#"{"ping":null}"#);
+    }
+
+    #[test]
+    fn encoders_append() {
+        let mut out = b"x".to_vec();
+        encode_reply(&mut out, &Reply::LoggedOut);
+        assert_eq!(out, br#"x{"loggedOut":true}"#);
+    }
+}

@@ -1,0 +1,120 @@
+//! The data path end to end: a real server process, real sockets, a real
+//! WebSocket client (tungstenite), and its control files driven from this
+//! process.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{http, ServerProcess, BASIC_CONFIG};
+use tungstenite::Message;
+use webrocket::nukleus::command::Command;
+use webrocket::nukleus::control::{ControlError, Controller};
+use webrocket::nukleus::tcp::control::{Bind, BindAddress};
+
+const T: Duration = Duration::from_secs(5);
+
+#[test]
+fn echo_round_trips_text_binary_and_large_messages() {
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    let (mut ws, response) = tungstenite::connect(server.url("/echo")).expect("connect");
+    assert_eq!(response.status(), 101);
+    ws.send(Message::text("hello")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("hello"));
+    ws.send(Message::binary(vec![0u8, 1, 2, 255])).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(vec![0u8, 1, 2, 255]));
+    let big: String = "x".repeat(3 << 20);
+    ws.send(Message::text(big.clone())).unwrap();
+    let mut echoed = String::new();
+    // Large messages may come back fragmented; tungstenite reassembles.
+    match ws.read().unwrap() {
+        Message::Text(t) => echoed.push_str(t.as_str()),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(echoed.len(), big.len());
+    ws.close(None).unwrap();
+}
+
+#[test]
+fn many_messages_keep_their_order() {
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    let (mut ws, _) = tungstenite::connect(server.url("/echo")).expect("connect");
+    for i in 0..2000 {
+        ws.send(Message::text(format!("m{i}"))).unwrap();
+    }
+    for i in 0..2000 {
+        assert_eq!(ws.read().unwrap(), Message::text(format!("m{i}")));
+    }
+}
+
+#[test]
+fn unknown_path_is_404_and_plain_get_is_refused() {
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    let upgrade = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+    };
+    let response = http(server.websocket, &upgrade("/nope"));
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    let response = http(server.websocket, &upgrade("/chat"));
+    assert!(response.starts_with("HTTP/1.1 101"), "{response}");
+    assert!(response.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{response}");
+    let response = http(server.websocket, "GET /chat HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 426"), "{response}");
+    let response = http(server.websocket, "BREW /chat HTCPCP/1.0\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 4"), "{response}");
+}
+
+#[test]
+fn control_files_answer_commands_from_another_process() {
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    for nukleus in ["tcp", "ws", "webrocket", "echo"] {
+        assert!(server.run_dir.join(nukleus).join("control").exists(), "{nukleus}");
+    }
+    assert!(server.run_dir.join("ws/streams/tcp").exists());
+    assert!(server.run_dir.join("tcp/streams/ws").exists());
+
+    let mut tcp = Controller::open(&server.run_dir, "tcp", None).expect("open tcp control");
+    let bind = Bind {
+        handler: "ws".into(),
+        address: BindAddress::Ip("127.0.0.1".parse().unwrap()),
+        port: 0,
+    };
+    let bound = tcp.call(Command::Bind(&bind.encode()), T).expect("BOUND");
+    let reference = bound.reference.expect("a ref");
+    let address = bound.address.expect("the bound address");
+    assert_ne!(address.port(), 0);
+    std::net::TcpStream::connect(address).expect("the new listener accepts");
+    tcp.call(Command::Unbind(reference), T).expect("UNBOUND");
+    assert!(matches!(
+        tcp.call(Command::Unbind(reference), T),
+        Err(ControlError::Refused { .. })
+    ));
+    // ROUTE to a nukleus that has no streams file for us is an ERROR.
+    assert!(matches!(
+        tcp.call(Command::Route("nobody"), T),
+        Err(ControlError::Refused { .. })
+    ));
+    // CAPTURE creates the streams file; UNCAPTURE removes it.
+    tcp.call(Command::Capture("tool"), T).expect("CAPTURED");
+    assert!(server.run_dir.join("tcp/streams/tool").exists());
+    tcp.call(Command::Uncapture("tool"), T).expect("UNCAPTURED");
+    // A BIND whose handler is not routed is an ERROR; so is a malformed one.
+    let stray = Bind {
+        handler: "nobody".into(),
+        ..bind
+    };
+    assert!(tcp.call(Command::Bind(&stray.encode()), T).is_err());
+    assert!(tcp.call(Command::Bind(&[1, 2]), T).is_err());
+    // PREPARE and UNPREPARE.
+    let body = webrocket::nukleus::tcp::control::encode_prepare("ws", address);
+    let prepared = tcp.call(Command::Prepare(&body), T).expect("PREPARED");
+    tcp.call(Command::Unprepare(prepared.reference.unwrap()), T)
+        .expect("UNPREPARED");
+    // The ws nukleus serves clients only: PREPARE is refused.
+    let mut ws = Controller::open(&server.run_dir, "ws", None).expect("open ws control");
+    assert!(ws.call(Command::Prepare(&[]), T).is_err());
+    assert!(ws.call(Command::Unbind(999), T).is_err());
+}
