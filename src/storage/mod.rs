@@ -49,7 +49,7 @@ mod seed;
 mod state;
 mod store;
 
-pub use secret::{hash_secret, load_or_create_cookie, verify_secret, COOKIE_LEN};
+pub use secret::{hash_secret, load_or_create_cookie, read_cookie, verify_secret, COOKIE_LEN};
 pub use seed::seed_from_config;
 pub use state::{Change, Entity, State, StateError, UserRecord, VhostRecord};
 pub use store::{StorageError, Store, StoreOptions, CORRUPT_COPY_FILE, LOG_FILE, SNAPSHOT_FILE};

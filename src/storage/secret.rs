@@ -3,7 +3,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -44,37 +44,46 @@ pub fn verify_secret(hash: &str, secret: &str) -> bool {
 /// random hex characters, mode 0600, directory mode 0700) if it does not
 /// exist. A node name cannot contain `/` or start with `.`, so the path
 /// stays inside `dir`.
+///
+/// The cookie is written to a temporary file and hard-linked into place, so
+/// a crash never leaves a half-written cookie and two processes starting at
+/// once agree on one cookie.
 pub fn load_or_create_cookie(dir: &Path, node: &NodeName) -> io::Result<String> {
-    let path = dir.join(format!("{}.cookie", node.as_str()));
+    let path = cookie_path(dir, node);
+    match read_cookie(dir, node) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        found => return found,
+    }
     create_private_dir(dir)?;
     let cookie: String = {
         let bytes: [u8; COOKIE_LEN / 2] = rand::rng().random();
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     };
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-    {
-        Ok(mut file) => {
-            file.write_all(cookie.as_bytes())?;
-            file.sync_all()?;
+    // A random name: concurrent creators must never share a temporary file.
+    let nonce: u64 = rand::rng().random();
+    let temp = dir.join(format!(".{}.cookie.{nonce:016x}.tmp", node.as_str()));
+    let linked = write_private(&temp, &cookie).and_then(|()| fs::hard_link(&temp, &path));
+    let _ = fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
             sync_dir(dir)?;
             Ok(cookie)
         }
-        // Also the path taken when another process created it first.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_cookie(&path),
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_cookie(dir, node),
         Err(e) => Err(e),
     }
 }
 
-fn read_cookie(path: &Path) -> io::Result<String> {
-    let mode = fs::metadata(path)?.permissions().mode();
+/// Reads the node cookie at `<dir>/<node>.cookie` without creating it (for
+/// tools such as webrocket-ctl).
+pub fn read_cookie(dir: &Path, node: &NodeName) -> io::Result<String> {
+    let path = cookie_path(dir, node);
+    let mode = fs::metadata(&path)?.permissions().mode();
     if mode & 0o077 != 0 {
         tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "node cookie is readable by other users; chmod 600 it");
     }
-    let cookie = fs::read_to_string(path)?.trim().to_owned();
+    let cookie = fs::read_to_string(&path)?.trim().to_owned();
     let valid = cookie.len() == COOKIE_LEN && cookie.bytes().all(|b| b.is_ascii_hexdigit());
     if !valid {
         return Err(io::Error::new(
@@ -86,6 +95,21 @@ fn read_cookie(path: &Path) -> io::Result<String> {
         ));
     }
     Ok(cookie)
+}
+
+fn cookie_path(dir: &Path, node: &NodeName) -> PathBuf {
+    dir.join(format!("{}.cookie", node.as_str()))
+}
+
+fn write_private(path: &Path, contents: &str) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -125,8 +149,29 @@ mod tests {
         let dir_mode = fs::metadata(&storage).unwrap().permissions().mode();
         assert_eq!(dir_mode & 0o077, 0, "storage dir is private");
         assert_eq!(load_or_create_cookie(&storage, &node).unwrap(), cookie);
+        assert_eq!(read_cookie(&storage, &node).unwrap(), cookie);
+        let leftovers = fs::read_dir(&storage).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files left");
         let other = NodeName::parse("node2").unwrap();
+        assert_eq!(
+            read_cookie(&storage, &other).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
         assert_ne!(load_or_create_cookie(&storage, &other).unwrap(), cookie);
+    }
+
+    #[test]
+    fn concurrent_creators_agree_on_one_cookie() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = NodeName::parse("racy").unwrap();
+        let cookies: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_create_cookie(dir.path(), &node).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(cookies.iter().all(|c| *c == cookies[0]), "{cookies:?}");
+        assert_eq!(read_cookie(dir.path(), &node).unwrap(), cookies[0]);
     }
 
     #[test]

@@ -67,12 +67,10 @@ impl WsConnection {
     /// A connection with `settings`' limits and the negotiated deflate
     /// parameters (`None`: no extension).
     pub fn new(settings: &WsSettings, deflate: Option<DeflateParams>) -> Self {
-        let incoming = Incoming {
-            client_no_context_takeover: deflate.is_some_and(|d| d.client_no_context_takeover),
-            chunk: settings.chunk_size.max(1),
-            max: settings.max_message_size,
-            ..Incoming::default()
-        };
+        let mut incoming = Incoming::default();
+        incoming.client_no_context_takeover = deflate.is_some_and(|d| d.client_no_context_takeover);
+        incoming.chunk = settings.chunk_size.max(1);
+        incoming.max = settings.max_message_size;
         Self {
             chunk: settings.chunk_size.max(1),
             max_message: settings.max_message_size,

@@ -53,14 +53,20 @@ pub(super) struct Incoming {
     /// Created on the first compressed message.
     pub inflater: Option<Inflater>,
     /// The client promised `client_no_context_takeover`.
-    pub client_no_context_takeover: bool,
+    client_no_context_takeover: bool,
     /// Largest piece handed over.
-    pub chunk: usize,
+    chunk: usize,
     /// Largest message.
-    pub max: usize,
+    max: usize,
 }
 
 impl Incoming {
+    /// No message yet; pieces of at most `chunk` bytes, messages of at most
+    /// `max` bytes.
+    pub fn new(chunk: usize, max: usize, client_no_context_takeover: bool) -> Self {
+        Self { chunk, max, client_no_context_takeover, ..Self::default() }
+    }
+
     /// Starts a message with its first frame.
     pub fn begin(&mut self, opcode: u8, compressed: bool) {
         self.active = true;

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit and integration tests, then the black-box
+# Python interop tests (tests/python) against the real server binary.
+#
+#   tests/run-all.sh            # from anywhere; runs from the repo root
+#
+# WEBROCKET_SERVER: the server binary the Python tests start
+# (default target/debug/webrocket-server, built here).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+venv=.venv
+requirements=tests/python/requirements.txt
+
+make_venv() {
+    rm -rf "$venv"
+    if python3 -m venv "$venv" 2>/dev/null && "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+        return 0
+    fi
+    # Debian and Ubuntu ship venv/ensurepip separately (python3-venv).
+    rm -rf "$venv"
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "run-all: python3 -m venv failed; installing python3-venv" >&2
+        local minor
+        minor=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq python3-venv >/dev/null ||
+            apt-get install -y -qq "python${minor}-venv" >/dev/null
+        python3 -m venv "$venv"
+    else
+        echo "run-all: python3 -m venv failed; install python3-venv (or python3 with ensurepip)" >&2
+        return 1
+    fi
+}
+
+# A venv copied from elsewhere or left half-made has no working python/pip.
+if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    make_venv
+fi
+# Reinstall only when the requirements changed.
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
+    echo "$want" >"$stamp"
+fi
+
+cargo build --workspace --all-targets
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace
+    # nextest does not run doctests.
+    cargo test --workspace --doc
+else
+    cargo test --workspace
+fi
+
+export WEBROCKET_SERVER="${WEBROCKET_SERVER:-$PWD/target/debug/webrocket-server}"
+exec "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
