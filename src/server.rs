@@ -24,11 +24,13 @@ use crate::nukleus::control::{ControlError, Controller};
 use crate::nukleus::echo::EchoNukleus;
 use crate::nukleus::runner::{Group, Signal, Signals};
 use crate::nukleus::tcp::{control::Bind, control::BindAddress, TcpNukleus, TcpSettings};
-use crate::nukleus::webrocket::{Task, WebrocketNukleus};
+use crate::broker::Backend;
+pub use crate::nukleus::webrocket::{BackendRequest, Durable, NoBackend, Task};
+use crate::nukleus::webrocket::WebrocketNukleus;
 use crate::nukleus::ws::nukleus::{WsBind, WsNukleus, WsNukleusSettings};
 use crate::nukleus::ws::WsSettings;
 use crate::protocol::CloseReason;
-use crate::storage::{self, State, Store};
+use crate::storage::{self, Change, State, Store};
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_millis(500);
@@ -55,21 +57,133 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
-/// A running server.
-pub struct Server {
-    /// Where WebSocket clients connect (the bound address; port 0 resolved).
-    pub websocket_addr: SocketAddr,
+/// What the admin API and the backend exchange share with the running
+/// node: durable state, the broker's task queue, and the data path's
+/// bindings.
+pub struct Handle {
+    /// The configuration the node started with.
+    pub config: Config,
+    /// Durable store and state.
+    pub durable: Arc<Mutex<Durable>>,
     /// The run directory of this node's nuklei.
     pub run_dir: PathBuf,
-    /// Durable state, shared with the admin API.
-    pub store: Arc<Mutex<Store>>,
-    /// Work for the broker thread.
-    pub tasks: Sender<Task>,
-    stop: Arc<AtomicBool>,
+    /// The node cookie (admin API).
+    pub cookie: String,
+    websocket_addr: Mutex<SocketAddr>,
+    tasks: Mutex<Sender<Task>>,
     signals: Arc<Signals>,
-    threads: Vec<JoinHandle<()>>,
-    tcp_ref: i64,
+    tcp_ref: Mutex<i64>,
     vhost_refs: Mutex<Vec<(VhostPath, i64)>>,
+}
+
+/// Why an administrative change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// Refused by the state (not found, already exists...) or not durable.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// The data path did not take the new binding.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+impl Handle {
+    /// Where WebSocket clients connect (port 0 resolved).
+    pub fn websocket_addr(&self) -> SocketAddr {
+        *lock(&self.websocket_addr)
+    }
+
+    /// Runs `f` on the current durable state.
+    pub fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&lock(&self.durable).state)
+    }
+
+    /// Makes `change` durable, applies it, and tells the broker and the data
+    /// path (a new vhost is served at once; a deleted one answers 404).
+    pub fn change(&self, change: Change) -> Result<(), ChangeError> {
+        {
+            let mut guard = lock(&self.durable);
+            let Durable { store, state } = &mut *guard;
+            store.commit_and_apply(state, &change)?;
+        }
+        match &change {
+            Change::AddVhost { path, .. } => self.bind_vhost(path)?,
+            Change::DeleteVhost { path } => self.unbind_vhost(path)?,
+            Change::ClearVhosts => {
+                let paths: Vec<VhostPath> = lock(&self.vhost_refs).iter().map(|(p, _)| p.clone()).collect();
+                for path in paths {
+                    self.unbind_vhost(&path)?;
+                }
+            }
+            _ => {}
+        }
+        self.task(Task::Apply(change));
+        Ok(())
+    }
+
+    /// Queues work for the broker thread and wakes it.
+    pub fn task(&self, task: Task) {
+        if lock(&self.tasks).send(task).is_ok() {
+            if let Some(signal) = self.signals.get("webrocket") {
+                signal.wake();
+            }
+        }
+    }
+
+    fn controller(&self, nukleus: &str) -> Result<Controller, ControlError> {
+        Controller::open(&self.run_dir, nukleus, self.signals.get(nukleus))
+    }
+
+    fn ws_bind(&self, handler: &str, path: &str, max_message_size: usize) -> Vec<u8> {
+        WsBind {
+            source: "tcp".into(),
+            source_ref: *lock(&self.tcp_ref),
+            handler: handler.into(),
+            protocol: None,
+            path: Some(path.into()),
+            max_message_size: max_message_size.min(i32::MAX as usize) as i32,
+        }
+        .encode()
+    }
+
+    /// Starts serving a vhost.
+    pub fn bind_vhost(&self, vhost: &VhostPath) -> Result<(), ControlError> {
+        let body = self.ws_bind("webrocket", vhost.as_str(), 0);
+        let bound = self.controller("ws")?.call(Command::Bind(&body), COMMAND_TIMEOUT)?;
+        if let Some(reference) = bound.reference {
+            lock(&self.vhost_refs).push((vhost.clone(), reference));
+        }
+        Ok(())
+    }
+
+    /// Stops serving a vhost (new connections get 404).
+    pub fn unbind_vhost(&self, vhost: &VhostPath) -> Result<(), ControlError> {
+        let reference = {
+            let mut refs = lock(&self.vhost_refs);
+            let found = refs.iter().position(|(v, _)| v == vhost);
+            found.map(|i| refs.remove(i).1)
+        };
+        if let Some(reference) = reference {
+            self.controller("ws")?
+                .call(Command::Unbind(reference), COMMAND_TIMEOUT)?;
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A running node.
+pub struct Server {
+    /// Shared with the admin API and the exchange.
+    pub handle: Arc<Handle>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 fn engine_settings(limits: &Limits) -> WsSettings {
@@ -84,8 +198,12 @@ fn engine_settings(limits: &Limits) -> WsSettings {
 
 impl Server {
     /// Starts everything `config` describes and returns once clients can
-    /// connect.
-    pub fn start(config: &Config) -> Result<Server, StartError> {
+    /// connect. `backend` builds the way to backend workers (the ZeroMQ
+    /// exchange) from the node's handle; see [`NoBackend`] for none.
+    pub fn start(
+        config: &Config,
+        backend: impl FnOnce(Arc<Handle>) -> Box<dyn Backend + Send>,
+    ) -> Result<Server, StartError> {
         let limits = &config.limits;
         let run_dir = config.nukleus_dir();
         let run_error = |source| StartError::RunDir {
@@ -102,7 +220,14 @@ impl Server {
                 tracing::warn!(%error, "config change not applied");
             }
         }
-        let store = Arc::new(Mutex::new(store));
+        let cookie = storage::load_or_create_cookie(&config.server.storage_dir, &config.server.node_name)
+            .map_err(|source| StartError::RunDir {
+                path: config.server.storage_dir.clone(),
+                source,
+            })?;
+        let vhosts: Vec<VhostPath> = state.vhosts.keys().cloned().collect();
+        let broker_state = state.clone();
+        let durable = Arc::new(Mutex::new(Durable { store, state }));
 
         let signals = Arc::new(Signals::default());
         let broker_signal = Signal::for_thread();
@@ -126,15 +251,27 @@ impl Server {
         };
         let ws = WsNukleus::new(&run_dir, ws_settings, Arc::clone(&signals)).map_err(run_error)?;
         let (tasks, task_inbox) = mpsc::channel();
+        let handle = Arc::new(Handle {
+            config: config.clone(),
+            durable: Arc::clone(&durable),
+            run_dir: run_dir.clone(),
+            cookie,
+            websocket_addr: Mutex::new(config.server.websocket_addr),
+            tasks: Mutex::new(tasks),
+            signals: Arc::clone(&signals),
+            tcp_ref: Mutex::new(0),
+            vhost_refs: Mutex::new(Vec::new()),
+        });
         let webrocket = WebrocketNukleus::new(
             &run_dir,
             ring,
             Arc::clone(&signals),
             Arc::clone(&broker_signal),
-            &state,
+            &broker_state,
             limits,
-            Arc::clone(&store),
+            durable,
             task_inbox,
+            backend(Arc::clone(&handle)),
         )
         .map_err(run_error)?;
 
@@ -153,30 +290,21 @@ impl Server {
             broker_group.spawn(Arc::clone(&stop)).map_err(StartError::Thread)?,
         ];
 
-        let mut server = Server {
-            websocket_addr: config.server.websocket_addr,
-            run_dir,
-            store,
-            tasks,
+        let server = Server {
+            handle,
             stop,
-            signals,
             threads,
-            tcp_ref: 0,
-            vhost_refs: Mutex::new(Vec::new()),
         };
-        server.wire(config, &state)?;
+        server.wire(config, &vhosts)?;
         Ok(server)
     }
 
-    fn controller(&self, nukleus: &str) -> Result<Controller, ControlError> {
-        Controller::open(&self.run_dir, nukleus, self.signals.get(nukleus))
-    }
-
     /// Sets up the data path with control commands.
-    fn wire(&mut self, config: &Config, state: &State) -> Result<(), ControlError> {
-        let mut tcp = self.controller("tcp")?;
-        let mut ws = self.controller("ws")?;
-        let mut webrocket = self.controller("webrocket")?;
+    fn wire(&self, config: &Config, vhosts: &[VhostPath]) -> Result<(), ControlError> {
+        let handle = &self.handle;
+        let mut tcp = handle.controller("tcp")?;
+        let mut ws = handle.controller("ws")?;
+        let mut webrocket = handle.controller("webrocket")?;
         let call = |c: &mut Controller, command: Command<'_>| c.call(command, COMMAND_TIMEOUT);
         call(&mut ws, Command::Capture("tcp"))?;
         call(&mut tcp, Command::Capture("ws"))?;
@@ -187,7 +315,7 @@ impl Server {
         call(&mut ws, Command::Route("webrocket"))?;
         call(&mut webrocket, Command::Route("ws"))?;
         if config.server.echo_path.is_some() {
-            let mut echo = self.controller("echo")?;
+            let mut echo = handle.controller("echo")?;
             call(&mut ws, Command::Capture("echo"))?;
             call(&mut echo, Command::Capture("ws"))?;
             call(&mut ws, Command::Route("echo"))?;
@@ -200,59 +328,16 @@ impl Server {
             port: addr.port(),
         };
         let bound: Response = call(&mut tcp, Command::Bind(&bind.encode()))?;
-        self.tcp_ref = bound.reference.unwrap_or(0);
+        *lock(&handle.tcp_ref) = bound.reference.unwrap_or(0);
         if let Some(local) = bound.address {
-            self.websocket_addr = local;
+            *lock(&handle.websocket_addr) = local;
         }
         if let Some(path) = &config.server.echo_path {
-            let body = self.ws_bind("echo", path.as_str(), config.limits.echo_max_message_size, self.tcp_ref);
+            let body = handle.ws_bind("echo", path.as_str(), config.limits.echo_max_message_size);
             call(&mut ws, Command::Bind(&body))?;
         }
-        for vhost in state.vhosts.keys() {
-            self.bind_vhost_with(&mut ws, vhost)?;
-        }
-        Ok(())
-    }
-
-    fn ws_bind(&self, handler: &str, path: &str, max_message_size: usize, source_ref: i64) -> Vec<u8> {
-        WsBind {
-            source: "tcp".into(),
-            source_ref,
-            handler: handler.into(),
-            protocol: None,
-            path: Some(path.into()),
-            max_message_size: max_message_size.min(i32::MAX as usize) as i32,
-        }
-        .encode()
-    }
-
-    fn bind_vhost_with(&self, ws: &mut Controller, vhost: &VhostPath) -> Result<(), ControlError> {
-        let body = self.ws_bind("webrocket", vhost.as_str(), 0, self.tcp_ref);
-        let bound = ws.call(Command::Bind(&body), COMMAND_TIMEOUT)?;
-        if let (Ok(mut refs), Some(reference)) = (self.vhost_refs.lock(), bound.reference) {
-            refs.push((vhost.clone(), reference));
-        }
-        Ok(())
-    }
-
-    /// Starts serving a vhost created while running.
-    pub fn bind_vhost(&self, vhost: &VhostPath) -> Result<(), ControlError> {
-        let mut ws = self.controller("ws")?;
-        self.bind_vhost_with(&mut ws, vhost)
-    }
-
-    /// Stops serving a deleted vhost (new connections get 404).
-    pub fn unbind_vhost(&self, vhost: &VhostPath) -> Result<(), ControlError> {
-        let reference = match self.vhost_refs.lock() {
-            Ok(mut refs) => {
-                let found = refs.iter().position(|(v, _)| v == vhost);
-                found.map(|i| refs.remove(i).1)
-            }
-            Err(_) => None,
-        };
-        if let Some(reference) = reference {
-            self.controller("ws")?
-                .call(Command::Unbind(reference), COMMAND_TIMEOUT)?;
+        for vhost in vhosts {
+            handle.bind_vhost(vhost)?;
         }
         Ok(())
     }
@@ -263,15 +348,14 @@ impl Server {
         if self.stop.load(Ordering::Acquire) {
             return;
         }
-        if let Ok(mut tcp) = self.controller("tcp") {
-            let _ = tcp.call(Command::Unbind(self.tcp_ref), COMMAND_TIMEOUT);
+        let handle = &self.handle;
+        if let Ok(mut tcp) = handle.controller("tcp") {
+            let _ = tcp.call(Command::Unbind(*lock(&handle.tcp_ref)), COMMAND_TIMEOUT);
         }
-        if self.tasks.send(Task::CloseAll(CloseReason::Shutdown)).is_ok() {
-            self.signals.wake_all();
-            std::thread::sleep(DRAIN);
-        }
+        handle.task(Task::CloseAll(CloseReason::Shutdown));
+        std::thread::sleep(DRAIN);
         self.stop.store(true, Ordering::Release);
-        self.signals.wake_all();
+        handle.signals.wake_all();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }

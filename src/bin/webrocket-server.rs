@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use webrocket::config::{Config, ServerArgs};
-use webrocket::server::Server;
+use webrocket::server::{NoBackend, Server};
 
 fn load(args: &ServerArgs) -> Result<Config, String> {
     let mut config = match &args.config {
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut server = match Server::start(&config) {
+    let mut server = match Server::start(&config, |_| Box::new(NoBackend)) {
         Ok(server) => server,
         Err(error) => {
             eprintln!("webrocket-server: {error}");
@@ -60,8 +60,8 @@ fn main() -> ExitCode {
     println!(
         "webrocket-server ready node={} websocket={} run_dir={}",
         config.server.node_name,
-        server.websocket_addr,
-        server.run_dir.display()
+        server.handle.websocket_addr(),
+        server.handle.run_dir.display()
     );
     runtime.block_on(async {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -26,7 +26,9 @@ use crate::nukleus::plumbing::{Pending, Plumbing};
 use crate::nukleus::runner::{Agent, Signal, Signals};
 use crate::nukleus::{FrameBatch, IdMap};
 use crate::protocol::CloseReason;
+use crate::name::{ChannelName, EventName, SessionId};
 use crate::storage::{Change, State, StorageError, Store};
+use serde_json::value::RawValue;
 
 const STATS_PERIOD: Duration = Duration::from_millis(200);
 
@@ -37,17 +39,65 @@ pub enum Task {
     Apply(Change),
     /// Close every session (shutdown).
     CloseAll(CloseReason),
+    /// A backend request (section 2: BC, OC, CC, DS); `reply` gets `Ok` or
+    /// the `ER` code.
+    Backend {
+        /// The vhost of the requesting backend.
+        vhost: VhostPath,
+        /// What it asks.
+        request: BackendRequest,
+        /// Called with the outcome, on the broker thread.
+        reply: Box<dyn FnOnce(Result<(), u16>) + Send>,
+    },
 }
 
-/// Durable storage shared with the admin API.
-pub struct SharedStore(pub Arc<Mutex<Store>>);
+/// A request from a backend program.
+#[derive(Debug)]
+pub enum BackendRequest {
+    /// `BC channel event json`.
+    Broadcast {
+        /// Channel.
+        channel: ChannelName,
+        /// Event name.
+        event: EventName,
+        /// Payload (JSON).
+        data: Option<Box<RawValue>>,
+    },
+    /// `OC channel`.
+    OpenChannel(ChannelName),
+    /// `CC channel`.
+    CloseChannel(ChannelName),
+    /// `DS sid event json`.
+    Direct {
+        /// Target session.
+        sid: SessionId,
+        /// Event name.
+        event: EventName,
+        /// Payload (JSON).
+        data: Option<Box<RawValue>>,
+    },
+}
+
+/// The durable store and the state it holds, shared by the broker (channels
+/// it creates), the admin API and the exchange (tokens).
+pub struct Durable {
+    /// The log on disk.
+    pub store: Store,
+    /// What the log says.
+    pub state: State,
+}
+
+/// [`Persist`] over the shared [`Durable`].
+pub struct SharedStore(pub Arc<Mutex<Durable>>);
 
 impl Persist for SharedStore {
     fn commit(&mut self, change: &Change) -> Result<(), StorageError> {
-        match self.0.lock() {
-            Ok(mut store) => store.commit(change),
-            Err(poisoned) => poisoned.into_inner().commit(change),
-        }
+        let mut guard = match self.0.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Durable { store, state } = &mut *guard;
+        store.commit_and_apply(state, change)
     }
 }
 
@@ -90,8 +140,9 @@ impl WebrocketNukleus {
         signal: Arc<Signal>,
         state: &State,
         limits: &Limits,
-        store: Arc<Mutex<Store>>,
+        store: Arc<Mutex<Durable>>,
         tasks: Receiver<Task>,
+        backend: Box<dyn Backend + Send>,
     ) -> std::io::Result<Self> {
         let plumbing = Plumbing::create(run_dir, "webrocket", ring_capacity, signals)?;
         let stats = stats::Publisher::new(&plumbing.counters);
@@ -99,7 +150,7 @@ impl WebrocketNukleus {
             plumbing,
             broker: Broker::new(state, limits),
             store: SharedStore(store),
-            backend: Box::new(NoBackend),
+            backend,
             streams: IdMap::default(),
             by_reply: IdMap::default(),
             overflow: Overflow::default(),
@@ -112,11 +163,6 @@ impl WebrocketNukleus {
             stats,
             next_stats: Instant::now(),
         })
-    }
-
-    /// Replaces the backend (the ZeroMQ exchange).
-    pub fn set_backend(&mut self, backend: Box<dyn Backend + Send>) {
-        self.backend = backend;
     }
 
     /// Runs `f` with the broker and an [`Io`] over this nukleus's streams,
@@ -193,7 +239,6 @@ impl WebrocketNukleus {
             initial.0,
             Stream {
                 source,
-                initial,
                 target,
                 reply,
                 credit: 0,
@@ -312,6 +357,18 @@ impl WebrocketNukleus {
                     broker.apply_change(&change, io);
                     Outcome::Done
                 }),
+                Task::Backend {
+                    vhost,
+                    request,
+                    reply,
+                } => {
+                    let mut result = Err(597);
+                    self.with_io(|broker, io| {
+                        result = backend_request(broker, &vhost, request, io);
+                        Outcome::Done
+                    });
+                    reply(result);
+                }
                 Task::CloseAll(reason) => {
                     let keys: Vec<i64> = self.streams.keys().copied().collect();
                     for key in keys {
@@ -332,6 +389,35 @@ impl WebrocketNukleus {
             self.with_io(|broker, io| broker.finish_authenticate(check, verified, io));
         }
         work
+    }
+}
+
+fn backend_request(
+    broker: &mut Broker,
+    vhost: &VhostPath,
+    request: BackendRequest,
+    io: &mut Io<'_>,
+) -> Result<(), u16> {
+    match request {
+        BackendRequest::Broadcast {
+            channel,
+            event,
+            data,
+        } => broker
+            .backend_broadcast(vhost, &channel, &event, data.as_deref(), io)
+            .map(|_| ())
+            .map_err(|e| e.code()),
+        BackendRequest::OpenChannel(channel) => broker
+            .open_channel(vhost, &channel, io)
+            .map(|_| ())
+            .map_err(|e| e.code()),
+        BackendRequest::CloseChannel(channel) => broker
+            .close_channel(vhost, &channel, io)
+            .map(|_| ())
+            .map_err(|e| e.code()),
+        BackendRequest::Direct { sid, event, data } => broker
+            .direct(&sid, &event, data.as_deref(), io)
+            .map_err(|_| 404),
     }
 }
 

@@ -18,8 +18,6 @@ const TEXT_FIN: u8 = 0x81;
 pub struct Stream {
     /// Source index the session's initial stream comes from.
     pub source: usize,
-    /// ws's initial stream.
-    pub initial: StreamId,
     /// Target index our reply goes to.
     pub target: usize,
     /// Our reply stream.

@@ -67,10 +67,11 @@ impl WsConnection {
     /// A connection with `settings`' limits and the negotiated deflate
     /// parameters (`None`: no extension).
     pub fn new(settings: &WsSettings, deflate: Option<DeflateParams>) -> Self {
-        let mut incoming = Incoming::default();
-        incoming.client_no_context_takeover = deflate.is_some_and(|d| d.client_no_context_takeover);
-        incoming.chunk = settings.chunk_size.max(1);
-        incoming.max = settings.max_message_size;
+        let incoming = Incoming::new(
+            settings.chunk_size.max(1),
+            settings.max_message_size,
+            deflate.is_some_and(|d| d.client_no_context_takeover),
+        );
         Self {
             chunk: settings.chunk_size.max(1),
             max_message: settings.max_message_size,
@@ -207,7 +208,12 @@ impl WsConnection {
 
     /// Checks a new frame's header and sets up reading its payload. Returns
     /// payload bytes of `rest` already used (the fast path).
-    fn start_frame(&mut self, h: FrameHeader, rest: &[u8], out: &mut Out<'_>) -> Result<usize, Fail> {
+    fn start_frame(
+        &mut self,
+        h: FrameHeader,
+        rest: &[u8],
+        out: &mut Out<'_>,
+    ) -> Result<usize, Fail> {
         let mask = h.mask.ok_or(close_code::PROTOCOL_ERROR)?;
         let op = h.opcode();
         let discard = self.state != State::Open;
@@ -228,7 +234,13 @@ impl WsConnection {
                 self.incoming.begin(op, h.rsv1());
             }
         }
-        self.frame = Some(Frame { first: h.first, mask, len: h.len, read: 0, discard });
+        self.frame = Some(Frame {
+            first: h.first,
+            mask,
+            len: h.len,
+            read: 0,
+            discard,
+        });
         self.control_len = 0;
         if h.len == 0 {
             self.end_frame(out)?;
@@ -249,8 +261,16 @@ impl WsConnection {
         if h.len > self.max_frame {
             return Err(close_code::TOO_BIG);
         }
-        let compressed = if h.opcode() == OP_CONTINUATION { self.incoming.compressed() } else { h.rsv1() };
-        let size = if h.opcode() == OP_CONTINUATION { self.incoming.size as u64 } else { 0 };
+        let compressed = if h.opcode() == OP_CONTINUATION {
+            self.incoming.compressed()
+        } else {
+            h.rsv1()
+        };
+        let size = if h.opcode() == OP_CONTINUATION {
+            self.incoming.size as u64
+        } else {
+            0
+        };
         if !compressed && size + h.len > self.max_message as u64 {
             return Err(close_code::TOO_BIG);
         }
@@ -267,7 +287,8 @@ impl WsConnection {
         out: &mut Out<'_>,
     ) -> Result<Option<usize>, Fail> {
         let len = h.len as usize;
-        if !h.fin() || h.rsv1() || h.len > FAST_PATH_MAX.min(self.chunk) as u64 || rest.len() < len {
+        if !h.fin() || h.rsv1() || h.len > FAST_PATH_MAX.min(self.chunk) as u64 || rest.len() < len
+        {
             return Ok(None);
         }
         let mut stack = [0u8; FAST_PATH_MAX];

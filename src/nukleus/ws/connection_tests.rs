@@ -97,9 +97,14 @@ fn delivers_binary_of_each_length_encoding() {
         let chunk = settings().chunk_size;
         let mut joined = Vec::new();
         for (i, ev) in evs[..evs.len() - 1].iter().enumerate() {
-            let Ev::Deliver(flags, p) = ev else { panic!("{ev:?}") };
+            let Ev::Deliver(flags, p) = ev else {
+                panic!("{ev:?}")
+            };
             let last = i == evs.len() - 2;
-            assert_eq!(*flags, (if last { 0x80 } else { 0 }) | (if i == 0 { 2 } else { 0 }));
+            assert_eq!(
+                *flags,
+                (if last { 0x80 } else { 0 }) | (if i == 0 { 2 } else { 0 })
+            );
             assert!(p.len() <= chunk);
             joined.extend_from_slice(p);
         }
@@ -119,7 +124,13 @@ fn reassembles_fragments_and_answers_interleaved_pings() {
     let evs = feed_all(&mut c, &input);
     let mut pong = vec![0x8A, 13];
     pong.extend_from_slice(b"are you there");
-    assert_eq!(evs, [Ev::Send(pong), Ev::Deliver(0x81, "Hello, wörld".as_bytes().to_vec())]);
+    assert_eq!(
+        evs,
+        [
+            Ev::Send(pong),
+            Ev::Deliver(0x81, "Hello, wörld".as_bytes().to_vec())
+        ]
+    );
 }
 
 #[test]
@@ -171,12 +182,17 @@ fn byte_at_a_time_matches_whole_input() {
 
 #[test]
 fn unmasked_frames_fail_with_1002() {
-    assert_eq!(feed_all(&mut conn(), &[0x81, 0x02, b'h', b'i']), failed(PROTOCOL_ERROR));
+    assert_eq!(
+        feed_all(&mut conn(), &[0x81, 0x02, b'h', b'i']),
+        failed(PROTOCOL_ERROR)
+    );
 }
 
 #[test]
 fn reserved_bits_and_opcodes_fail_with_1002() {
-    for first in [0xC1, 0xA1, 0x91, 0xC9, 0x83, 0x84, 0x85, 0x86, 0x87, 0x8B, 0x8C, 0x8F] {
+    for first in [
+        0xC1, 0xA1, 0x91, 0xC9, 0x83, 0x84, 0x85, 0x86, 0x87, 0x8B, 0x8C, 0x8F,
+    ] {
         let evs = feed_all(&mut conn(), &client_frame(first, b"x"));
         assert_eq!(evs, failed(PROTOCOL_ERROR), "first byte {first:#04x}");
     }
@@ -185,15 +201,30 @@ fn reserved_bits_and_opcodes_fail_with_1002() {
 #[test]
 fn bad_control_frames_fail_with_1002() {
     // Too long (126 bytes) and fragmented.
-    assert_eq!(feed_all(&mut conn(), &client_frame(0x89, &[0; 126])), failed(PROTOCOL_ERROR));
-    assert_eq!(feed_all(&mut conn(), &client_frame(0x09, b"x")), failed(PROTOCOL_ERROR));
-    assert_eq!(feed_all(&mut conn(), &client_frame(0x08, b"")), failed(PROTOCOL_ERROR));
+    assert_eq!(
+        feed_all(&mut conn(), &client_frame(0x89, &[0; 126])),
+        failed(PROTOCOL_ERROR)
+    );
+    assert_eq!(
+        feed_all(&mut conn(), &client_frame(0x09, b"x")),
+        failed(PROTOCOL_ERROR)
+    );
+    assert_eq!(
+        feed_all(&mut conn(), &client_frame(0x08, b"")),
+        failed(PROTOCOL_ERROR)
+    );
 }
 
 #[test]
 fn fragmentation_errors_fail_with_1002() {
-    assert_eq!(feed_all(&mut conn(), &client_frame(0x80, b"x")), failed(PROTOCOL_ERROR));
-    assert_eq!(feed_all(&mut conn(), &client_frame(0x00, b"x")), failed(PROTOCOL_ERROR));
+    assert_eq!(
+        feed_all(&mut conn(), &client_frame(0x80, b"x")),
+        failed(PROTOCOL_ERROR)
+    );
+    assert_eq!(
+        feed_all(&mut conn(), &client_frame(0x00, b"x")),
+        failed(PROTOCOL_ERROR)
+    );
     let mut input = client_frame(0x01, b"a");
     input.extend(client_frame(0x81, b"b"));
     assert_eq!(feed_all(&mut conn(), &input), failed(PROTOCOL_ERROR));
@@ -207,7 +238,11 @@ fn non_minimal_64_bit_length_with_top_bit_fails() {
 
 #[test]
 fn size_limits_fail_with_1009_before_the_payload() {
-    let s = WsSettings { max_frame_size: 100, max_message_size: 150, ..settings() };
+    let s = WsSettings {
+        max_frame_size: 100,
+        max_message_size: 150,
+        ..settings()
+    };
     let mut c = WsConnection::new(&s, None);
     // Only the header of a too-big frame is needed.
     let frame = client_frame(0x82, &[0; 101]);
@@ -226,39 +261,63 @@ fn size_limits_fail_with_1009_before_the_payload() {
 fn invalid_utf8_fails_fast_inside_a_frame() {
     // Valid prefix, then 0xED 0xA0 (a surrogate) at payload byte 12..13.
     let payload = [
-        0xCE, 0xBA, 0xE1, 0xBD, 0xB9, 0xCF, 0x83, 0xCE, 0xBC, 0xCE, 0xB5, 0xED, 0xA0, 0x80, 0x65, 0x64,
+        0xCE, 0xBA, 0xE1, 0xBD, 0xB9, 0xCF, 0x83, 0xCE, 0xBC, 0xCE, 0xB5, 0xED, 0xA0, 0x80, 0x65,
+        0x64,
     ];
     let frame = client_frame(0x81, &payload);
     let header = frame.len() - payload.len();
     let mut c = conn();
     assert_eq!(feed_all(&mut c, &frame[..header + 12]), []);
-    assert_eq!(feed_all(&mut c, &frame[header + 12..header + 13]), failed(INVALID_PAYLOAD));
+    assert_eq!(
+        feed_all(&mut c, &frame[header + 12..header + 13]),
+        failed(INVALID_PAYLOAD)
+    );
     // Across fragments: the first fragment alone is accepted.
     let mut c = conn();
     assert_eq!(feed_all(&mut c, &client_frame(0x01, &payload[..12])), []);
-    assert_eq!(feed_all(&mut c, &client_frame(0x80, &payload[12..])), failed(INVALID_PAYLOAD));
+    assert_eq!(
+        feed_all(&mut c, &client_frame(0x80, &payload[12..])),
+        failed(INVALID_PAYLOAD)
+    );
 }
 
 #[test]
 fn invalid_or_truncated_utf8_in_whole_messages_fails_with_1007() {
-    assert_eq!(feed_all(&mut conn(), &client_frame(0x81, &[0xC0, 0x80])), failed(INVALID_PAYLOAD));
-    assert_eq!(feed_all(&mut conn(), &client_frame(0x81, &[b'a', 0xE2, 0x82])), failed(INVALID_PAYLOAD));
+    assert_eq!(
+        feed_all(&mut conn(), &client_frame(0x81, &[0xC0, 0x80])),
+        failed(INVALID_PAYLOAD)
+    );
+    assert_eq!(
+        feed_all(&mut conn(), &client_frame(0x81, &[b'a', 0xE2, 0x82])),
+        failed(INVALID_PAYLOAD)
+    );
     let mut input = client_frame(0x01, &[b'a', 0xE2]);
     input.extend(client_frame(0x80, &[0x82]));
     assert_eq!(feed_all(&mut conn(), &input), failed(INVALID_PAYLOAD));
     // Binary messages are not validated.
-    assert_eq!(feed_all(&mut conn(), &client_frame(0x82, &[0xC0])), [Ev::Deliver(0x82, vec![0xC0])]);
+    assert_eq!(
+        feed_all(&mut conn(), &client_frame(0x82, &[0xC0])),
+        [Ev::Deliver(0x82, vec![0xC0])]
+    );
 }
 
 #[test]
 fn close_code_matrix() {
-    for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999] {
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999,
+    ] {
         let mut payload = code.to_be_bytes().to_vec();
         payload.extend_from_slice(b"reason");
         let evs = feed_all(&mut conn(), &client_frame(0x88, &payload));
-        assert_eq!(evs, [Ev::Send(close_frame(code)), Ev::Closed(code)], "code {code}");
+        assert_eq!(
+            evs,
+            [Ev::Send(close_frame(code)), Ev::Closed(code)],
+            "code {code}"
+        );
     }
-    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+    for code in [
+        0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+    ] {
         let evs = feed_all(&mut conn(), &client_frame(0x88, &code.to_be_bytes()));
         assert_eq!(evs, failed(PROTOCOL_ERROR), "code {code}");
     }
@@ -266,9 +325,15 @@ fn close_code_matrix() {
 
 #[test]
 fn close_payload_errors() {
-    assert_eq!(feed_all(&mut conn(), &client_frame(0x88, &[0x03])), failed(PROTOCOL_ERROR));
+    assert_eq!(
+        feed_all(&mut conn(), &client_frame(0x88, &[0x03])),
+        failed(PROTOCOL_ERROR)
+    );
     let bad_reason = [0x03, 0xE8, 0xCE, 0xBA, 0xED, 0xA0, 0x80];
-    assert_eq!(feed_all(&mut conn(), &client_frame(0x88, &bad_reason)), failed(INVALID_PAYLOAD));
+    assert_eq!(
+        feed_all(&mut conn(), &client_frame(0x88, &bad_reason)),
+        failed(INVALID_PAYLOAD)
+    );
     let evs = feed_all(&mut conn(), &client_frame(0x88, b""));
     assert_eq!(evs, [Ev::Send(vec![0x88, 0]), Ev::Closed(NO_STATUS)]);
 }
@@ -320,7 +385,10 @@ fn server_close_reason_is_cut_at_a_char_boundary() {
 
 #[test]
 fn large_messages_come_in_pieces_with_fin_on_the_last() {
-    let s = WsSettings { chunk_size: 4, ..settings() };
+    let s = WsSettings {
+        chunk_size: 4,
+        ..settings()
+    };
     let mut c = WsConnection::new(&s, None);
     let evs = feed_all(&mut c, &client_frame(0x81, b"abcdefghij"));
     assert_eq!(
@@ -339,12 +407,21 @@ fn large_messages_come_in_pieces_with_fin_on_the_last() {
     input.extend(client_frame(0x00, b"cdef"));
     input.extend(client_frame(0x80, b"gh"));
     let evs = feed_all(&mut c, &input);
-    assert_eq!(evs, [Ev::Deliver(0x02, b"abcd".to_vec()), Ev::Deliver(0x80, b"efgh".to_vec())]);
+    assert_eq!(
+        evs,
+        [
+            Ev::Deliver(0x02, b"abcd".to_vec()),
+            Ev::Deliver(0x80, b"efgh".to_vec())
+        ]
+    );
 }
 
 #[test]
 fn refused_delivery_is_offered_again_first() {
-    let s = WsSettings { chunk_size: 4, ..settings() };
+    let s = WsSettings {
+        chunk_size: 4,
+        ..settings()
+    };
     let mut c = WsConnection::new(&s, None);
     let mut input = client_frame(0x81, b"abcdefghij");
     input.extend(client_frame(0x81, b"z"));
@@ -359,14 +436,20 @@ fn refused_delivery_is_offered_again_first() {
     assert!(used < input.len());
     assert_eq!(
         evs,
-        [(Ev::Deliver(0x01, b"abcd".to_vec()), true), (Ev::Deliver(0x00, b"efgh".to_vec()), false)]
+        [
+            (Ev::Deliver(0x01, b"abcd".to_vec()), true),
+            (Ev::Deliver(0x00, b"efgh".to_vec()), false)
+        ]
     );
     // Refused again with no new input: nothing is consumed.
     let mut again = Vec::new();
-    assert_eq!(c.feed(&[], &mut |a| {
-        again.push(owned(a));
-        false
-    }), 0);
+    assert_eq!(
+        c.feed(&[], &mut |a| {
+            again.push(owned(a));
+            false
+        }),
+        0
+    );
     assert_eq!(again, [Ev::Deliver(0x00, b"efgh".to_vec())]);
     let evs = feed_all(&mut c, &input[used..]);
     assert_eq!(
@@ -392,12 +475,21 @@ fn refused_small_message_is_kept_and_offered_again() {
     assert_eq!(used, client_frame(0x81, b"one").len());
     assert_eq!(seen, [Ev::Deliver(0x81, b"one".to_vec())]);
     let evs = feed_all(&mut c, &input[used..]);
-    assert_eq!(evs, [Ev::Deliver(0x81, b"one".to_vec()), Ev::Deliver(0x82, b"two".to_vec())]);
+    assert_eq!(
+        evs,
+        [
+            Ev::Deliver(0x81, b"one".to_vec()),
+            Ev::Deliver(0x82, b"two".to_vec())
+        ]
+    );
 }
 
 #[test]
 fn refusal_after_the_last_frame_was_read_finishes_later() {
-    let s = WsSettings { chunk_size: 2, ..settings() };
+    let s = WsSettings {
+        chunk_size: 2,
+        ..settings()
+    };
     let mut c = WsConnection::new(&s, None);
     let input = client_frame(0x81, b"abcde");
     let mut seen = Vec::new();
@@ -408,7 +500,13 @@ fn refusal_after_the_last_frame_was_read_finishes_later() {
         accept
     });
     assert_eq!(used, input.len());
-    assert_eq!(seen, [Ev::Deliver(0x01, b"ab".to_vec()), Ev::Deliver(0x00, b"cd".to_vec())]);
+    assert_eq!(
+        seen,
+        [
+            Ev::Deliver(0x01, b"ab".to_vec()),
+            Ev::Deliver(0x00, b"cd".to_vec())
+        ]
+    );
     let evs = feed_all(&mut c, &client_frame(0x82, b"z"));
     assert_eq!(
         evs,
@@ -427,7 +525,13 @@ fn refusal_after_the_last_frame_was_read_finishes_later() {
         seen.len() == 1
     });
     assert_eq!(used, input.len());
-    assert_eq!(seen, [Ev::Deliver(0x01, b"ab".to_vec()), Ev::Deliver(0x80, b"cd".to_vec())]);
+    assert_eq!(
+        seen,
+        [
+            Ev::Deliver(0x01, b"ab".to_vec()),
+            Ev::Deliver(0x80, b"cd".to_vec())
+        ]
+    );
     assert_eq!(feed_all(&mut c, &[]), [Ev::Deliver(0x80, b"cd".to_vec())]);
 }
 
@@ -438,7 +542,11 @@ fn many_tiny_fragments_make_one_message() {
     let mut input = Vec::new();
     for (i, part) in payload.chunks(64).enumerate() {
         let op = if i == 0 { 0x01 } else { 0x00 };
-        let fin = if (i + 1) * 64 == payload.len() { 0x80 } else { 0 };
+        let fin = if (i + 1) * 64 == payload.len() {
+            0x80
+        } else {
+            0
+        };
         input.extend(client_frame(fin | op, part));
     }
     let evs = feed_all(&mut conn(), &input);

@@ -83,7 +83,9 @@ impl WsNukleus {
             };
             conn.touched = false;
             let (want, held) = match &conn.phase {
-                Phase::Handshake { buf, .. } => (self.settings.engine.max_handshake_size, buf.len()),
+                Phase::Handshake { buf, .. } => {
+                    (self.settings.engine.max_handshake_size, buf.len())
+                }
                 Phase::Open(_) => (self.settings.input_window, conn.input.len()),
                 Phase::Done => (0, 0),
             };
@@ -99,7 +101,8 @@ impl WsNukleus {
             if !matches!(conn.phase, Phase::Open(_)) {
                 continue;
             }
-            let avail = conn.client.credit - conn.client.pending.len() as i64 - conn.handler_granted;
+            let avail =
+                conn.client.credit - conn.client.pending.len() as i64 - conn.handler_granted;
             if avail > 0 {
                 let avail = avail.min(i64::from(i32::MAX));
                 conn.handler_granted += avail;
@@ -147,7 +150,8 @@ impl WsNukleus {
         let targets = &mut self.plumbing.targets;
         match &mut conn.phase {
             Phase::Handshake { .. } => {
-                conn.client.send(targets, &handshake::error_response(408, "Request Timeout"));
+                conn.client
+                    .send(targets, &handshake::error_response(408, "Request Timeout"));
                 conn.client.end(targets);
                 conn.phase = Phase::Done;
             }

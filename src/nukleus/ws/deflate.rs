@@ -84,7 +84,11 @@ impl Inflater {
         {
             return Err(DeflateError::Stalled);
         }
-        Ok(Inflated { consumed, produced, stream_end })
+        Ok(Inflated {
+            consumed,
+            produced,
+            stream_end,
+        })
     }
 
     /// Called after the last byte of a message: resets the window when the
@@ -131,7 +135,12 @@ impl Deflater {
 
     /// Appends `input` compressed and sync-flushed to `out`. When `last`
     /// (the final frame of a message) the trailing [`TAIL`] is removed.
-    pub fn compress(&mut self, input: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), DeflateError> {
+    pub fn compress(
+        &mut self,
+        input: &[u8],
+        last: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), DeflateError> {
         let start = out.len();
         let mut used = 0usize;
         out.reserve(input.len() / 2 + 64);
@@ -201,7 +210,12 @@ mod tests {
         let mut second = Vec::new();
         def.compress(msg, true, &mut second).unwrap();
         def.end_message();
-        assert!(second.len() < first.len() / 2, "{} vs {}", second.len(), first.len());
+        assert!(
+            second.len() < first.len() / 2,
+            "{} vs {}",
+            second.len(),
+            first.len()
+        );
         assert_eq!(inflate_all(&mut inf, &first), msg);
         assert_eq!(inflate_all(&mut inf, &second), msg);
     }

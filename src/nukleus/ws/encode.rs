@@ -104,9 +104,17 @@ impl Outgoing {
     }
 
     /// Writes one compressed frame; returns the compressed payload length.
-    fn write_compressed(&mut self, first: u8, payload: &[u8], last: bool, out: &mut Vec<u8>) -> Result<usize, ()> {
+    fn write_compressed(
+        &mut self,
+        first: u8,
+        payload: &[u8],
+        last: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, ()> {
         let (bits, nct) = (self.window_bits.unwrap_or(15), self.no_context_takeover);
-        let deflater = self.deflater.get_or_insert_with(|| Deflater::new(bits, nct));
+        let deflater = self
+            .deflater
+            .get_or_insert_with(|| Deflater::new(bits, nct));
         let start = out.len();
         let body_start = start + MAX_SERVER_HEADER_LEN;
         out.resize(body_start, 0);

@@ -207,19 +207,37 @@ mod tests {
     fn parses_short_medium_and_long_lengths() {
         assert_eq!(
             parse_header(&[0x81, 0x05]),
-            HeaderParse::Header(FrameHeader { first: 0x81, mask: None, len: 5 }, 2)
+            HeaderParse::Header(
+                FrameHeader {
+                    first: 0x81,
+                    mask: None,
+                    len: 5
+                },
+                2
+            )
         );
         assert_eq!(
             parse_header(&[0x82, 0xFE, 0x01, 0x00, 1, 2, 3, 4]),
             HeaderParse::Header(
-                FrameHeader { first: 0x82, mask: Some([1, 2, 3, 4]), len: 256 },
+                FrameHeader {
+                    first: 0x82,
+                    mask: Some([1, 2, 3, 4]),
+                    len: 256
+                },
                 8
             )
         );
         let long = [0x02, 0x7F, 0, 0, 0, 1, 0, 0, 0, 0];
         assert_eq!(
             parse_header(&long),
-            HeaderParse::Header(FrameHeader { first: 0x02, mask: None, len: 1 << 32 }, 10)
+            HeaderParse::Header(
+                FrameHeader {
+                    first: 0x02,
+                    mask: None,
+                    len: 1 << 32
+                },
+                10
+            )
         );
     }
 
@@ -227,7 +245,11 @@ mod tests {
     fn incomplete_headers_need_more() {
         let full = [0x81, 0xFF, 0, 0, 0, 0, 0, 1, 0, 0, 9, 9, 9, 9];
         for cut in 0..full.len() {
-            assert_eq!(parse_header(&full[..cut]), HeaderParse::Incomplete, "cut {cut}");
+            assert_eq!(
+                parse_header(&full[..cut]),
+                HeaderParse::Incomplete,
+                "cut {cut}"
+            );
         }
         assert!(matches!(parse_header(&full), HeaderParse::Header(_, 14)));
     }
@@ -240,10 +262,18 @@ mod tests {
 
     #[test]
     fn header_accessors() {
-        let h = FrameHeader { first: 0xC1, mask: None, len: 0 };
+        let h = FrameHeader {
+            first: 0xC1,
+            mask: None,
+            len: 0,
+        };
         assert!(h.fin() && h.rsv1() && !h.is_control());
         assert_eq!(h.opcode(), OP_TEXT);
-        let p = FrameHeader { first: 0x89, mask: None, len: 0 };
+        let p = FrameHeader {
+            first: 0x89,
+            mask: None,
+            len: 0,
+        };
         assert!(p.is_control());
     }
 
@@ -281,13 +311,17 @@ mod tests {
 
     #[test]
     fn close_code_validity() {
-        for ok in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014] {
+        for ok in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
+        ] {
             assert!(is_valid_close_code(ok), "{ok}");
         }
         for ok in [3000, 3999, 4000, 4999] {
             assert!(is_valid_close_code(ok), "{ok}");
         }
-        for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for bad in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!is_valid_close_code(bad), "{bad}");
         }
     }

@@ -87,12 +87,18 @@ pub fn parse_upgrade(buf: &[u8], settings: &WsSettings) -> HandshakeOutcome {
 }
 
 fn reject(status: u16, reason: &str) -> HandshakeOutcome {
-    HandshakeOutcome::Reject { status, response: error_response(status, reason) }
+    HandshakeOutcome::Reject {
+        status,
+        response: error_response(status, reason),
+    }
 }
 
 type Rejection = (u16, &'static str);
 
-fn validate(req: &httparse::Request<'_, '_>, settings: &WsSettings) -> Result<UpgradeRequest, Rejection> {
+fn validate(
+    req: &httparse::Request<'_, '_>,
+    settings: &WsSettings,
+) -> Result<UpgradeRequest, Rejection> {
     if req.method != Some("GET") {
         return Err((405, "only GET can upgrade to WebSocket"));
     }
@@ -107,7 +113,11 @@ fn validate(req: &httparse::Request<'_, '_>, settings: &WsSettings) -> Result<Up
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (target.to_owned(), None),
     };
-    let mut out = UpgradeRequest { path, query, ..UpgradeRequest::default() };
+    let mut out = UpgradeRequest {
+        path,
+        query,
+        ..UpgradeRequest::default()
+    };
     let mut h = Headers::default();
     for header in req.headers.iter() {
         let value = std::str::from_utf8(header.value)
@@ -169,7 +179,11 @@ impl Headers {
             "upgrade" => self.upgrade_websocket |= has_token(value, "websocket"),
             "connection" => self.connection_upgrade |= has_token(value, "upgrade"),
             "sec-websocket-protocol" => out.protocols.extend(
-                value.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned),
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned),
             ),
             "sec-websocket-extensions" if settings.deflate => {
                 parse_offers(value, &mut out.deflate_offers);
@@ -184,7 +198,8 @@ impl Headers {
 }
 
 fn has_token(list: &str, token: &str) -> bool {
-    list.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+    list.split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// `Sec-WebSocket-Accept` for a client key: base64(SHA-1(key + GUID)).
@@ -197,7 +212,11 @@ pub fn accept_key(key: &str) -> String {
 
 /// The `101 Switching Protocols` response accepting `req`, with the chosen
 /// sub-protocol and negotiated extension, if any.
-pub fn accept_response(req: &UpgradeRequest, protocol: Option<&str>, deflate: Option<&DeflateParams>) -> Vec<u8> {
+pub fn accept_response(
+    req: &UpgradeRequest,
+    protocol: Option<&str>,
+    deflate: Option<&DeflateParams>,
+) -> Vec<u8> {
     let mut r = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {}\r\n",
@@ -207,7 +226,10 @@ pub fn accept_response(req: &UpgradeRequest, protocol: Option<&str>, deflate: Op
         r.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
     }
     if let Some(d) = deflate {
-        r.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", d.response_value()));
+        r.push_str(&format!(
+            "Sec-WebSocket-Extensions: {}\r\n",
+            d.response_value()
+        ));
     }
     r.push_str("\r\n");
     r.into_bytes()
@@ -283,7 +305,10 @@ mod tests {
     }
 
     fn without(prefix: &str) -> Vec<&'static str> {
-        valid_lines().into_iter().filter(|l| !l.starts_with(prefix)).collect()
+        valid_lines()
+            .into_iter()
+            .filter(|l| !l.starts_with(prefix))
+            .collect()
     }
 
     fn with(prefix: &str, line: &'static str) -> Vec<&'static str> {
@@ -319,7 +344,10 @@ mod tests {
 
     #[test]
     fn deflate_offers_are_ignored_when_disabled() {
-        let settings = WsSettings { deflate: false, ..WsSettings::default() };
+        let settings = WsSettings {
+            deflate: false,
+            ..WsSettings::default()
+        };
         let HandshakeOutcome::Request { request, .. } =
             parse_upgrade(&request(&valid_lines()), &settings)
         else {
@@ -337,12 +365,18 @@ mod tests {
                 HandshakeOutcome::Incomplete
             );
         }
-        let small = WsSettings { max_handshake_size: 64, ..WsSettings::default() };
+        let small = WsSettings {
+            max_handshake_size: 64,
+            ..WsSettings::default()
+        };
         assert!(matches!(
             parse_upgrade(&full[..100], &small),
             HandshakeOutcome::Reject { status: 431, .. }
         ));
-        assert!(matches!(parse_upgrade(&full, &small), HandshakeOutcome::Reject { status: 431, .. }));
+        assert!(matches!(
+            parse_upgrade(&full, &small),
+            HandshakeOutcome::Reject { status: 431, .. }
+        ));
     }
 
     #[test]
@@ -365,13 +399,25 @@ mod tests {
         assert_eq!(status_of(&absolute), 400);
         assert_eq!(status_of(&without("Upgrade")), 426);
         assert_eq!(status_of(&with("Upgrade", "Upgrade: h2c")), 426);
-        assert_eq!(status_of(&with("Sec-WebSocket-Version", "Sec-WebSocket-Version: 8")), 426);
+        assert_eq!(
+            status_of(&with("Sec-WebSocket-Version", "Sec-WebSocket-Version: 8")),
+            426
+        );
         assert_eq!(status_of(&without("Sec-WebSocket-Version")), 426);
         assert_eq!(status_of(&without("Host")), 400);
-        assert_eq!(status_of(&with("Connection", "Connection: keep-alive")), 400);
+        assert_eq!(
+            status_of(&with("Connection", "Connection: keep-alive")),
+            400
+        );
         assert_eq!(status_of(&without("Sec-WebSocket-Key")), 400);
-        assert_eq!(status_of(&with("Sec-WebSocket-Key", "Sec-WebSocket-Key: c2hvcnQ=")), 400);
-        assert_eq!(status_of(&with("Sec-WebSocket-Key", "Sec-WebSocket-Key: !!!")), 400);
+        assert_eq!(
+            status_of(&with("Sec-WebSocket-Key", "Sec-WebSocket-Key: c2hvcnQ=")),
+            400
+        );
+        assert_eq!(
+            status_of(&with("Sec-WebSocket-Key", "Sec-WebSocket-Key: !!!")),
+            400
+        );
         let mut dup = valid_lines();
         dup.push("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==");
         assert_eq!(status_of(&dup), 400);
@@ -403,27 +449,41 @@ mod tests {
         };
         assert_eq!(resp.code, Some(400));
         assert_eq!(resp.reason, Some("Bad Request"));
-        let len = resp.headers.iter().find(|h| h.name == "Content-Length").unwrap();
+        let len = resp
+            .headers
+            .iter()
+            .find(|h| h.name == "Content-Length")
+            .unwrap();
         let len: usize = std::str::from_utf8(len.value).unwrap().parse().unwrap();
         assert_eq!(&bytes[head..], b"bad request line\n");
         assert_eq!(len, bytes.len() - head);
-        assert!(resp.headers.iter().any(|h| h.name == "Connection" && h.value == b"close"));
+        assert!(resp
+            .headers
+            .iter()
+            .any(|h| h.name == "Connection" && h.value == b"close"));
     }
 
     #[test]
     fn accept_response_names_protocol_and_extension() {
-        let req = UpgradeRequest { key: KEY.into(), ..UpgradeRequest::default() };
+        let req = UpgradeRequest {
+            key: KEY.into(),
+            ..UpgradeRequest::default()
+        };
         let plain = String::from_utf8(accept_response(&req, None, None)).unwrap();
         assert_eq!(
             plain,
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
         );
-        let params = DeflateParams { server_no_context_takeover: true, ..DeflateParams::default() };
+        let params = DeflateParams {
+            server_no_context_takeover: true,
+            ..DeflateParams::default()
+        };
         let full = String::from_utf8(accept_response(&req, Some("chat"), Some(&params))).unwrap();
         assert!(full.contains("\r\nSec-WebSocket-Protocol: chat\r\n"));
-        assert!(full
-            .contains("\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"));
+        assert!(full.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"
+        ));
         assert!(full.ends_with("\r\n\r\n"));
     }
 }

@@ -64,7 +64,12 @@ impl Incoming {
     /// No message yet; pieces of at most `chunk` bytes, messages of at most
     /// `max` bytes.
     pub fn new(chunk: usize, max: usize, client_no_context_takeover: bool) -> Self {
-        Self { chunk, max, client_no_context_takeover, ..Self::default() }
+        Self {
+            chunk,
+            max,
+            client_no_context_takeover,
+            ..Self::default()
+        }
     }
 
     /// Starts a message with its first frame.
@@ -118,7 +123,11 @@ impl Incoming {
     pub fn release_memory(&mut self) {
         if !self.active {
             self.buf = Vec::new();
-            if self.inflater.as_ref().is_some_and(Inflater::resets_each_message) {
+            if self
+                .inflater
+                .as_ref()
+                .is_some_and(Inflater::resets_each_message)
+            {
                 self.inflater = None;
             }
         }
@@ -199,7 +208,9 @@ impl Incoming {
     /// Inflates `input` into `buf`, bounded by the room left in the piece.
     fn inflate(&mut self, input: &[u8]) -> Result<usize, Fail> {
         let reset_each = self.client_no_context_takeover;
-        let inflater = self.inflater.get_or_insert_with(|| Inflater::new(reset_each));
+        let inflater = self
+            .inflater
+            .get_or_insert_with(|| Inflater::new(reset_each));
         let start = self.buf.len();
         let room = (self.chunk + 1 - start).min(MIN_INFLATE_STEP.max(start).max(input.len() * 4));
         self.buf.resize(start + room, 0);
@@ -230,7 +241,11 @@ impl Incoming {
                 if !self.flush_full(out) {
                     return Ok(false);
                 }
-                let tail = if self.stream_ended { &[][..] } else { &TAIL[self.tail_used..] };
+                let tail = if self.stream_ended {
+                    &[][..]
+                } else {
+                    &TAIL[self.tail_used..]
+                };
                 self.tail_used += self.inflate(tail)?;
             }
         }
@@ -270,8 +285,15 @@ impl Incoming {
 
     /// Offers one piece; on refusal remembers it as pending.
     fn offer(&mut self, flags: u8, out: &mut Out<'_>) -> bool {
-        let n = if flags & FIN != 0 { self.buf.len() } else { self.chunk };
-        if !out(Action::Deliver { flags, payload: &self.buf[..n] }) {
+        let n = if flags & FIN != 0 {
+            self.buf.len()
+        } else {
+            self.chunk
+        };
+        if !out(Action::Deliver {
+            flags,
+            payload: &self.buf[..n],
+        }) {
             self.pending = Some(flags);
             return false;
         }

@@ -85,7 +85,11 @@ impl WsBind {
         let source_ref = r.i64()?;
         let handler = r.string()?.ok_or(FrameError::BadString)?.to_string();
         let protocol = r.string()?.map(str::to_string);
-        let path = if r.is_empty() { None } else { r.string()?.map(str::to_string) };
+        let path = if r.is_empty() {
+            None
+        } else {
+            r.string()?.map(str::to_string)
+        };
         let max_message_size = if r.is_empty() { 0 } else { r.i32()? };
         Ok(WsBind {
             source,
@@ -104,7 +108,10 @@ pub(super) struct Binding {
 }
 
 pub(super) enum Phase {
-    Handshake { buf: Vec<u8>, since: Instant },
+    Handshake {
+        buf: Vec<u8>,
+        since: Instant,
+    },
     Open(Box<WsConnection>),
     /// Rejected or finished: waiting for tcp to go away.
     Done,
@@ -154,7 +161,9 @@ impl ClientOut {
             .min(self.pending.len())
             .min(targets[self.target].ring().max_body() - 8);
         let mut sent = false;
-        if n > 0 && targets[self.target].write(frame::DATA, &[&self.stream.bytes(), &self.pending[..n]]) {
+        if n > 0
+            && targets[self.target].write(frame::DATA, &[&self.stream.bytes(), &self.pending[..n]])
+        {
             self.credit -= n as i64;
             self.pending.drain(..n);
             if self.pending.is_empty() && self.pending.capacity() > KEEP_BUFFER {
@@ -228,7 +237,8 @@ impl HandlerOut {
     pub(super) fn end(&mut self, targets: &mut [Target], code: u16) {
         if let (Some(stream), false) = (self.stream, self.ended) {
             self.ended = true;
-            targets[self.target].write(frame::END, &[&stream.bytes(), &(code as i16).to_le_bytes()]);
+            targets[self.target]
+                .write(frame::END, &[&stream.bytes(), &(code as i16).to_le_bytes()]);
         }
     }
 }

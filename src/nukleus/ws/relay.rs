@@ -54,7 +54,9 @@ impl WsNukleus {
                 stream,
                 reference,
                 extension,
-            } if stream.is_initial() => self.on_tcp_begin(source, stream, reference, extension, now),
+            } if stream.is_initial() => {
+                self.on_tcp_begin(source, stream, reference, extension, now)
+            }
             Frame::Begin {
                 stream, reference, ..
             } => self.on_handler_begin(source, stream, reference),
@@ -65,7 +67,14 @@ impl WsNukleus {
         }
     }
 
-    fn on_tcp_begin(&mut self, source: usize, stream: StreamId, reference: i64, extension: &[u8], now: Instant) {
+    fn on_tcp_begin(
+        &mut self,
+        source: usize,
+        stream: StreamId,
+        reference: i64,
+        extension: &[u8],
+        now: Instant,
+    ) {
         let name = &self.plumbing.sources[source].name;
         let known = self
             .bindings
@@ -147,7 +156,13 @@ impl WsNukleus {
         }
     }
 
-    fn upgrade(&mut self, key: usize, request: handshake::UpgradeRequest, rest: Vec<u8>, now: Instant) {
+    fn upgrade(
+        &mut self,
+        key: usize,
+        request: handshake::UpgradeRequest,
+        rest: Vec<u8>,
+        now: Instant,
+    ) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -171,7 +186,8 @@ impl WsNukleus {
             } else {
                 (404, "Not Found")
             };
-            conn.client.send(targets, &handshake::error_response(status, reason));
+            conn.client
+                .send(targets, &handshake::error_response(status, reason));
             conn.client.end(targets);
             conn.phase = Phase::Done;
             conn.closing_since = Some(now);
@@ -278,7 +294,8 @@ impl WsNukleus {
             return;
         };
         conn.handler_granted -= payload.len() as i64 + i64::from(FRAME_PADDING);
-        let (Some((&flags, message)), Phase::Open(ws)) = (payload.split_first(), &mut conn.phase) else {
+        let (Some((&flags, message)), Phase::Open(ws)) = (payload.split_first(), &mut conn.phase)
+        else {
             return;
         };
         self.encoded.clear();
