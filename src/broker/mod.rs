@@ -146,33 +146,19 @@ impl Broker {
         key: SessionKey,
         vhost: &VhostPath,
     ) -> Result<SessionId, Refusal> {
-        let refusal = if self.sessions.contains_key(&key) {
-            Some(Refusal::KeyInUse(key))
-        } else {
-            match self.vhosts.get(vhost) {
-                None => Some(Refusal::UnknownVhost(vhost.clone())),
-                Some(v) if v.sessions.len() >= self.limits.max_connections_per_vhost => {
-                    Some(Refusal::TooManyConnections {
-                        vhost: vhost.clone(),
-                        limit: self.limits.max_connections_per_vhost,
-                    })
-                }
-                Some(_) => None,
-            }
-        };
-        if let Some(refusal) = refusal {
+        if let Err(refusal) = self.admit(key, vhost) {
             self.outbox.stats.sessions_refused += 1;
             return Err(refusal);
         }
-        let Some(v) = self.vhosts.get_mut(vhost) else {
-            return Err(Refusal::UnknownVhost(vhost.clone()));
-        };
         let sid = loop {
             // 128 random bits never collide in practice; checking is cheap.
             let sid = SessionId::generate();
             if !self.sids.contains_key(&sid) {
                 break sid;
             }
+        };
+        let Some(v) = self.vhosts.get_mut(vhost) else {
+            return Err(Refusal::UnknownVhost(vhost.clone()));
         };
         v.sessions.insert(key);
         self.sids.insert(sid.clone(), key);
@@ -181,6 +167,25 @@ impl Broker {
         self.outbox.stats.sessions += 1;
         self.outbox.stats.sessions_opened += 1;
         Ok(sid)
+    }
+
+    /// Whether a new session `key` may join `vhost`.
+    fn admit(&self, key: SessionKey, vhost: &VhostPath) -> Result<(), Refusal> {
+        if self.sessions.contains_key(&key) {
+            return Err(Refusal::KeyInUse(key));
+        }
+        let v = self
+            .vhosts
+            .get(vhost)
+            .ok_or_else(|| Refusal::UnknownVhost(vhost.clone()))?;
+        let limit = self.limits.max_connections_per_vhost;
+        if v.sessions.len() >= limit {
+            return Err(Refusal::TooManyConnections {
+                vhost: vhost.clone(),
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// Forgets a session the glue saw end (client close, idle, shutdown ...),

@@ -3,7 +3,7 @@
 //!
 //! - [`Config::parse`] reads TOML text and reports *every* problem at once,
 //!   each with its TOML path (`vhost[1].user[0].name`) and, where the
-//!   problem is tied to text, its line and column ([`check`]).
+//!   problem is tied to text, its line and column (how: `config/check.rs`).
 //! - [`Config::default`] is the shipped `etc/webrocket.toml`, compiled in; a
 //!   key missing from a file takes the built-in default documented there.
 //! - [`Config::apply_args`] applies `webrocket-server` flags ([`ServerArgs`]),

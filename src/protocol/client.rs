@@ -18,7 +18,8 @@
 //! Unknown payload fields are ignored, as the original server did, so clients
 //! may send extra metadata. `data` is kept as the raw JSON text the client sent
 //! (borrowed from the message, never re-serialised); an explicit `null` is the
-//! same as leaving it out.
+//! same as leaving it out. It may nest at most [`MAX_DATA_DEPTH`] levels
+//! (`INVALID_PAYLOAD` otherwise).
 
 use std::borrow::Cow;
 
@@ -155,6 +156,11 @@ pub const CLIENT_EVENTS: [&str; 7] = [
     DISCONNECT,
 ];
 
+/// The deepest nesting of arrays and objects accepted in `data`. The data is
+/// passed on verbatim to other clients and to backends, whose JSON parsers
+/// may recurse (Python's stops near 1000); serde_json's own limit is 128.
+pub const MAX_DATA_DEPTH: usize = 64;
+
 /// Decodes one WebSocket message (text, or binary holding UTF-8 JSON).
 pub fn decode(message: &[u8]) -> Result<Request<'_>, ClientError> {
     let text =
@@ -232,6 +238,18 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// `data`: any JSON, nested at most [`MAX_DATA_DEPTH`] deep.
+    fn data(&self) -> Result<Option<&'a RawValue>, ClientError> {
+        let data = self.raw("data")?;
+        if data.is_some_and(|raw| json::depth(raw) > MAX_DATA_DEPTH) {
+            return Err(payload_error(
+                self.event,
+                format!("\"data\" nests deeper than {MAX_DATA_DEPTH} levels"),
+            ));
+        }
+        Ok(data)
+    }
+
     fn raw(&self, key: &'static str) -> Result<Option<&'a RawValue>, ClientError> {
         let value = self.members.get(key).map_err(|json::Duplicate| {
             payload_error(self.event, format!("\"{key}\" is given more than once"))
@@ -300,7 +318,7 @@ impl<'a> Fields<'a> {
     }
 
     fn broadcast(&self) -> Result<Request<'a>, ClientError> {
-        let data = self.raw("data")?;
+        let data = self.data()?;
         let event = self.event_name()?;
         let channel = self.channel()?;
         Ok(Request::Broadcast {
@@ -311,7 +329,7 @@ impl<'a> Fields<'a> {
     }
 
     fn trigger(&self) -> Result<Request<'a>, ClientError> {
-        let data = self.raw("data")?;
+        let data = self.data()?;
         let event = self.event_name()?;
         Ok(Request::Trigger { event, data })
     }

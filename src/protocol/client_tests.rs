@@ -299,12 +299,33 @@ fn trigger_event_names() {
     ));
 }
 
+fn nested(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
 #[test]
 fn deeply_nested_data_is_rejected_not_crashing() {
-    let deep = format!(
-        r#"{{"trigger": {{"event": "e", "data": {}{}}}}}"#,
-        "[".repeat(10_000),
-        "]".repeat(10_000)
+    for event in ["trigger", "broadcast"] {
+        let m = |data: &str| {
+            format!(r#"{{"{event}": {{"event": "e", "channel": "c", "data": {data}}}}}"#)
+        };
+        let deep = err(m(&nested(100_000)).as_bytes());
+        assert_eq!(deep.id, ErrorId::InvalidPayload);
+        assert_eq!(
+            err_id(&m(&nested(MAX_DATA_DEPTH + 1))),
+            ErrorId::InvalidPayload
+        );
+        assert_eq!(ok(&m(&nested(MAX_DATA_DEPTH))).event_name(), event);
+    }
+    // Deep ignored fields are skipped without recursion, and not passed on.
+    let m = format!(
+        r#"{{"subscribe": {{"channel": "c", "x": {}}}}}"#,
+        nested(100_000)
     );
-    assert_eq!(err_id(&deep), ErrorId::InvalidMessageFormat);
+    assert_eq!(
+        ok(&m),
+        Request::Subscribe {
+            channel: channel("c")
+        }
+    );
 }

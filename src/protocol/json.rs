@@ -111,6 +111,36 @@ pub(crate) fn kind(raw: &RawValue) -> Kind {
     }
 }
 
+/// How deeply arrays and objects nest in `raw` (0 for a scalar).
+///
+/// serde_json limits nesting when it parses values, but not when it only
+/// skips over them to capture a `RawValue`, so `data` is checked with this.
+pub(crate) fn depth(raw: &RawValue) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in raw.get().as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// Decodes a raw value that [`kind`] says is a string.
 pub(crate) fn text(raw: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<Text<'_>>(raw.get())
@@ -239,6 +269,19 @@ mod tests {
         for bad in ["[]", "1", "\"s\"", "null", "{} {}", "{", "{\"a\" 1}", ""] {
             assert!(Members::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn depth_counts_nesting_outside_strings() {
+        let m = Members::parse(
+            r#"{"s": 1, "a": [1, [2, {"x": [3]}]], "t": "[[[[\"]]]", "o": {"k": "{\\\\"}}"#,
+        )
+        .expect("parse");
+        let d = |key| depth(m.get(key).expect("unique").expect("present"));
+        assert_eq!(d("s"), 0);
+        assert_eq!(d("a"), 4);
+        assert_eq!(d("t"), 0);
+        assert_eq!(d("o"), 1);
     }
 
     #[test]

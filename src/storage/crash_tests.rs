@@ -84,7 +84,8 @@ fn run_child_and_kill(dir: &Path, delay: Duration) -> Vec<u64> {
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.strip_prefix("ack ") {
+            // libtest may print "test <name> ... " on the same line first.
+            if let Some((_, i)) = line.split_once("ack ") {
                 let _ = tx.send(i.trim().parse::<u64>().unwrap());
             }
         }
@@ -104,6 +105,7 @@ fn every_acknowledged_change_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = rand::rng();
     let mut acknowledged_total = 0;
+    let mut stored_before = 0;
     for round in 0..4 {
         let delay = Duration::from_millis(rng.random_range(5..300));
         let acks = run_child_and_kill(dir.path(), delay);
@@ -116,12 +118,25 @@ fn every_acknowledged_change_survives_sigkill() {
                 "round {round}: acknowledged c{i} lost ({stored} stored)"
             );
         }
+        assert_eq!(
+            acks[0], stored_before,
+            "round {round}: resumed after the last commit"
+        );
+        assert!(
+            acks.windows(2).all(|w| w[1] == w[0] + 1),
+            "round {round}: every ack was read: {acks:?}"
+        );
         // The child commits in order, so the store holds a prefix: every
         // acknowledged change plus at most the one in flight.
-        let last = acks.iter().max().copied().unwrap_or(0);
+        let last = acks[acks.len() - 1];
         assert!(stored == last + 1 || stored == last + 2, "round {round}");
         assert!((0..stored).all(|i| vhost.channels.contains(&channel(i))));
+        eprintln!(
+            "round {round}: killed after {delay:?}, {} acks, {stored} stored",
+            acks.len()
+        );
         acknowledged_total += acks.len();
+        stored_before = stored;
     }
     assert!(acknowledged_total > 4, "the child made progress");
 }

@@ -44,6 +44,9 @@ pub enum StorageError {
     /// The change does not fit the state.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A change or the state could not be encoded as JSON.
+    #[error("cannot encode for storage: {0}")]
+    Encode(#[source] serde_json::Error),
     /// The change does not fit in a log record.
     #[error("change of {len} bytes is too large to store")]
     TooLarge {
@@ -135,10 +138,7 @@ impl Store {
         if self.poisoned {
             return Err(self.poisoned_error());
         }
-        let payload = serde_json::to_vec(change).map_err(|e| StorageError::Corrupt {
-            path: self.log_path(),
-            reason: format!("cannot encode change: {e}"),
-        })?;
+        let payload = serde_json::to_vec(change).map_err(StorageError::Encode)?;
         if payload.len() > MAX_LOG_RECORD {
             return Err(StorageError::TooLarge { len: payload.len() });
         }
@@ -254,10 +254,7 @@ fn create_log(path: &Path, generation: u64) -> Result<(), StorageError> {
 }
 
 fn write_snapshot(path: &Path, generation: u64, state: &State) -> Result<(), StorageError> {
-    let payload = serde_json::to_vec(state).map_err(|e| StorageError::Corrupt {
-        path: path.to_owned(),
-        reason: format!("cannot encode state: {e}"),
-    })?;
+    let payload = serde_json::to_vec(state).map_err(StorageError::Encode)?;
     let mut bytes = encode_header(SNAPSHOT_MAGIC, generation).to_vec();
     encode_record(&payload, &mut bytes);
     replace_atomically(path, &bytes).map_err(io_error("write", path))

@@ -71,6 +71,7 @@ fn slow_consumer_is_closed_and_the_others_still_receive() {
     assert_eq!(w.take(c), [delivery]);
     assert_eq!(w.take(sender), [r#"{"broadcasted":"news"}"#]);
     assert!(w.take(slow).is_empty());
+    assert_eq!(w.out.refused, [slow]);
     assert_eq!(w.closed(slow), Some(CloseReason::SlowConsumer));
     let stats = w.broker.stats();
     assert_eq!(stats.slow_consumers, 1);
@@ -104,6 +105,7 @@ fn a_session_refused_once_gets_nothing_more_in_that_operation() {
     w.out.full.insert(k);
     w.send(k, r#"{"authenticate": {"user": "writer"}}"#);
     assert!(w.out.sent.is_empty());
+    assert_eq!(w.out.refused, [k], "offered again after a refusal");
     assert_eq!(w.closed(k), Some(CloseReason::SlowConsumer));
     assert_eq!(w.broker.stats().slow_consumers, 1);
     w.check_gauges();

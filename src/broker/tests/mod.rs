@@ -23,6 +23,8 @@ pub(super) struct RecOutlet {
     pub sent: Vec<(SessionKey, String)>,
     pub closed: Vec<(SessionKey, CloseReason)>,
     pub full: HashSet<SessionKey>,
+    /// Offers refused because the session was in `full`.
+    pub refused: Vec<SessionKey>,
 }
 
 impl Outlet for RecOutlet {
@@ -32,6 +34,7 @@ impl Outlet for RecOutlet {
             "sent to closed session {key}"
         );
         if self.full.contains(&key) {
+            self.refused.push(key);
             return false;
         }
         let text = String::from_utf8(payload.to_vec()).expect("the broker sends UTF-8");

@@ -28,6 +28,8 @@ pub mod nukleus;
 mod relay;
 
 #[cfg(test)]
+mod autobahn_server;
+#[cfg(test)]
 mod connection_tests;
 #[cfg(test)]
 mod deflate_tests;

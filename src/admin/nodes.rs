@@ -1,0 +1,49 @@
+//! Worker and node routes. Workers come from the [`WorkerDirectory`] the
+//! exchange plugs in; nodes are this node until the cluster lists its
+//! peers here too.
+//!
+//! [`WorkerDirectory`]: super::WorkerDirectory
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::{self, Segments};
+use super::ApiState;
+
+/// Said instead of workers when no exchange is plugged in.
+pub const NO_EXCHANGE_NOTE: &str = "no backend exchange is running on this node";
+
+pub(super) async fn list_workers(
+    State(api): State<ApiState>,
+    Segments(vhost): Segments<String>,
+) -> Result<Json<Value>, ApiError> {
+    let path = extract::vhost(&vhost)?;
+    let read = path.clone();
+    api.read(move |state| state.vhost(&read).map(drop).map_err(ApiError::from))
+        .await?;
+    let body = match &api.workers {
+        Some(directory) => {
+            let workers = directory.workers(&path);
+            json!({ "vhost": path, "workers": workers })
+        }
+        None => json!({ "vhost": path, "workers": [], "note": NO_EXCHANGE_NOTE }),
+    };
+    Ok(Json(body))
+}
+
+pub(super) async fn list_nodes(State(api): State<ApiState>) -> Json<Value> {
+    let server = &api.handle.config.server;
+    let node = json!({
+        "name": server.node_name,
+        "state": "up",
+        "self": true,
+        "uptime_seconds": api.started.elapsed().as_secs(),
+        "websocket_addr": api.handle.websocket_addr().to_string(),
+        "backend_addr": server.backend_addr.to_string(),
+        "admin_addr": api.admin_addr.to_string(),
+        "cluster_addr": api.handle.config.cluster.addr.map(|a| a.to_string()),
+    });
+    Json(json!({ "nodes": [node] }))
+}

@@ -1,0 +1,271 @@
+//! webrocket-bench: the load generator behind the benchmark figures. It
+//! speaks WebRocket's client protocol, plain echo, and NATS over WebSocket,
+//! so that webrocket and its peers are measured by the same client.
+//!
+//!     webrocket-bench echo   --addr HOST:PORT --path /echo --connections 100 --size 64
+//!     webrocket-bench fanout --addr HOST:PORT --path /bench --subscribers 1000 --size 100 [--rate N] [--proto nats]
+//!     webrocket-bench idle   --addr HOST:PORT --path /bench --connections 10000 [--proto nats]
+//!
+//! Every run is bounded by `--seconds`; results are printed as one JSON line.
+
+mod proto;
+mod stats;
+mod wsclient;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use self::proto::Proto;
+use self::stats::Histogram;
+
+#[derive(Parser)]
+#[command(about = "Load generator for webrocket and its peers")]
+struct Args {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProtoArg {
+    Webrocket,
+    Nats,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Closed-loop echo: each connection sends a message and waits for it.
+    Echo {
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value = "/echo")]
+        path: String,
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// One channel, many subscribers, one publisher.
+    Fanout {
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value = "/bench")]
+        path: String,
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Messages per second; 0 = as fast as the slowest subscriber allows.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, value_enum, default_value = "webrocket")]
+        proto: ProtoArg,
+    },
+    /// Opens subscribed connections and holds them (memory per connection).
+    Idle {
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value = "/bench")]
+        path: String,
+        #[arg(long, default_value_t = 10000)]
+        connections: usize,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, value_enum, default_value = "webrocket")]
+        proto: ProtoArg,
+    },
+}
+
+fn proto(arg: ProtoArg) -> Proto {
+    match arg {
+        ProtoArg::Webrocket => Proto::Webrocket,
+        ProtoArg::Nats => Proto::Nats,
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        match args.mode {
+            Mode::Echo {
+                addr,
+                path,
+                connections,
+                size,
+                seconds,
+            } => echo(addr, path, connections, size, seconds).await,
+            Mode::Fanout {
+                addr,
+                path,
+                subscribers,
+                size,
+                rate,
+                seconds,
+                proto: p,
+            } => fanout(addr, path, subscribers, size, rate, seconds, proto(p)).await,
+            Mode::Idle {
+                addr,
+                path,
+                connections,
+                seconds,
+                proto: p,
+            } => idle(addr, path, connections, seconds, proto(p)).await,
+        }
+    })
+}
+
+fn now_nanos(start: Instant) -> u64 {
+    start.elapsed().as_nanos() as u64
+}
+
+/// A text payload of `size` bytes starting with a 20-digit timestamp.
+fn stamped(size: usize, nanos: u64) -> Vec<u8> {
+    let mut payload = format!("{nanos:020}").into_bytes();
+    payload.resize(size.max(20), b'x');
+    payload
+}
+
+fn stamp_of(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload.get(..20)?).ok()?.parse().ok()
+}
+
+async fn echo(addr: String, path: String, connections: usize, size: usize, seconds: u64) -> std::io::Result<()> {
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (mut tx, mut rx) = wsclient::connect(&addr, &path).await?;
+        let stop = Arc::clone(&stop);
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut hist = Histogram::default();
+            while !stop.load(Ordering::Relaxed) {
+                let sent = now_nanos(start);
+                if tx.send_text(&stamped(size, sent)).await.is_err() || rx.next().await.is_err() {
+                    break;
+                }
+                hist.record(now_nanos(start) - sent);
+            }
+            hist
+        }));
+    }
+    let began = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = began.elapsed().as_secs_f64();
+    let mut all = Histogram::default();
+    for task in tasks {
+        if let Ok(hist) = task.await {
+            all.merge(&hist);
+        }
+    }
+    println!(
+        "{{\"mode\":\"echo\",\"connections\":{connections},\"size\":{size},\"messages_per_sec\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+        all.count() as f64 / elapsed,
+        all.quantile(0.5) as f64 / 1000.0,
+        all.quantile(0.99) as f64 / 1000.0
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fanout(
+    addr: String,
+    path: String,
+    subscribers: usize,
+    size: usize,
+    rate: u64,
+    seconds: u64,
+    proto: Proto,
+) -> std::io::Result<()> {
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(AtomicU64::new(0));
+    // The slowest subscriber's progress bounds the publisher (closed loop).
+    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..subscribers).map(|_| AtomicU64::new(0)).collect());
+    let hist = std::rc::Rc::new(std::cell::RefCell::new(Histogram::default()));
+    let mut tasks = Vec::new();
+    for i in 0..subscribers {
+        let (mut tx, mut rx) = wsclient::connect(&addr, &path).await?;
+        proto.subscribe(&mut tx, &mut rx, "bench").await?;
+        let (stop, delivered, progress) = (Arc::clone(&stop), Arc::clone(&delivered), Arc::clone(&progress));
+        let hist = std::rc::Rc::clone(&hist);
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut stamps = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(message) = rx.next().await else { break };
+                stamps.clear();
+                proto.deliveries(message, &mut stamps);
+                let now = now_nanos(start);
+                let mut hist = hist.borrow_mut();
+                for &stamp in &stamps {
+                    hist.record(now.saturating_sub(stamp));
+                }
+                delivered.fetch_add(stamps.len() as u64, Ordering::Relaxed);
+                progress[i].fetch_add(stamps.len() as u64, Ordering::Relaxed);
+            }
+            let _ = tx;
+        }));
+    }
+    let (mut ptx, mut prx) = wsclient::connect(&addr, &path).await?;
+    proto.hello(&mut ptx, &mut prx).await?;
+    // Drain the publisher's own replies.
+    tokio::task::spawn_local(async move { while prx.next().await.is_ok() {} });
+    let began = Instant::now();
+    let deadline = began + Duration::from_secs(seconds);
+    let mut sent: u64 = 0;
+    const WINDOW: u64 = 64;
+    while Instant::now() < deadline {
+        if rate > 0 {
+            let due = began + Duration::from_nanos(sent * 1_000_000_000 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        } else {
+            let slowest = progress.iter().map(|p| p.load(Ordering::Relaxed)).min().unwrap_or(0);
+            if sent >= slowest + WINDOW {
+                tokio::task::yield_now().await;
+                continue;
+            }
+        }
+        proto.publish(&mut ptx, "bench", &stamped(size, now_nanos(start)));
+        ptx.flush().await?;
+        sent += 1;
+    }
+    let elapsed = began.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let total = delivered.load(Ordering::Relaxed);
+    for task in tasks {
+        task.abort();
+    }
+    let all = hist.borrow();
+    println!(
+        "{{\"mode\":\"fanout\",\"proto\":\"{}\",\"subscribers\":{subscribers},\"size\":{size},\"rate\":{rate},\"published\":{sent},\"deliveries_per_sec\":{:.0},\"expected_deliveries\":{},\"delivered\":{total},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+        proto.name(),
+        total as f64 / elapsed,
+        sent * subscribers as u64,
+        all.quantile(0.5) as f64 / 1000.0,
+        all.quantile(0.99) as f64 / 1000.0
+    );
+    Ok(())
+}
+
+async fn idle(addr: String, path: String, connections: usize, seconds: u64, proto: Proto) -> std::io::Result<()> {
+    let mut held = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let (mut tx, mut rx) = wsclient::connect_from(&addr, &path, i).await?;
+        proto.subscribe(&mut tx, &mut rx, "idle").await?;
+        held.push((tx, rx));
+    }
+    println!("{{\"mode\":\"idle\",\"ready\":{connections}}}");
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    Ok(())
+}
