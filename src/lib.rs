@@ -18,8 +18,10 @@
 //! - [`server`]: the composition root that builds and wires everything.
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod broker;
 pub mod config;
+pub mod exchange;
 pub mod limits;
 pub mod name;
 pub mod nukleus;

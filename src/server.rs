@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! thread "tcp":    tcp nukleus (owns the sockets, parks in its poller)
-//! thread "broker": ws + webrocket (+ echo) nuklei, parks on its signal
+//! thread "broker": ws + webrocket (+ echo, + tls) nuklei, parks on its signal
 //! ```
 
 use std::net::SocketAddr;
@@ -22,6 +22,7 @@ use crate::name::VhostPath;
 use crate::nukleus::command::{Command, Response};
 use crate::nukleus::control::{ControlError, Controller};
 use crate::nukleus::echo::EchoNukleus;
+use crate::nukleus::tls::{self, TlsBind, TlsNukleus};
 use crate::nukleus::runner::{Group, Signal, Signals};
 use crate::nukleus::tcp::{control::Bind, control::BindAddress, TcpNukleus, TcpSettings};
 use crate::broker::Backend;
@@ -55,6 +56,9 @@ pub enum StartError {
     /// A thread could not start.
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
+    /// The TLS certificate or key.
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// What the admin API and the backend exchange share with the running
@@ -73,6 +77,9 @@ pub struct Handle {
     tasks: Mutex<Sender<Task>>,
     signals: Arc<Signals>,
     tcp_ref: Mutex<i64>,
+    /// The nukleus ws reads client streams from ("tcp", or "tls" for wss)
+    /// and its ref for them.
+    front: Mutex<(&'static str, i64)>,
     vhost_refs: Mutex<Vec<(VhostPath, i64)>>,
 }
 
@@ -135,9 +142,10 @@ impl Handle {
     }
 
     fn ws_bind(&self, handler: &str, path: &str, max_message_size: usize) -> Vec<u8> {
+        let (source, source_ref) = *lock(&self.front);
         WsBind {
-            source: "tcp".into(),
-            source_ref: *lock(&self.tcp_ref),
+            source: source.into(),
+            source_ref,
             handler: handler.into(),
             protocol: None,
             path: Some(path.into()),
@@ -215,10 +223,7 @@ impl Server {
 
         let (mut store, mut state) = Store::open(&config.server.storage_dir)?;
         for change in storage::seed_from_config(config, &state) {
-            store.commit(&change)?;
-            if let Err(error) = state.apply(&change) {
-                tracing::warn!(%error, "config change not applied");
-            }
+            store.commit_and_apply(&mut state, &change)?;
         }
         let cookie = storage::load_or_create_cookie(&config.server.storage_dir, &config.server.node_name)
             .map_err(|source| StartError::RunDir {
@@ -231,7 +236,7 @@ impl Server {
 
         let signals = Arc::new(Signals::default());
         let broker_signal = Signal::for_thread();
-        for name in ["ws", "webrocket", "echo"] {
+        for name in ["ws", "webrocket", "echo", "tls"] {
             signals.register(name, Arc::clone(&broker_signal));
         }
         let ring = limits.ring_capacity;
@@ -260,6 +265,7 @@ impl Server {
             tasks: Mutex::new(tasks),
             signals: Arc::clone(&signals),
             tcp_ref: Mutex::new(0),
+            front: Mutex::new(("tcp", 0)),
             vhost_refs: Mutex::new(Vec::new()),
         });
         let webrocket = WebrocketNukleus::new(
@@ -284,6 +290,11 @@ impl Server {
         if config.server.echo_path.is_some() {
             let echo = EchoNukleus::new(&run_dir, ring, Arc::clone(&signals)).map_err(run_error)?;
             broker_group.add(Box::new(echo));
+        }
+        if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
+            let tls_config = tls::load_config(cert, key).map_err(StartError::Tls)?;
+            let tls = TlsNukleus::new(&run_dir, ring, Arc::clone(&signals), tls_config).map_err(run_error)?;
+            broker_group.add(Box::new(tls));
         }
         let threads = vec![
             tcp_group.spawn(Arc::clone(&stop)).map_err(StartError::Thread)?,
@@ -321,14 +332,38 @@ impl Server {
             call(&mut ws, Command::Route("echo"))?;
             call(&mut echo, Command::Route("ws"))?;
         }
+        let tls = config.tls.cert.is_some() && config.tls.key.is_some();
+        if tls {
+            let mut tls = handle.controller("tls")?;
+            call(&mut tls, Command::Capture("tcp"))?;
+            call(&mut tcp, Command::Capture("tls"))?;
+            call(&mut tls, Command::Capture("ws"))?;
+            call(&mut ws, Command::Capture("tls"))?;
+            call(&mut tls, Command::Route("tcp"))?;
+            call(&mut tcp, Command::Route("tls"))?;
+            call(&mut tls, Command::Route("ws"))?;
+            call(&mut ws, Command::Route("tls"))?;
+        }
         let addr = config.server.websocket_addr;
         let bind = Bind {
-            handler: "ws".into(),
+            handler: if tls { "tls".into() } else { "ws".into() },
             address: BindAddress::Ip(addr.ip()),
             port: addr.port(),
         };
         let bound: Response = call(&mut tcp, Command::Bind(&bind.encode()))?;
-        *lock(&handle.tcp_ref) = bound.reference.unwrap_or(0);
+        let tcp_ref = bound.reference.unwrap_or(0);
+        *lock(&handle.tcp_ref) = tcp_ref;
+        *lock(&handle.front) = ("tcp", tcp_ref);
+        if tls {
+            let bind = TlsBind {
+                source: "tcp".into(),
+                source_ref: tcp_ref,
+                handler: "ws".into(),
+            };
+            let mut tls = handle.controller("tls")?;
+            let bound = call(&mut tls, Command::Bind(&bind.encode()))?;
+            *lock(&handle.front) = ("tls", bound.reference.unwrap_or(0));
+        }
         if let Some(local) = bound.address {
             *lock(&handle.websocket_addr) = local;
         }

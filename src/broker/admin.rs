@@ -34,6 +34,8 @@ impl Broker {
     /// what sessions see). Changes that do not fit the live state (unknown
     /// vhost, user or channel) are ignored: storage has already validated
     /// them against the same data.
+    // One short arm per `Change` variant; splitting the match would only
+    // scatter it.
     pub fn apply_change(&mut self, change: &Change, io: &mut Io<'_>) {
         use Change::*;
         match change {

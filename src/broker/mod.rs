@@ -16,7 +16,7 @@
 //!
 //! # Slow consumers
 //!
-//! The one policy, enforced in [`Broker::offer`] and nowhere else: when the
+//! The one policy, enforced in `Outbox::offer` and nowhere else: when the
 //! outlet refuses a message for a session (its pending outbound bytes would
 //! pass `max_pending_bytes`), that session gets nothing more, is closed with
 //! [`CloseReason::SlowConsumer`] once the current operation finishes, and

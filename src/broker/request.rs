@@ -6,7 +6,7 @@
 
 use serde_json::value::RawValue;
 
-use crate::name::{ChannelName, EventName, Permissions};
+use crate::name::{ChannelName, EventName, Permissions, VhostPath};
 use crate::protocol::{
     encode_delivery, encode_trigger, ClientError, CloseReason, ErrorId, Reply, Request,
 };
@@ -108,30 +108,13 @@ impl Broker {
             ));
         }
         let may_create = session.may(Permissions::MANAGE);
-        let vhost_path = session.vhost.clone();
-        let Some(vhost) = self.vhosts.get_mut(&vhost_path) else {
-            return Ok(());
-        };
-        if !vhost.channels.contains_key(name) {
-            if !(vhost.auto_create || may_create) {
-                return Err(channel_error(ErrorId::ChannelNotFound, SUBSCRIBE, name));
-            }
-            if vhost.channels.len() >= self.limits.max_channels_per_vhost {
-                return Err(channel_error(ErrorId::TooManyChannels, SUBSCRIBE, name));
-            }
-            let change = Change::AddChannel {
-                vhost: vhost_path.clone(),
-                channel: name.clone(),
-            };
-            if let Err(e) = io.persist.commit(&change) {
-                tracing::warn!(vhost = %vhost_path, channel = %name, error = %e, "cannot persist an auto-created channel");
-                return Err(channel_error(ErrorId::InternalError, SUBSCRIBE, name)
-                    .with_message("the channel could not be created"));
-            }
-            vhost.channels.insert(name.clone(), Channel::default());
-            self.outbox.stats.channels += 1;
-        }
-        if let Some(channel) = vhost.channels.get_mut(name) {
+        let vhost = session.vhost.clone();
+        self.ensure_channel(&vhost, name, may_create, io)?;
+        if let Some(channel) = self
+            .vhosts
+            .get_mut(&vhost)
+            .and_then(|v| v.channels.get_mut(name))
+        {
             channel.subscribe(key);
         }
         if let Some(session) = self.sessions.get_mut(&key) {
@@ -139,6 +122,46 @@ impl Broker {
         }
         self.outbox.stats.subscriptions += 1;
         self.send_reply(key, &Reply::Subscribed(name.as_str()), io.outlet);
+        Ok(())
+    }
+
+    /// Creates channel `name` for `subscribe` if it is missing and may be
+    /// created, committing it to storage before it exists in memory.
+    fn ensure_channel(
+        &mut self,
+        vhost_path: &VhostPath,
+        name: &ChannelName,
+        may_create: bool,
+        io: &mut Io<'_>,
+    ) -> Result<(), ClientError> {
+        let Some(vhost) = self.vhosts.get_mut(vhost_path) else {
+            return Ok(());
+        };
+        if vhost.channels.contains_key(name) {
+            return Ok(());
+        }
+        if !(vhost.auto_create || may_create) {
+            return Err(channel_error(ErrorId::ChannelNotFound, SUBSCRIBE, name));
+        }
+        if vhost.channels.len() >= self.limits.max_channels_per_vhost {
+            return Err(channel_error(ErrorId::TooManyChannels, SUBSCRIBE, name));
+        }
+        let change = Change::AddChannel {
+            vhost: vhost_path.clone(),
+            channel: name.clone(),
+        };
+        if let Err(e) = io.persist.commit(&change) {
+            tracing::warn!(
+                vhost = %vhost_path,
+                channel = %name,
+                error = %e,
+                "cannot persist an auto-created channel"
+            );
+            return Err(channel_error(ErrorId::InternalError, SUBSCRIBE, name)
+                .with_message("the channel could not be created"));
+        }
+        vhost.channels.insert(name.clone(), Channel::default());
+        self.outbox.stats.channels += 1;
         Ok(())
     }
 

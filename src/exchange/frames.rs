@@ -182,7 +182,7 @@ fn text<F: AsRef<[u8]>>(
     command: &'static str,
     args: &[F],
     index: usize,
-) -> Result<&str, FrameError> {
+) -> Result<&'_ str, FrameError> {
     std::str::from_utf8(args[index].as_ref()).map_err(|_| FrameError::NotUtf8 { command, index })
 }
 

@@ -13,6 +13,7 @@ pub mod plumbing;
 pub mod runner;
 pub mod slab;
 pub mod tcp;
+pub mod tls;
 pub mod webrocket;
 pub mod ws;
 

@@ -15,7 +15,7 @@ pub mod encode;
 pub mod error;
 mod json;
 
-pub use client::{decode, Request, CLIENT_EVENTS};
+pub use client::{decode, Request, CLIENT_EVENTS, MAX_DATA_DEPTH};
 pub use encode::{
     encode_delivery, encode_direct, encode_error, encode_reply, encode_trigger, Reply,
 };

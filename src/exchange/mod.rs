@@ -1,0 +1,195 @@
+//! The backend exchange (spec section 2): one ZeroMQ ROUTER socket that
+//! backend workers (DEALER, `dlr:` identities) and request clients (REQ,
+//! `req:` identities) connect to. The only module that imports `zeromq`.
+//!
+//! - [`identity`]: `dlr|req:<vhost>:<token>:<uuid>` parsing and token checks
+//!   (pure).
+//! - [`frames`]: decode/encode of backend frames and the `ER` codes (pure).
+//! - [`lobby`]: ready workers per vhost, round robin, liveness (pure).
+//! - `endpoint`: the ROUTER's receive and send tasks (tokio).
+//!
+//! # Starting
+//!
+//! The socket is bound before the node starts ([`bind`], so port 0 can be
+//! reported), and starts serving when the node hands over its [`Handle`]
+//! through [`Exchange::backend`], the closure argument of
+//! [`Server::start`](crate::server::Server::start):
+//!
+//! ```no_run
+//! # async fn run(config: webrocket::config::Config) -> std::io::Result<()> {
+//! let (exchange, backend_addr) = webrocket::exchange::bind(&config).await?;
+//! let server = webrocket::server::Server::start(&config, |handle| exchange.backend(handle));
+//! // ... on shutdown:
+//! exchange.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Delivery
+//!
+//! Triggers go round robin over the vhost's ready workers. A trigger whose
+//! worker left before the write, or whose write fails or times out, goes to
+//! the next ready worker; only when none is left is it dropped and counted
+//! (`dropped_undeliverable`). A write that reached the kernel of a worker
+//! that then dies is lost: ZeroMQ has no acknowledgements here.
+
+pub mod frames;
+pub mod identity;
+pub mod lobby;
+mod endpoint;
+mod stats;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use zeromq::{RouterRecvHalf, RouterSendHalf, RouterSocket, Socket};
+
+use self::endpoint::{lock, Outgoing, Settings, Shared};
+use crate::broker::{Backend, NoWorker};
+use crate::config::Config;
+use crate::name::VhostPath;
+use crate::server::Handle;
+
+pub use self::lobby::WorkerInfo;
+pub use self::stats::ExchangeStats;
+
+/// How long [`Exchange::shutdown`] waits for the `QT`s to be written.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// The bound backend exchange. Cheap to clone; clones share the socket.
+#[derive(Clone)]
+pub struct Exchange {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: tokio::runtime::Handle,
+    local_addr: SocketAddr,
+    settings: Settings,
+    max_workers_per_vhost: usize,
+    socket: Mutex<Option<(RouterSendHalf, RouterRecvHalf)>>,
+    shared: OnceLock<Arc<Shared>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Binds the ROUTER socket on `config.server.backend_addr` and returns the
+/// exchange with the address it is bound to (port 0 resolved). It serves
+/// nothing until [`Exchange::backend`] is called; connections made earlier
+/// wait.
+pub async fn bind(config: &Config) -> io::Result<(Exchange, SocketAddr)> {
+    let wanted = config.server.backend_addr;
+    let mut socket = RouterSocket::new();
+    let endpoint = socket
+        .bind(&format!("tcp://{wanted}"))
+        .await
+        .map_err(|error| io::Error::other(format!("binding tcp://{wanted}: {error}")))?;
+    let port = match endpoint {
+        zeromq::Endpoint::Tcp(_, port) => port,
+        _ => wanted.port(),
+    };
+    let local_addr = SocketAddr::new(wanted.ip(), port);
+    let settings = Settings {
+        heartbeat_interval: config.backend.heartbeat_interval,
+        worker_timeout: config.backend.worker_timeout(),
+        max_message_size: config.limits.max_backend_message_size,
+    };
+    let exchange = Exchange {
+        inner: Arc::new(Inner {
+            runtime: tokio::runtime::Handle::current(),
+            local_addr,
+            settings,
+            max_workers_per_vhost: config.limits.max_workers_per_vhost,
+            socket: Mutex::new(Some(socket.split())),
+            shared: OnceLock::new(),
+            tasks: Mutex::new(Vec::new()),
+        }),
+    };
+    Ok((exchange, local_addr))
+}
+
+impl Exchange {
+    /// Where backends connect (`tcp://ADDR`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Starts serving with the node's `handle` (first call) and returns the
+    /// [`Backend`] the broker hands triggers to. Later calls return another
+    /// backend of the same exchange and ignore `handle`.
+    pub fn backend(&self, handle: Arc<Handle>) -> Box<dyn Backend + Send> {
+        let inner = &self.inner;
+        let shared = inner.shared.get_or_init(|| {
+            let (out, inbox) = mpsc::unbounded_channel();
+            let shared = Arc::new(Shared {
+                lobby: Mutex::new(lobby::Lobby::new(inner.max_workers_per_vhost)),
+                out,
+                counters: Default::default(),
+                handle,
+                settings: inner.settings,
+            });
+            if let Some((send_half, recv_half)) = lock(&inner.socket).take() {
+                let tasks = [
+                    inner
+                        .runtime
+                        .spawn(endpoint::receive(Arc::clone(&shared), recv_half)),
+                    inner
+                        .runtime
+                        .spawn(endpoint::send(Arc::clone(&shared), send_half, inbox)),
+                ];
+                lock(&inner.tasks).extend(tasks);
+            }
+            shared
+        });
+        Box::new(ExchangeBackend {
+            shared: Arc::clone(shared),
+        })
+    }
+
+    /// The ready workers of `vhost`, in round-robin order (`list_workers`).
+    pub fn workers(&self, vhost: &VhostPath) -> Vec<WorkerInfo> {
+        match self.inner.shared.get() {
+            Some(shared) => lock(&shared.lobby).workers(vhost, Instant::now()),
+            None => Vec::new(),
+        }
+    }
+
+    /// The exchange's counters.
+    pub fn stats(&self) -> ExchangeStats {
+        match self.inner.shared.get() {
+            Some(shared) => {
+                let workers = lock(&shared.lobby).len();
+                shared.counters.snapshot(workers)
+            }
+            None => ExchangeStats::default(),
+        }
+    }
+
+    /// Sends `QT` to every ready worker (bounded wait) and stops the
+    /// socket's tasks. Calling it twice is harmless.
+    pub async fn shutdown(&self) {
+        if let Some(shared) = self.inner.shared.get() {
+            let (done, written) = oneshot::channel();
+            if shared.out.send(Outgoing::Quit(done)).is_ok() {
+                let _ = tokio::time::timeout(SHUTDOWN_WAIT, written).await;
+            }
+        }
+        let tasks: Vec<JoinHandle<()>> = lock(&self.inner.tasks).drain(..).collect();
+        for task in tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The [`Backend`] the broker thread calls.
+struct ExchangeBackend {
+    shared: Arc<Shared>,
+}
+
+impl Backend for ExchangeBackend {
+    fn trigger(&mut self, vhost: &VhostPath, payload: &[u8]) -> Result<(), NoWorker> {
+        self.shared.trigger(vhost, payload)
+    }
+}

@@ -1,0 +1,479 @@
+//! The tls nukleus: a layer between tcp and ws that turns ciphertext streams
+//! into plaintext streams and back (rustls), so ws serves `wss://` exactly as
+//! it serves `ws://`.
+//!
+//! ```text
+//! tcp --ciphertext--> tls --plaintext--> ws
+//! tcp <--ciphertext-- tls <--plaintext-- ws
+//! ```
+//!
+//! BIND (tls): `string source, i64 source ref, string handler` -> BOUND ref;
+//! streams from `source` with `source ref` are decrypted for `handler`, whose
+//! own BIND names this nukleus and the returned ref as its source.
+//!
+//! Credit: tls grants tcp a fixed window for ciphertext and renews it as
+//! records are decrypted and accepted by the handler; it grants the handler
+//! the credit tcp gave for the reply, with a padding that covers one TLS
+//! record's overhead per DATA frame.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls::{ServerConfig, ServerConnection};
+
+use super::command::{self, Response};
+use super::frame::{self, Frame, FrameError, Reader, StreamId, StreamIds, Writer};
+use super::plumbing::{Pending, Plumbing};
+use super::runner::{Agent, Signals};
+use super::slab::Slab;
+use super::{FrameBatch, IdMap};
+
+/// Ciphertext credit granted to tcp per connection.
+const WINDOW: i64 = 64 * 1024;
+/// Per-DATA overhead of a TLS record (header, tag, padding), rounded up.
+const RECORD_PADDING: i32 = 64;
+const PLAIN_CHUNK: usize = 16 * 1024;
+
+/// Loads a certificate chain and private key (PEM) into a server config.
+pub fn load_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<ServerConfig>, String> {
+    let open = |p: &std::path::Path| {
+        std::fs::File::open(p)
+            .map(std::io::BufReader::new)
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let certs = rustls_pemfile::certs(&mut open(cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", cert.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut open(key)?)
+        .map_err(|e| format!("{}: {e}", key.display()))?
+        .ok_or_else(|| format!("{}: no private key found", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(config))
+}
+
+/// A decoded tls BIND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsBind {
+    /// Where ciphertext streams come from ("tcp").
+    pub source: String,
+    /// The source's ref for them.
+    pub source_ref: i64,
+    /// Who gets the plaintext streams ("ws").
+    pub handler: String,
+}
+
+impl TlsBind {
+    /// The command body after the correlation id.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.put_string(Some(&self.source));
+        body.put_i64(self.source_ref);
+        body.put_string(Some(&self.handler));
+        body
+    }
+
+    fn decode(body: &[u8]) -> Result<TlsBind, FrameError> {
+        let mut r = Reader::new(body);
+        Ok(TlsBind {
+            source: r.string()?.ok_or(FrameError::BadString)?.to_string(),
+            source_ref: r.i64()?,
+            handler: r.string()?.ok_or(FrameError::BadString)?.to_string(),
+        })
+    }
+}
+
+struct Conn {
+    tls: ServerConnection,
+    /// Ciphertext side.
+    net_source: usize,
+    net_in: StreamId,
+    net_target: usize,
+    net_out: StreamId,
+    net_credit: i64,
+    net_granted: i64,
+    /// Plaintext side.
+    app_target: usize,
+    app_out: StreamId,
+    app_credit: i64,
+    app_padding: i64,
+    app_in: Option<(usize, StreamId)>,
+    app_granted: i64,
+    /// Ciphertext waiting for tcp credit.
+    pending: Vec<u8>,
+    ended: bool,
+}
+
+/// The tls nukleus.
+pub struct TlsNukleus {
+    plumbing: Plumbing,
+    config: Arc<ServerConfig>,
+    bindings: IdMap<(TlsBind, usize)>,
+    next_ref: i64,
+    conns: Slab<Conn>,
+    by_net_in: HashMap<(usize, StreamId), usize>,
+    by_net_out: IdMap<usize>,
+    by_app_out: IdMap<usize>,
+    by_app_in: HashMap<(usize, StreamId), usize>,
+    initial_ids: StreamIds,
+    reply_ids: StreamIds,
+    frames: FrameBatch,
+    commands: Vec<Pending>,
+    plain: Box<[u8]>,
+    cipher: Vec<u8>,
+}
+
+impl TlsNukleus {
+    /// Creates the nukleus; `signals` must hold its thread's signal as "tls".
+    pub fn new(
+        run_dir: &std::path::Path,
+        ring_capacity: usize,
+        signals: Arc<Signals>,
+        config: Arc<ServerConfig>,
+    ) -> std::io::Result<Self> {
+        Ok(TlsNukleus {
+            plumbing: Plumbing::create(run_dir, "tls", ring_capacity, signals)?,
+            config,
+            bindings: IdMap::default(),
+            next_ref: 1,
+            conns: Slab::default(),
+            by_net_in: HashMap::new(),
+            by_net_out: IdMap::default(),
+            by_app_out: IdMap::default(),
+            by_app_in: HashMap::new(),
+            initial_ids: StreamIds::initial(),
+            reply_ids: StreamIds::reply(),
+            frames: FrameBatch::default(),
+            commands: Vec::new(),
+            plain: vec![0u8; PLAIN_CHUNK].into_boxed_slice(),
+            cipher: Vec::new(),
+        })
+    }
+
+    fn on_command(&mut self, pending: Pending) {
+        let mut r = Reader::new(&pending.body);
+        let _ = r.i64();
+        let body = r.rest();
+        let correlation = pending.correlation;
+        let response = match pending.type_id {
+            command::BIND => TlsBind::decode(body).ok().and_then(|bind| {
+                let target = self.plumbing.target_index(&bind.handler)?;
+                let reference = self.next_ref;
+                self.next_ref += 1;
+                self.bindings.insert(reference, (bind, target));
+                Some(Response::with_ref(command::BIND, correlation, reference))
+            }),
+            command::UNBIND => Reader::new(body)
+                .i64()
+                .ok()
+                .and_then(|reference| self.bindings.remove(&reference))
+                .map(|_| Response::ok(command::UNBIND, correlation)),
+            _ => None,
+        };
+        self.plumbing
+            .respond(response.unwrap_or(Response::error(correlation)));
+    }
+
+    fn on_source_frame(&mut self, source: usize, frame: Frame<'_>) {
+        let key = (source, frame.stream());
+        if let Some(&conn) = self.by_net_in.get(&key) {
+            match frame {
+                Frame::Data { payload, .. } => self.on_cipher(conn, payload),
+                Frame::End { .. } | Frame::Reset { .. } => self.finish(conn),
+                _ => {}
+            }
+        } else if let Some(&conn) = self.by_app_in.get(&key) {
+            match frame {
+                Frame::Data { payload, .. } => self.on_plain(conn, payload),
+                Frame::End { .. } => {
+                    if let Some(c) = self.conns.get_mut(conn) {
+                        c.tls.send_close_notify();
+                    }
+                    self.flush(conn);
+                    self.end_net(conn);
+                }
+                Frame::Reset { .. } => self.finish(conn),
+                _ => {}
+            }
+        } else if let Frame::Begin {
+            stream,
+            reference,
+            extension,
+        } = frame
+        {
+            if stream.is_initial() {
+                self.accept(source, stream, reference, extension);
+            } else {
+                self.on_app_begin(source, stream, reference);
+            }
+        }
+    }
+
+    fn accept(&mut self, source: usize, stream: StreamId, reference: i64, extension: &[u8]) {
+        let name = &self.plumbing.sources[source].name;
+        let found = self
+            .bindings
+            .iter()
+            .find(|(_, (b, _))| b.source_ref == reference && &b.source == name)
+            .map(|(&r, (_, t))| (r, *t));
+        let net_target = self.plumbing.target_index(name);
+        let tls = ServerConnection::new(Arc::clone(&self.config));
+        let (Some((binding, app_target)), Some(net_target), Ok(tls)) = (found, net_target, tls) else {
+            self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+            return;
+        };
+        let net_out = self.reply_ids.next_id();
+        let app_out = self.initial_ids.next_id();
+        self.plumbing.targets[net_target].write(frame::BEGIN, &[&frame::begin_head(net_out, stream.0)]);
+        self.plumbing.targets[app_target].write(frame::BEGIN, &[&frame::begin_head(app_out, binding), extension]);
+        let conn = self.conns.insert(Conn {
+            tls,
+            net_source: source,
+            net_in: stream,
+            net_target,
+            net_out,
+            net_credit: 0,
+            net_granted: WINDOW,
+            app_target,
+            app_out,
+            app_credit: 0,
+            app_padding: 0,
+            app_in: None,
+            app_granted: 0,
+            pending: Vec::new(),
+            ended: false,
+        });
+        self.by_net_in.insert((source, stream), conn);
+        self.by_net_out.insert(net_out.0, conn);
+        self.by_app_out.insert(app_out.0, conn);
+        let body = frame::window_body(stream, WINDOW as i32, 0);
+        self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
+    }
+
+    fn on_app_begin(&mut self, source: usize, stream: StreamId, initial: i64) {
+        let Some(&conn) = self.by_app_out.get(&initial) else {
+            self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.app_in = Some((source, stream));
+            self.by_app_in.insert((source, stream), conn);
+        }
+        self.regrant(conn);
+    }
+
+    /// Ciphertext from the client.
+    fn on_cipher(&mut self, conn: usize, mut payload: &[u8]) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.net_granted -= payload.len() as i64;
+        while !payload.is_empty() {
+            let read = c.tls.read_tls(&mut payload);
+            let processed = c.tls.process_new_packets();
+            if read.is_err() || processed.is_err() {
+                // A TLS alert may be queued for the client; send it, then go.
+                self.flush(conn);
+                self.finish(conn);
+                return;
+            }
+        }
+        self.pump_plain(conn);
+        self.flush(conn);
+        self.regrant(conn);
+    }
+
+    /// Decrypted bytes to the handler, as far as its credit goes.
+    fn pump_plain(&mut self, conn: usize) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        loop {
+            let room = (c.app_credit - c.app_padding).clamp(0, self.plain.len() as i64) as usize;
+            if room == 0 {
+                return;
+            }
+            match c.tls.reader().read(&mut self.plain[..room]) {
+                Ok(0) => {
+                    // close_notify: the client's stream ends.
+                    if !c.ended {
+                        c.ended = true;
+                        self.plumbing.targets[c.app_target].write(frame::END, &[&c.app_out.bytes()]);
+                    }
+                    return;
+                }
+                Ok(n) => {
+                    c.app_credit -= n as i64 + c.app_padding;
+                    let parts: [&[u8]; 2] = [&c.app_out.bytes(), &self.plain[..n]];
+                    self.plumbing.targets[c.app_target].write(frame::DATA, &parts);
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Plaintext from the handler.
+    fn on_plain(&mut self, conn: usize, payload: &[u8]) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.app_granted -= payload.len() as i64 + i64::from(RECORD_PADDING);
+        if c.tls.writer().write_all(payload).is_err() {
+            self.finish(conn);
+            return;
+        }
+        self.flush(conn);
+        self.regrant(conn);
+    }
+
+    /// Ciphertext to the client, as far as tcp's credit goes.
+    fn flush(&mut self, conn: usize) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        self.cipher.clear();
+        while c.tls.wants_write() {
+            if c.tls.write_tls(&mut self.cipher).is_err() {
+                break;
+            }
+        }
+        c.pending.extend_from_slice(&self.cipher);
+        let n = (c.net_credit.max(0) as usize)
+            .min(c.pending.len())
+            .min(self.plumbing.targets[c.net_target].ring().max_body() - 8);
+        if n > 0 && self.plumbing.targets[c.net_target].write(frame::DATA, &[&c.net_out.bytes(), &c.pending[..n]]) {
+            c.net_credit -= n as i64;
+            c.pending.drain(..n);
+        }
+    }
+
+    fn regrant(&mut self, conn: usize) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let give = WINDOW - c.net_granted;
+        if give >= WINDOW / 2 && c.app_credit > 0 {
+            c.net_granted += give;
+            let body = frame::window_body(c.net_in, give as i32, 0);
+            self.plumbing.sources[c.net_source].throttle(frame::WINDOW, &[&body]);
+        }
+        if let Some((source, stream)) = c.app_in {
+            let avail = c.net_credit - c.pending.len() as i64 - c.app_granted;
+            if avail > 0 {
+                c.app_granted += avail;
+                let body = frame::window_body(stream, avail.min(i32::MAX as i64) as i32, RECORD_PADDING);
+                self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
+            }
+        }
+    }
+
+    fn end_net(&mut self, conn: usize) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            self.plumbing.targets[c.net_target].write(frame::END, &[&c.net_out.bytes()]);
+        }
+    }
+
+    fn finish(&mut self, conn: usize) {
+        let Some(c) = self.conns.remove(conn) else {
+            return;
+        };
+        self.plumbing.targets[c.net_target].write(frame::RESET, &[&c.net_out.bytes()]);
+        if !c.ended {
+            self.plumbing.targets[c.app_target].write(frame::END, &[&c.app_out.bytes()]);
+        }
+        if let Some((source, stream)) = c.app_in {
+            self.by_app_in.remove(&(source, stream));
+            self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+        }
+        self.by_net_in.remove(&(c.net_source, c.net_in));
+        self.by_net_out.remove(&c.net_out.0);
+        self.by_app_out.remove(&c.app_out.0);
+    }
+
+    fn on_throttle(&mut self, frame: Frame<'_>) {
+        let id = frame.stream().0;
+        if let Some(&conn) = self.by_net_out.get(&id) {
+            match frame {
+                Frame::Window { credit, .. } => {
+                    if let Some(c) = self.conns.get_mut(conn) {
+                        c.net_credit += i64::from(credit);
+                    }
+                    self.flush(conn);
+                    self.regrant(conn);
+                }
+                Frame::Reset { .. } => self.finish(conn),
+                _ => {}
+            }
+        } else if let Some(&conn) = self.by_app_out.get(&id) {
+            match frame {
+                Frame::Window { credit, padding, .. } => {
+                    if let Some(c) = self.conns.get_mut(conn) {
+                        c.app_credit += i64::from(credit);
+                        c.app_padding = i64::from(padding.max(0));
+                    }
+                    self.pump_plain(conn);
+                    self.regrant(conn);
+                }
+                Frame::Reset { .. } => self.finish(conn),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Agent for TlsNukleus {
+    fn name(&self) -> &str {
+        "tls"
+    }
+
+    fn do_work(&mut self, _now: Instant) -> usize {
+        let mut work = self.plumbing.poll_commands(&mut self.commands);
+        for pending in std::mem::take(&mut self.commands) {
+            self.on_command(pending);
+        }
+        for source in 0..self.plumbing.sources.len() {
+            let mut frames = std::mem::take(&mut self.frames);
+            work += self.plumbing.sources[source]
+                .file
+                .forward
+                .read(1024, |t, b| frames.push(t, b));
+            for (type_id, body) in frames.iter() {
+                if let Ok(frame) = Frame::decode(type_id, body) {
+                    self.on_source_frame(source, frame);
+                }
+            }
+            frames.clear();
+            self.frames = frames;
+        }
+        for target in 0..self.plumbing.targets.len() {
+            let mut frames = std::mem::take(&mut self.frames);
+            work += self.plumbing.targets[target]
+                .file
+                .throttle
+                .read(1024, |t, b| frames.push(t, b));
+            for (type_id, body) in frames.iter() {
+                if let Ok(frame) = Frame::decode(type_id, body) {
+                    self.on_throttle(frame);
+                }
+            }
+            frames.clear();
+            self.frames = frames;
+        }
+        self.plumbing.notify_peers();
+        work
+    }
+
+    fn on_close(&mut self) {
+        self.plumbing.remove_files();
+    }
+}
