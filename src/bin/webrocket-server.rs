@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use webrocket::config::{Config, ServerArgs};
-use webrocket::server::{NoBackend, Server};
+use webrocket::exchange;
+use webrocket::server::Server;
 
 fn load(args: &ServerArgs) -> Result<Config, String> {
     let mut config = match &args.config {
@@ -49,7 +50,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut server = match Server::start(&config, |_| Box::new(NoBackend)) {
+    // Bound before the node starts, so its address (port 0 resolved) is
+    // known and the broker gets its backend from the start.
+    let (exchange, backend_addr) = match runtime.block_on(exchange::bind(&config)) {
+        Ok(bound) => bound,
+        Err(error) => {
+            eprintln!("webrocket-server: backend exchange: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut server = match Server::start(&config, |handle| exchange.backend(handle)) {
         Ok(server) => server,
         Err(error) => {
             eprintln!("webrocket-server: {error}");
@@ -58,9 +68,10 @@ fn main() -> ExitCode {
     };
     // One line for people and scripts (tests read the addresses from it).
     println!(
-        "webrocket-server ready node={} websocket={} run_dir={}",
+        "webrocket-server ready node={} websocket={} backend={} run_dir={}",
         config.server.node_name,
         server.handle.websocket_addr(),
+        backend_addr,
         server.handle.run_dir.display()
     );
     runtime.block_on(async {
@@ -77,6 +88,7 @@ fn main() -> ExitCode {
         }
     });
     tracing::info!("shutting down");
+    runtime.block_on(exchange.shutdown());
     server.shutdown();
     ExitCode::SUCCESS
 }

@@ -178,11 +178,11 @@ fn arity<F>(command: &'static str, args: &[F], expected: usize) -> Result<(), Fr
     }
 }
 
-fn text<F: AsRef<[u8]>>(
+fn text<'a, F: AsRef<[u8]>>(
     command: &'static str,
-    args: &[F],
+    args: &'a [F],
     index: usize,
-) -> Result<&'_ str, FrameError> {
+) -> Result<&'a str, FrameError> {
     std::str::from_utf8(args[index].as_ref()).map_err(|_| FrameError::NotUtf8 { command, index })
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Both sources end up here: the counters region of the control files
 //! yields `(label, value)` pairs directly, and the admin API's `/stats` JSON
-//! is flattened into the same dotted labels ([`flatten_json`]), so everything
+//! is read into the same dotted labels ([`stats_document`]), so everything
 //! downstream (rates, the TUI, `--json`) is the same for both.
 //!
 //! Pure: no I/O.
@@ -47,6 +47,53 @@ pub fn flatten_json(document: &Value) -> Values {
         }
     }
     out
+}
+
+/// Reads the admin API's `/stats` document into labels.
+///
+/// The admin API answers `{"node": .., "uptime_seconds": ..,
+/// "counters": {label: value}, "totals": {..}, "vhosts": [{"path": "/chat",
+/// "users": 2, ..}]}`. The `counters` map is taken as is (the same labels
+/// the control files carry), each `vhosts` entry becomes
+/// `vhosts.<path>.<field>`, and the other keys are flattened by
+/// [`flatten_json`]. A document without `counters` is flattened whole, so a
+/// plain label map works too.
+pub fn stats_document(document: &Value) -> Values {
+    let Value::Object(map) = document else {
+        return Values::new();
+    };
+    let Some(Value::Object(counters)) = map.get("counters") else {
+        return flatten_json(document);
+    };
+    let mut out = Values::new();
+    for (key, value) in map {
+        match (key.as_str(), value) {
+            ("counters", _) => {}
+            ("vhosts", Value::Array(vhosts)) => {
+                for vhost in vhosts {
+                    vhost_entry(vhost, &mut out);
+                }
+            }
+            _ => flatten_into(key, value, &mut out),
+        }
+    }
+    // Counters last: they win over a derived value of the same label.
+    for (label, value) in counters {
+        flatten_into(label, value, &mut out);
+    }
+    out
+}
+
+/// `{"path": "/chat", "users": 2}` as `vhosts./chat.users = 2`.
+fn vhost_entry(vhost: &Value, out: &mut Values) {
+    let Some(Value::String(path)) = vhost.get("path") else {
+        return;
+    };
+    if let Value::Object(fields) = vhost {
+        for (field, value) in fields.iter().filter(|(field, _)| *field != "path") {
+            flatten_into(&format!("vhosts.{path}.{field}"), value, out);
+        }
+    }
 }
 
 fn flatten_into(label: &str, value: &Value, out: &mut Values) {
@@ -130,6 +177,31 @@ mod tests {
             "ok": 1
         }));
         assert_eq!(values.keys().collect::<Vec<_>>(), ["ok"]);
+    }
+
+    #[test]
+    fn admin_stats_document_keeps_counter_labels_and_splits_vhosts() {
+        let values = stats_document(&json!({
+            "node": "webrocket",
+            "uptime_seconds": 42,
+            "counters": {"broker.sessions": 3, "broker.errors.ACCESS_DENIED": 1},
+            "totals": {"vhosts": 1, "users": 2},
+            "vhosts": [{"path": "/chat", "users": 2, "channels": 5}, {"no": "path"}]
+        }));
+        assert_eq!(values["broker.sessions"], 3);
+        assert_eq!(values["broker.errors.ACCESS_DENIED"], 1);
+        assert_eq!(values["uptime_seconds"], 42);
+        assert_eq!(values["totals.vhosts"], 1);
+        assert_eq!(values["vhosts./chat.users"], 2);
+        assert_eq!(values["vhosts./chat.channels"], 5);
+        assert_eq!(values.len(), 7, "{values:?}");
+    }
+
+    #[test]
+    fn a_stats_document_without_counters_is_flattened_whole() {
+        let values = stats_document(&json!({"broker": {"sessions": 1}}));
+        assert_eq!(values["broker.sessions"], 1);
+        assert!(stats_document(&json!("text")).is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::sample::Sample;
 
 /// Last label segments that name gauges rather than counters.
-pub const GAUGES: [&str; 10] = [
+pub const GAUGES: [&str; 11] = [
     "sessions",
     "authenticated",
     "subscriptions",
@@ -26,6 +26,7 @@ pub const GAUGES: [&str; 10] = [
     "vhosts",
     "peers",
     "lag",
+    "uptime_seconds",
 ];
 
 /// The namespace the broker publishes under (`broker.messages_in`). The

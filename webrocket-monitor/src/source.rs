@@ -9,11 +9,7 @@ use thiserror::Error;
 use webrocket::stream::ControlClient;
 
 use crate::args::{AdminTarget, Target};
-use crate::sample::{flatten_json, Sample, Values};
-
-/// The nuklei whose control files carry counters, in data-path order. A
-/// missing file (e.g. `echo` when the echo endpoint is off) is skipped.
-pub const NUKLEI: [&str; 4] = ["tcp", "ws", "webrocket", "echo"];
+use crate::sample::{stats_document, Sample, Values};
 
 /// The header carrying the node cookie (spec section 3).
 pub const COOKIE_HEADER: &str = "X-WebRocket-Cookie";
@@ -89,37 +85,53 @@ impl FilesSource {
         self.node_dir.join(nukleus).join("control")
     }
 
+    /// The nuklei with a control file (`tcp`, `ws`, `webrocket`, and `echo`
+    /// or `tls` when configured), sorted by name.
+    pub fn nuklei(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.node_dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|entry| entry.path().join("control").is_file())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// One sample of all counters. The files are mapped anew each time, so a
     /// restarted server (which recreates them) is picked up.
     pub fn sample(&self) -> Result<Sample, SourceError> {
-        let mut values = Values::new();
-        let mut found = false;
-        for nukleus in NUKLEI {
-            let path = self.control_path(nukleus);
-            if !path.exists() {
-                continue;
-            }
-            found = true;
-            read_counters(&path, &mut values)?;
-        }
-        if !found {
+        let nuklei = self.nuklei();
+        if nuklei.is_empty() {
             return Err(SourceError::NoControlFiles {
                 dir: self.node_dir.clone(),
             });
+        }
+        let mut values = Values::new();
+        for nukleus in &nuklei {
+            read_counters(nukleus, &self.control_path(nukleus), &mut values)?;
         }
         Ok(Sample::new(Instant::now(), values))
     }
 }
 
-fn read_counters(path: &Path, values: &mut Values) -> Result<(), SourceError> {
+/// Adds the counters of one control file. Each nukleus names its own
+/// (`broker.*` for the broker); should two use one label, the later is keyed
+/// `<nukleus>/<label>`, as the admin API's `/stats` does.
+fn read_counters(nukleus: &str, path: &Path, values: &mut Values) -> Result<(), SourceError> {
     let client = ControlClient::open(path).map_err(|source| SourceError::Control {
         path: path.to_owned(),
         source,
     })?;
     client.counters.for_each(|_, label, value| {
-        // Each nukleus names its own counters (`broker.*` for the broker);
-        // should two ever publish one label, their sum is the node's value.
-        *values.entry(label.to_owned()).or_insert(0) += value;
+        let key = if values.contains_key(label) {
+            format!("{nukleus}/{label}")
+        } else {
+            label.to_owned()
+        };
+        values.insert(key, value);
     });
     Ok(())
 }
@@ -181,7 +193,7 @@ impl AdminSource {
             .map_err(|e| http(e.to_string()))?;
         let document: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| http(format!("the answer is not JSON: {e}")))?;
-        Ok(Sample::new(Instant::now(), flatten_json(&document)))
+        Ok(Sample::new(Instant::now(), stats_document(&document)))
     }
 }
 
@@ -262,11 +274,16 @@ mod tests {
         broker.counters.allocate("broker.messages_in").unwrap().set(42);
         broker.counters.allocate("broker.sessions").unwrap().set(2);
         tcp.counters.allocate("tcp.accepted").unwrap().set(5);
-        let sample = FilesSource::new(dir.path().to_owned()).sample().unwrap();
+        tcp.counters.allocate("broker.sessions").unwrap().set(9);
+        std::fs::create_dir(dir.path().join("streams-only")).unwrap();
+        let source = FilesSource::new(dir.path().to_owned());
+        assert_eq!(source.nuklei(), ["tcp", "webrocket"]);
+        let sample = source.sample().unwrap();
         assert_eq!(sample.values["broker.messages_in"], 42);
-        assert_eq!(sample.values["broker.sessions"], 2);
+        assert_eq!(sample.values["broker.sessions"], 9);
+        assert_eq!(sample.values["webrocket/broker.sessions"], 2);
         assert_eq!(sample.values["tcp.accepted"], 5);
-        assert_eq!(sample.values.len(), 3);
+        assert_eq!(sample.values.len(), 4);
     }
 
     #[test]

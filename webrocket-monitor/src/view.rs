@@ -37,7 +37,13 @@ const SESSIONS: [(&str, &str); 6] = [
 const BACKEND: [(&str, &str); 2] = [("workers", "ready workers"), ("triggers", "triggers")];
 
 /// Per-vhost columns, in display order.
-pub const VHOST_COLUMNS: [&str; 4] = ["sessions", "authenticated", "channels", "subscriptions"];
+pub const VHOST_COLUMNS: [&str; 5] = [
+    "sessions",
+    "authenticated",
+    "users",
+    "channels",
+    "subscriptions",
+];
 
 /// Families shown as their own tables.
 const FAMILIES: [&str; 2] = ["closes", "errors"];
@@ -322,7 +328,7 @@ mod tests {
         let view = View::build(&snap, &node());
         assert_eq!(view.vhosts.len(), 1);
         assert_eq!(view.vhosts[0].path, "/chat");
-        assert_eq!(view.vhosts[0].values, ["2", "-", "-", "3"]);
+        assert_eq!(view.vhosts[0].values, ["2", "-", "-", "-", "3"]);
     }
 
     #[test]
