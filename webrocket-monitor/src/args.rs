@@ -112,9 +112,17 @@ impl Args {
     /// [`Args::target`] with the config already loaded.
     pub fn target_with(&self, config: Option<&Config>) -> Target {
         let server = config.map(|c| &c.server);
+        // A node directory is <run_dir>/<node_name>, so its last component
+        // is the name unless one is given.
+        let dir_name = self
+            .node_dir
+            .as_ref()
+            .and_then(|dir| dir.file_name())
+            .map(|name| name.to_string_lossy().into_owned());
         let node_name = self
             .node_name
             .clone()
+            .or(dir_name)
             .or_else(|| server.map(|s| s.node_name.as_str().to_owned()))
             .unwrap_or_else(|| "webrocket".to_owned());
         let run_dir = self
@@ -196,6 +204,9 @@ mod tests {
         let target = parse(&["--run-dir", "/run/wr", "--node-dir", "/elsewhere/n1"])
             .target_with(None);
         assert_eq!(target.node_dir, PathBuf::from("/elsewhere/n1"));
+        assert_eq!(target.node_name, "n1", "the node dir names the node");
+        let target = parse(&["--node-dir", "/elsewhere/n1", "--node-name", "x"]).target_with(None);
+        assert_eq!(target.node_name, "x");
     }
 
     #[test]

@@ -19,6 +19,10 @@ use crate::snapshot::Snapshot;
 use crate::source::Source;
 use crate::view::{NodeInfo, Row, View, VHOST_COLUMNS};
 
+/// Short headings for [`VHOST_COLUMNS`], so narrow columns keep them whole.
+const VHOST_HEADERS: [&str; 5] = ["sessions", "authed", "users", "channels", "subs"];
+const _: () = assert!(VHOST_HEADERS.len() == VHOST_COLUMNS.len());
+
 /// Puts the terminal back when dropped.
 struct RestoreGuard;
 
@@ -127,50 +131,57 @@ fn rows_height(rows: usize) -> u16 {
     u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(3)
 }
 
-fn header(cells: Vec<&str>) -> TableRow<'_> {
-    TableRow::new(cells).style(Style::new().add_modifier(Modifier::BOLD))
+/// A bold header row: the first cell names the rows, the rest head numeric
+/// columns and are right-aligned like the numbers below them.
+fn header<'a>(first: &'a str, numeric: impl IntoIterator<Item = &'a str>) -> TableRow<'a> {
+    let numeric = numeric
+        .into_iter()
+        .map(|name| Cell::from(Line::from(name).right_aligned()));
+    TableRow::new(std::iter::once(Cell::from(first)).chain(numeric))
+        .style(Style::new().add_modifier(Modifier::BOLD))
+}
+
+/// A bordered panel holding only a dim note.
+fn note(frame: &mut Frame, area: Rect, title: &str, text: &str) {
+    let block = Block::bordered().title(format!(" {title} "));
+    frame.render_widget(Paragraph::new(text).dim().block(block), area);
 }
 
 fn metric_table(frame: &mut Frame, area: Rect, title: &str, rows: &[Row]) {
-    let body: Vec<TableRow> = if rows.is_empty() {
-        vec![TableRow::new(vec![Cell::from("none")]).dim()]
-    } else {
-        rows.iter()
-            .map(|row| {
-                TableRow::new(vec![
-                    Cell::from(row.name.as_str()),
-                    Cell::from(Line::from(row.total.as_str()).right_aligned()),
-                    Cell::from(Line::from(row.rate.as_str()).right_aligned()),
-                ])
-            })
-            .collect()
-    };
+    if rows.is_empty() {
+        note(frame, area, title, "none");
+        return;
+    }
+    let body = rows.iter().map(|row| {
+        TableRow::new(vec![
+            Cell::from(row.name.as_str()),
+            Cell::from(Line::from(row.total.as_str()).right_aligned()),
+            Cell::from(Line::from(row.rate.as_str()).right_aligned()),
+        ])
+    });
     let widths = [Constraint::Fill(2), Constraint::Fill(1), Constraint::Fill(1)];
     let table = Table::new(body, widths)
-        .header(header(vec!["", "total", "per s"]))
+        .header(header("", ["total", "per s"]))
         .block(Block::bordered().title(format!(" {title} ")));
     frame.render_widget(table, area);
 }
 
 fn vhost_table(frame: &mut Frame, area: Rect, view: &View) {
-    let body: Vec<TableRow> = if view.vhosts.is_empty() {
-        vec![TableRow::new(vec![Cell::from("not published by this source")]).dim()]
-    } else {
-        view.vhosts
+    if view.vhosts.is_empty() {
+        note(frame, area, "Vhosts", "per-vhost numbers are not published by this source");
+        return;
+    }
+    let body = view.vhosts.iter().map(|vhost| {
+        let values = vhost
+            .values
             .iter()
-            .map(|vhost| {
-                let values = vhost
-                    .values
-                    .iter()
-                    .map(|v| Cell::from(Line::from(v.as_str()).right_aligned()));
-                TableRow::new(std::iter::once(Cell::from(vhost.path.as_str())).chain(values))
-            })
-            .collect()
-    };
+            .map(|v| Cell::from(Line::from(v.as_str()).right_aligned()));
+        TableRow::new(std::iter::once(Cell::from(vhost.path.as_str())).chain(values))
+    });
     let widths = std::iter::once(Constraint::Fill(2))
         .chain(VHOST_COLUMNS.iter().map(|_| Constraint::Fill(1)));
     let table = Table::new(body, widths)
-        .header(header(std::iter::once("vhost").chain(VHOST_COLUMNS).collect()))
+        .header(header("vhost", VHOST_HEADERS))
         .block(Block::bordered().title(" Vhosts "));
     frame.render_widget(table, area);
 }
@@ -179,13 +190,13 @@ fn node_table(frame: &mut Frame, area: Rect, view: &View) {
     let body = view.nodes.iter().map(|node| {
         TableRow::new(vec![
             Cell::from(node.name.as_str()),
-            Cell::from(node.role.as_str()),
+            Cell::from(Line::from(node.role.as_str()).right_aligned()),
             Cell::from(Line::from(node.sessions.as_str()).right_aligned()),
         ])
     });
     let widths = [Constraint::Fill(2), Constraint::Fill(2), Constraint::Fill(1)];
     let table = Table::new(body, widths)
-        .header(header(vec!["node", "state", "sessions"]))
+        .header(header("node", ["state", "sessions"]))
         .block(Block::bordered().title(" Cluster nodes "));
     frame.render_widget(table, area);
 }

@@ -48,6 +48,9 @@ enum Mode {
         size: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Pause before each message (measures wake-up after idle).
+        #[arg(long, default_value_t = 0)]
+        gap_ms: u64,
     },
     /// One channel, many subscribers, one publisher.
     Fanout {
@@ -103,7 +106,8 @@ fn main() -> std::io::Result<()> {
                 connections,
                 size,
                 seconds,
-            } => echo(addr, path, connections, size, seconds).await,
+                gap_ms,
+            } => echo(addr, path, connections, size, seconds, gap_ms).await,
             Mode::Fanout {
                 addr,
                 path,
@@ -139,7 +143,14 @@ fn stamp_of(payload: &[u8]) -> Option<u64> {
     std::str::from_utf8(payload.get(..20)?).ok()?.parse().ok()
 }
 
-async fn echo(addr: String, path: String, connections: usize, size: usize, seconds: u64) -> std::io::Result<()> {
+async fn echo(
+    addr: String,
+    path: String,
+    connections: usize,
+    size: usize,
+    seconds: u64,
+    gap_ms: u64,
+) -> std::io::Result<()> {
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -149,6 +160,9 @@ async fn echo(addr: String, path: String, connections: usize, size: usize, secon
         tasks.push(tokio::task::spawn_local(async move {
             let mut hist = Histogram::default();
             while !stop.load(Ordering::Relaxed) {
+                if gap_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+                }
                 let sent = now_nanos(start);
                 if tx.send_text(&stamped(size, sent)).await.is_err() || rx.next().await.is_err() {
                     break;
@@ -169,10 +183,11 @@ async fn echo(addr: String, path: String, connections: usize, size: usize, secon
         }
     }
     println!(
-        "{{\"mode\":\"echo\",\"connections\":{connections},\"size\":{size},\"messages_per_sec\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+        "{{\"mode\":\"echo\",\"connections\":{connections},\"size\":{size},\"gap_ms\":{gap_ms},\"messages_per_sec\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1},\"max_us\":{:.1}}}",
         all.count() as f64 / elapsed,
         all.quantile(0.5) as f64 / 1000.0,
-        all.quantile(0.99) as f64 / 1000.0
+        all.quantile(0.99) as f64 / 1000.0,
+        all.quantile(1.0) as f64 / 1000.0
     );
     Ok(())
 }
