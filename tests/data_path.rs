@@ -118,3 +118,32 @@ fn control_files_answer_commands_from_another_process() {
     assert!(ws.call(Command::Prepare(&[]), T).is_err());
     assert!(ws.call(Command::Unbind(999), T).is_err());
 }
+
+const TIMEOUTS_CONFIG: &str = r#"
+[server]
+echo_path = "/echo"
+
+[limits]
+handshake_timeout = "1s"
+idle_timeout = "1s"
+"#;
+
+#[test]
+fn slow_handshake_gets_408_and_idle_connection_is_closed() {
+    let server = ServerProcess::start(TIMEOUTS_CONFIG, &[]);
+    // An upgrade request that never finishes.
+    let response = http(server.websocket, "GET /echo HTTP/1.1\r\nHost: x\r\n");
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+
+    let (mut ws, _) = tungstenite::connect(server.url("/echo")).expect("connect");
+    ws.send(Message::text("still here")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("still here"));
+    // Then silence: the server closes with 1000 "idle timeout".
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => {
+            assert_eq!(u16::from(frame.code), 1000);
+            assert_eq!(frame.reason.as_str(), "idle timeout");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}

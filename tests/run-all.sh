@@ -48,13 +48,17 @@ fi
 
 cargo build --workspace --all-targets
 
+# Run every suite even when one fails, so a run reports all failures; the
+# exit status is non-zero if any failed.
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace
+    cargo nextest run --workspace --no-fail-fast || status=1
     # nextest does not run doctests.
-    cargo test --workspace --doc
+    cargo test --workspace --doc || status=1
 else
-    cargo test --workspace
+    cargo test --workspace --no-fail-fast || status=1
 fi
 
 export WEBROCKET_SERVER="${WEBROCKET_SERVER:-$PWD/target/debug/webrocket-server}"
-exec "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python || status=1
+exit "$status"

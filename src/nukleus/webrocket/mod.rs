@@ -212,10 +212,15 @@ impl WebrocketNukleus {
             } => self.open(source, stream, extension),
             Frame::Data { stream, payload } => self.on_data(stream, payload),
             Frame::End { stream, extension } => {
-                let code = Reader::new(extension).i16().unwrap_or(1005);
+                let mut r = Reader::new(extension);
+                let code = r.i16().unwrap_or(1005);
+                let text = r.string().ok().flatten().unwrap_or("");
                 let reason = match code {
                     1006 => CloseReason::ConnectionLost,
-                    1001 => CloseReason::Idle,
+                    1002 => CloseReason::ProtocolError,
+                    1007 => CloseReason::InvalidData,
+                    1009 => CloseReason::MessageTooBig,
+                    _ if text == crate::nukleus::ws::credit::IDLE_REASON => CloseReason::Idle,
                     _ => CloseReason::ClientClosed,
                 };
                 self.forget(stream, reason);

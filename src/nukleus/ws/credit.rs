@@ -10,8 +10,11 @@ use crate::nukleus::frame::{self, Frame, StreamId};
 
 /// Close code sent when the handler refused or dropped the connection.
 const CLOSE_HANDLER_GONE: u16 = 1011;
-/// Close code sent when the client sent nothing for the idle timeout.
-const CLOSE_IDLE: u16 = 1001;
+/// Close code and reason sent when the client sent nothing for the idle
+/// timeout: a normal closure, nothing failed.
+const CLOSE_IDLE: u16 = 1000;
+/// The reason handlers see on the END of an idle connection.
+pub const IDLE_REASON: &str = "idle timeout";
 
 impl WsNukleus {
     pub(super) fn read_throttles(&mut self, now: Instant) -> usize {
@@ -157,9 +160,9 @@ impl WsNukleus {
             }
             Phase::Open(ws) => {
                 self.encoded.clear();
-                ws.close(CLOSE_IDLE, "idle timeout", &mut self.encoded);
+                ws.close(CLOSE_IDLE, IDLE_REASON, &mut self.encoded);
                 conn.client.send(targets, &self.encoded);
-                conn.handler.end(targets, CLOSE_IDLE);
+                conn.handler.end_with(targets, CLOSE_IDLE, IDLE_REASON);
             }
             Phase::Done => {}
         }

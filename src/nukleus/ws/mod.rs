@@ -23,7 +23,7 @@ pub mod handshake;
 mod message;
 pub mod utf8;
 
-mod credit;
+pub mod credit;
 pub mod nukleus;
 mod relay;
 

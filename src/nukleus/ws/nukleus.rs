@@ -235,10 +235,17 @@ impl HandlerOut {
     }
 
     pub(super) fn end(&mut self, targets: &mut [Target], code: u16) {
+        self.end_with(targets, code, "");
+    }
+
+    /// Ends the stream with a close code and reason (`i16 code, string
+    /// reason` after the stream id).
+    pub(super) fn end_with(&mut self, targets: &mut [Target], code: u16, reason: &str) {
         if let (Some(stream), false) = (self.stream, self.ended) {
             self.ended = true;
-            targets[self.target]
-                .write(frame::END, &[&stream.bytes(), &(code as i16).to_le_bytes()]);
+            let mut tail = (code as i16).to_le_bytes().to_vec();
+            tail.put_string(Some(reason));
+            targets[self.target].write(frame::END, &[&stream.bytes(), &tail]);
         }
     }
 }
