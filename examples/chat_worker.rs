@@ -96,7 +96,9 @@ impl Requester {
         match reply.get(0).map(|f| f.as_ref()) {
             Some(b"OK") => Ok(()),
             Some(b"ER") => {
-                let code = reply.get(1).map(|f| String::from_utf8_lossy(f).into_owned());
+                let code = reply
+                    .get(1)
+                    .map(|f| String::from_utf8_lossy(f).into_owned());
                 bail!("ER {}", code.unwrap_or_default())
             }
             _ => bail!("unexpected reply {reply:?}"),
@@ -105,22 +107,42 @@ impl Requester {
 }
 
 /// `say`: answer the sender, then tell the channel.
-async fn say(requester: &mut Requester, sid: &str, user: &Value, data: &Value) -> anyhow::Result<()> {
+async fn say(
+    requester: &mut Requester,
+    sid: &str,
+    user: &Value,
+    data: &Value,
+) -> anyhow::Result<()> {
     let text = data.get("text").and_then(Value::as_str).unwrap_or("");
-    let channel = data.get("channel").and_then(Value::as_str).unwrap_or("lobby");
+    let channel = data
+        .get("channel")
+        .and_then(Value::as_str)
+        .unwrap_or("lobby");
     let said = json!({ "text": text }).to_string();
     requester
         .request(&[b"DS", sid.as_bytes(), b"said", said.as_bytes()])
         .await
         .context("DS")?;
-    let from = if user.is_null() { json!(sid) } else { user.clone() };
+    let from = if user.is_null() {
+        json!(sid)
+    } else {
+        user.clone()
+    };
     let message = json!({ "from": from, "text": text }).to_string();
-    let broadcast = [b"BC".as_slice(), channel.as_bytes(), b"message", message.as_bytes()];
+    let broadcast = [
+        b"BC".as_slice(),
+        channel.as_bytes(),
+        b"message",
+        message.as_bytes(),
+    ];
     if let Err(error) = requester.request(&broadcast).await {
         if !error.to_string().contains("ER 454") {
             return Err(error.context("BC"));
         }
-        requester.request(&[b"OC", channel.as_bytes()]).await.context("OC")?;
+        requester
+            .request(&[b"OC", channel.as_bytes()])
+            .await
+            .context("OC")?;
         requester.request(&broadcast).await.context("BC")?;
     }
     Ok(())
@@ -158,7 +180,10 @@ async fn serve(options: &Options, requester: &mut Requester) -> anyhow::Result<E
     let mut dealer = DealerSocket::with_options(socket_options);
     dealer.connect(&options.endpoint).await?;
     dealer.send(message(&[b"", b"RD"])).await?;
-    eprintln!("chat_worker: ready on {}{}", options.endpoint, options.vhost);
+    eprintln!(
+        "chat_worker: ready on {}{}",
+        options.endpoint, options.vhost
+    );
     let mut liveness = options.liveness;
     let mut ticker = tokio::time::interval(Duration::from_millis(options.heartbeat_ms));
     ticker.tick().await;

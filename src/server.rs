@@ -242,7 +242,9 @@ impl Server {
         let ring = limits.ring_capacity;
         let tcp_settings = TcpSettings {
             out_limit: limits.max_pending_bytes,
-            max_connections: limits.max_connections,
+            // ws answers connections past the limit with 503; tcp only keeps
+            // a hard cap above it so the answer can still be sent.
+            max_connections: limits.max_connections + limits.max_connections / 10 + 64,
             ring_capacity: ring,
         };
         let (tcp, tcp_signal) = TcpNukleus::new(&run_dir, tcp_settings, Arc::clone(&signals))
@@ -252,6 +254,7 @@ impl Server {
             input_window: (limits.max_frame_size + 16).max(64 * 1024),
             handshake_timeout: limits.handshake_timeout,
             idle_timeout: limits.idle_timeout,
+            max_connections: limits.max_connections,
             ring_capacity: ring,
         };
         let ws = WsNukleus::new(&run_dir, ws_settings, Arc::clone(&signals)).map_err(run_error)?;

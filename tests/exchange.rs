@@ -2,9 +2,9 @@
 //! process where a test must change durable state), workers and request
 //! clients made with the `zeromq` crate, and a tungstenite WebSocket client.
 
-mod common;
 #[path = "common/backend.rs"]
 mod backend;
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +69,11 @@ fn a_worker_gets_the_trigger_and_answers_with_ds() {
             let trigger: Value = serde_json::from_slice(&frames[2]).unwrap();
             let sid = trigger["hello"]["sid"].as_str().unwrap_or("").to_string();
             let data = trigger["hello"]["data"].to_string();
-            let reply = request(&mut requests, &[b"DS", sid.as_bytes(), b"hi", data.as_bytes()]).await;
+            let reply = request(
+                &mut requests,
+                &[b"DS", sid.as_bytes(), b"hi", data.as_bytes()],
+            )
+            .await;
             assert_eq!(reply, vec![b"OK".to_vec()]);
             let _ = seen_tx.send(trigger);
         }
@@ -107,14 +111,19 @@ fn bad_identities_get_er_402_and_nothing_else() {
             let reply = next_non_heartbeat(&mut worker, WAIT).await;
             assert_eq!(reply, Some(er("402")), "{id}");
             // It did not join: no heartbeats come to it.
-            assert!(tokio::time::timeout(Duration::from_millis(400), worker.recv())
-                .await
-                .is_err());
+            assert!(
+                tokio::time::timeout(Duration::from_millis(400), worker.recv())
+                    .await
+                    .is_err()
+            );
         }
         // The token of one vhost does not open another.
         let other = identity("req", "/other", &setup.token);
         let mut client = req(addr, &other).await;
-        assert_eq!(request(&mut client, &[b"OC", b"news"]).await, vec![b"ER".to_vec(), b"402".to_vec()]);
+        assert_eq!(
+            request(&mut client, &[b"OC", b"news"]).await,
+            vec![b"ER".to_vec(), b"402".to_vec()]
+        );
     });
     // And no trigger reaches a refused worker.
     let mut client = Client::connect(&setup.server.url("/chat"));
@@ -141,13 +150,20 @@ fn malformed_frames_get_er_400_and_others_are_still_served() {
             (&[b"BC", b"news"], "400"),
             (&[b"BC", b"news", b"e", b"{not json"], "400"),
             (&[b"OC", b"bad name"], "451"),
-            (&[b"DS", b"0123456789abcdef0123456789abcdef", b"e", b"1"], "404"),
+            (
+                &[b"DS", b"0123456789abcdef0123456789abcdef", b"e", b"1"],
+                "404",
+            ),
             (&[b"CC", b"missing"], "454"),
             (&[b"BC", b"missing", b"e", b"1"], "454"),
         ];
         for (frames, code) in cases {
             let reply = request(&mut client, frames).await;
-            assert_eq!(reply, vec![b"ER".to_vec(), code.as_bytes().to_vec()], "{frames:?}");
+            assert_eq!(
+                reply,
+                vec![b"ER".to_vec(), code.as_bytes().to_vec()],
+                "{frames:?}"
+            );
         }
         // A DEALER without the empty delimiter.
         let mut worker = dealer(addr, &identity("dlr", "/chat", &token)).await;
@@ -156,10 +172,7 @@ fn malformed_frames_get_er_400_and_others_are_still_served() {
         // The same sockets still work.
         let reply = request(&mut client, &[b"BC", b"news", b"flash", br#"{"a":1}"#]).await;
         assert_eq!(reply, vec![b"OK".to_vec()]);
-        worker
-            .send(message(&[b"", b"OC", b"fresh"]))
-            .await
-            .unwrap();
+        worker.send(message(&[b"", b"OC", b"fresh"])).await.unwrap();
         assert_eq!(
             next_non_heartbeat(&mut worker, WAIT).await,
             Some(vec![b"".to_vec(), b"OK".to_vec()])
@@ -191,7 +204,10 @@ fn heartbeats_flow_and_a_silent_worker_is_dropped() {
         for _ in 0..6 {
             worker.send(message(&[b"", b"HB"])).await.unwrap();
             let frames = backend::frames(
-                tokio::time::timeout(WAIT, worker.recv()).await.unwrap().unwrap(),
+                tokio::time::timeout(WAIT, worker.recv())
+                    .await
+                    .unwrap()
+                    .unwrap(),
             );
             if frames[1] == b"HB" {
                 heartbeats += 1;
@@ -200,12 +216,18 @@ fn heartbeats_flow_and_a_silent_worker_is_dropped() {
         }
         assert!(heartbeats >= 3, "server heartbeats: {heartbeats}");
     });
-    assert_eq!(client.request("trigger", json!({"event": "e"})), json!({"triggered": "e"}));
+    assert_eq!(
+        client.request("trigger", json!({"event": "e"})),
+        json!({"triggered": "e"})
+    );
     // Silence for more than liveness x interval: dropped, told QT.
     let quit = rt.block_on(async {
         loop {
             let frames = backend::frames(
-                tokio::time::timeout(WAIT, worker.recv()).await.unwrap().unwrap(),
+                tokio::time::timeout(WAIT, worker.recv())
+                    .await
+                    .unwrap()
+                    .unwrap(),
             );
             if frames[1] != b"HB" && frames[1] != b"TR" {
                 return frames;
@@ -224,7 +246,10 @@ fn heartbeats_flow_and_a_silent_worker_is_dropped() {
 fn shutdown_tells_workers_qt() {
     let setup = start();
     let rt = runtime();
-    let mut worker = rt.block_on(dealer(setup.backend, &identity("dlr", "/chat", &setup.token)));
+    let mut worker = rt.block_on(dealer(
+        setup.backend,
+        &identity("dlr", "/chat", &setup.token),
+    ));
     rt.block_on(worker.send(message(&[b"", b"RD"]))).unwrap();
     let mut client = Client::connect(&setup.server.url("/chat"));
     assert!(client.trigger_until_taken("e", json!(null), WAIT));
@@ -256,7 +281,8 @@ fn a_regenerated_token_stops_working_at_once() {
     config.server.run_dir = Some(dir.path().join("run"));
     let rt = runtime();
     let (exchange, addr) = rt.block_on(webrocket::exchange::bind(&config)).unwrap();
-    let server = webrocket::server::Server::start(&config, |handle| exchange.backend(handle)).unwrap();
+    let server =
+        webrocket::server::Server::start(&config, |handle| exchange.backend(handle)).unwrap();
     let handle = Arc::clone(&server.handle);
     let chat = VhostPath::parse("/chat").unwrap();
     let old = handle.with_state(|s| s.vhosts[&chat].token.as_str().to_string());
@@ -267,7 +293,10 @@ fn a_regenerated_token_stops_working_at_once() {
     assert!(client.trigger_until_taken("e", json!(null), WAIT));
     assert_eq!(exchange.workers(&chat).len(), 1);
     let mut requests = rt.block_on(req(addr, &identity("req", "/chat", &old)));
-    assert_eq!(rt.block_on(request(&mut requests, &[b"OC", b"a"])), vec![b"OK".to_vec()]);
+    assert_eq!(
+        rt.block_on(request(&mut requests, &[b"OC", b"a"])),
+        vec![b"OK".to_vec()]
+    );
 
     handle
         .change(Change::SetVhostToken {
@@ -296,7 +325,10 @@ fn a_regenerated_token_stops_working_at_once() {
     // The new token works.
     let new = handle.with_state(|s| s.vhosts[&chat].token.as_str().to_string());
     let mut fresh = rt.block_on(req(addr, &identity("req", "/chat", &new)));
-    assert_eq!(rt.block_on(request(&mut fresh, &[b"OC", b"c"])), vec![b"OK".to_vec()]);
+    assert_eq!(
+        rt.block_on(request(&mut fresh, &[b"OC", b"c"])),
+        vec![b"OK".to_vec()]
+    );
     let stats = exchange.stats();
     assert_eq!(stats.workers_revoked, 1);
     assert!(stats.bad_identity >= 1);

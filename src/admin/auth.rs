@@ -36,11 +36,12 @@ fn presented_cookie(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(COOKIE_HEADER) {
         return value.to_str().ok().map(str::trim);
     }
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Compares two secrets in time that depends only on their lengths, so a
@@ -85,7 +86,10 @@ mod tests {
     #[test]
     fn other_authorization_schemes_present_nothing() {
         let mut headers = HeaderMap::new();
-        headers.insert("authorization", HeaderValue::from_static("Basic Zm9vOmJhcg=="));
+        headers.insert(
+            "authorization",
+            HeaderValue::from_static("Basic Zm9vOmJhcg=="),
+        );
         assert_eq!(presented_cookie(&headers), None);
         headers.insert("authorization", HeaderValue::from_static("Bearer"));
         assert_eq!(presented_cookie(&headers), None);

@@ -107,9 +107,15 @@ mod tests {
     #[test]
     fn permissions_field_accepts_text_and_words() {
         let text: PermissionsField = serde_json::from_str(r#""READ|write""#).unwrap();
-        assert_eq!(text.parse().unwrap(), Permissions::READ | Permissions::WRITE);
+        assert_eq!(
+            text.parse().unwrap(),
+            Permissions::READ | Permissions::WRITE
+        );
         let words: PermissionsField = serde_json::from_str(r#"["MANAGE","READ"]"#).unwrap();
-        assert_eq!(words.parse().unwrap(), Permissions::READ | Permissions::MANAGE);
+        assert_eq!(
+            words.parse().unwrap(),
+            Permissions::READ | Permissions::MANAGE
+        );
         let bad: PermissionsField = serde_json::from_str(r#""READ|FLY""#).unwrap();
         assert_eq!(bad.parse().unwrap_err().code, "INVALID_PERMISSIONS");
         assert!(serde_json::from_str::<PermissionsField>("7").is_err());

@@ -56,30 +56,55 @@ use std::time::Instant;
 
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-use serde::Serialize;
+use serde_json::Value;
 
+use crate::exchange::Exchange;
+pub use crate::exchange::WorkerInfo;
 use crate::name::VhostPath;
 use crate::server::Handle;
 use crate::storage::{Change, State};
 use error::ApiError;
 
-/// What the admin API can learn about backend workers. The ZeroMQ exchange
-/// implements it; until one is plugged in, `list_workers` answers an empty
-/// list with a note.
+/// What the admin API can learn about backend workers: the ZeroMQ
+/// exchange implements it (below); without one, `list_workers` answers an
+/// empty list with a note and `/stats` has no `exchange.*` counters.
 pub trait WorkerDirectory: Send + Sync {
-    /// The workers connected to `vhost` on this node right now.
+    /// The ready workers of `vhost` on this node right now.
     fn workers(&self, vhost: &VhostPath) -> Vec<WorkerInfo>;
+
+    /// Counters as `(label, value)`, labelled like the counters files
+    /// (`exchange.triggers_written`), for `/stats` and `/metrics`.
+    fn counters(&self) -> Vec<(String, i64)> {
+        Vec::new()
+    }
+
+    /// Where backends connect, port 0 resolved (`list_nodes`); `None`:
+    /// the configured address.
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
 }
 
-/// One backend worker as `list_workers` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct WorkerInfo {
-    /// The worker's id (its ZeroMQ identity, hex).
-    pub id: String,
-    /// Where it connects from, when known.
-    pub peer: Option<String>,
-    /// Milliseconds since its last message or heartbeat.
-    pub idle_ms: u64,
+impl WorkerDirectory for Exchange {
+    fn workers(&self, vhost: &VhostPath) -> Vec<WorkerInfo> {
+        Exchange::workers(self, vhost)
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(Exchange::local_addr(self))
+    }
+
+    fn counters(&self) -> Vec<(String, i64)> {
+        // The stats serialize to a flat object of numbers; going through
+        // serde keeps this list in step with new fields.
+        let Ok(Value::Object(fields)) = serde_json::to_value(self.stats()) else {
+            return Vec::new();
+        };
+        fields
+            .into_iter()
+            .filter_map(|(name, value)| Some((format!("exchange.{name}"), value.as_i64()?)))
+            .collect()
+    }
 }
 
 /// The admin API of one node, ready to [`serve`](Admin::serve).
@@ -165,17 +190,17 @@ fn routes() -> Router<ApiState> {
                 .post(channels::add)
                 .delete(channels::clear),
         )
-        .route(
-            "/vhosts/{vhost}/channels/{name}",
-            delete(channels::remove),
-        )
+        .route("/vhosts/{vhost}/channels/{name}", delete(channels::remove))
         .route("/vhosts/{vhost}/users", get(users::list).post(users::add))
         .route("/vhosts/{vhost}/users/{name}", delete(users::remove))
         .route(
             "/vhosts/{vhost}/users/{name}/permissions",
             put(users::set_permissions),
         )
-        .route("/vhosts/{vhost}/users/{name}/secret", put(users::set_secret))
+        .route(
+            "/vhosts/{vhost}/users/{name}/secret",
+            put(users::set_secret),
+        )
         .route("/vhosts/{vhost}/workers", get(nodes::list_workers))
         .route("/nodes", get(nodes::list_nodes))
         .route("/stats", get(stats::stats))

@@ -35,13 +35,18 @@ pub(super) async fn list_workers(
 
 pub(super) async fn list_nodes(State(api): State<ApiState>) -> Json<Value> {
     let server = &api.handle.config.server;
+    let backend_addr = api
+        .workers
+        .as_ref()
+        .and_then(|directory| directory.local_addr())
+        .unwrap_or(server.backend_addr);
     let node = json!({
         "name": server.node_name,
         "state": "up",
         "self": true,
         "uptime_seconds": api.started.elapsed().as_secs(),
         "websocket_addr": api.handle.websocket_addr().to_string(),
-        "backend_addr": server.backend_addr.to_string(),
+        "backend_addr": backend_addr.to_string(),
         "admin_addr": api.admin_addr.to_string(),
         "cluster_addr": api.handle.config.cluster.addr.map(|a| a.to_string()),
     });

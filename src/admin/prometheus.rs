@@ -5,7 +5,7 @@
 //! `broker.errors.ACCESS_DENIED` is `webrocket_broker_errors{id="ACCESS_DENIED"}`
 //! and `broker.closes.slow_consumer` is
 //! `webrocket_broker_closes{reason="slow_consumer"}`. Gauges (values that go
-//! down: sessions, subscriptions, channels, vhosts, users) are typed
+//! down: sessions, workers, subscriptions, channels, vhosts, users) are typed
 //! `gauge`, everything else `counter`.
 
 use std::collections::BTreeMap;
@@ -18,8 +18,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const KEYED: [(&str, &str); 2] = [("errors", "id"), ("closes", "reason")];
 
 /// Last segments of labels whose values go up and down.
-const GAUGES: [&str; 6] = [
+const GAUGES: [&str; 7] = [
     "sessions",
+    "workers",
     "subscriptions",
     "channels",
     "vhosts",
@@ -79,7 +80,13 @@ fn name(segments: &[&str]) -> String {
     let joined = segments.join("_");
     let clean: String = joined
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("webrocket_{clean}")
 }
@@ -98,19 +105,31 @@ mod tests {
 
     #[test]
     fn plain_labels_become_metric_names() {
-        assert_eq!(metric("broker.messages_in"), ("webrocket_broker_messages_in".into(), None));
-        assert_eq!(metric("odd-name.x y"), ("webrocket_odd_name_x_y".into(), None));
+        assert_eq!(
+            metric("broker.messages_in"),
+            ("webrocket_broker_messages_in".into(), None)
+        );
+        assert_eq!(
+            metric("odd-name.x y"),
+            ("webrocket_odd_name_x_y".into(), None)
+        );
     }
 
     #[test]
     fn error_and_close_tables_become_labels() {
         assert_eq!(
             metric("broker.errors.ACCESS_DENIED"),
-            ("webrocket_broker_errors".into(), Some(("id", "ACCESS_DENIED".into())))
+            (
+                "webrocket_broker_errors".into(),
+                Some(("id", "ACCESS_DENIED".into()))
+            )
         );
         assert_eq!(
             metric("broker.closes.slow_consumer"),
-            ("webrocket_broker_closes".into(), Some(("reason", "slow_consumer".into())))
+            (
+                "webrocket_broker_closes".into(),
+                Some(("reason", "slow_consumer".into()))
+            )
         );
         // A bare "errors" counter is not a table.
         assert_eq!(metric("errors"), ("webrocket_errors".into(), None));
@@ -139,7 +158,10 @@ webrocket_broker_sessions 3
     #[test]
     fn label_values_are_escaped() {
         let text = render([("x.errors.a\"b\\c\nd", 1)]);
-        assert!(text.contains(r#"webrocket_x_errors{id="a\"b\\c\nd"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"webrocket_x_errors{id="a\"b\\c\nd"} 1"#),
+            "{text}"
+        );
         assert_eq!(render(std::iter::empty()), "");
     }
 }

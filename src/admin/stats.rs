@@ -1,7 +1,8 @@
 //! `/stats` (JSON, for webrocket-monitor and scripts) and `/metrics`
 //! (Prometheus). Both read the counters every nukleus of this node
 //! publishes in its control file, `<run_dir>/<nukleus>/control`, which costs
-//! the data path nothing, plus what the durable state says per vhost.
+//! the data path nothing, the backend exchange's counters (`exchange.*`,
+//! when one is plugged in), and what the durable state says per vhost.
 //!
 //! `/stats` answers:
 //!
@@ -87,8 +88,12 @@ fn vhost_sizes(state: &Durable) -> Vec<VhostSizes> {
 
 /// Counters and per-vhost sizes, read on the blocking pool (files, lock).
 async fn snapshot(api: &ApiState) -> Result<(BTreeMap<String, i64>, Vec<VhostSizes>), ApiError> {
-    api.blocking(|handle| {
-        let counters = read_counters(&handle.run_dir);
+    let workers = api.workers.clone();
+    api.blocking(move |handle| {
+        let mut counters = read_counters(&handle.run_dir);
+        if let Some(directory) = workers {
+            counters.extend(directory.counters());
+        }
         let vhosts = handle.with_state(vhost_sizes);
         Ok((counters, vhosts))
     })
@@ -112,7 +117,10 @@ pub(super) async fn metrics(State(api): State<ApiState>) -> Result<impl IntoResp
     let (counters, vhosts) = snapshot(&api).await?;
     let sum = |f: fn(&VhostSizes) -> usize| vhosts.iter().map(f).sum::<usize>() as i64;
     let derived = [
-        ("node.uptime_seconds", api.started.elapsed().as_secs() as i64),
+        (
+            "node.uptime_seconds",
+            api.started.elapsed().as_secs() as i64,
+        ),
         ("storage.vhosts", vhosts.len() as i64),
         ("storage.users", sum(|v| v.users)),
         ("storage.channels", sum(|v| v.channels)),

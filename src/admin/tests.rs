@@ -24,6 +24,8 @@ struct Node {
 fn start(workers: Option<Arc<dyn WorkerDirectory>>) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
+    // The shipped config declares a demo vhost; these tests start empty.
+    config.vhosts.clear();
     config.server.websocket_addr = "127.0.0.1:0".parse().unwrap();
     config.server.storage_dir = dir.path().join("data");
     config.server.run_dir = Some(dir.path().join("run"));
@@ -59,14 +61,19 @@ impl Node {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let cookie = format!("X-WebRocket-Cookie: {}\r\n", self.cookie());
         let (status, text) = self.raw(method, path, &cookie, body);
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// `(status, body text)` with `headers` (each ending in CRLF).
     fn raw(&self, method: &str, path: &str, headers: &str, body: Option<Value>) -> (u16, String) {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut stream = TcpStream::connect(self.admin).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n{headers}\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -93,9 +100,15 @@ fn vhosts_are_added_shown_listed_retokened_and_deleted() {
     assert_eq!(token.len(), 40);
 
     let (status, again) = node.call("POST", "/vhosts", Some(json!({"path": "/chat"})));
-    assert_eq!((status, again["code"].as_str()), (409, Some("ALREADY_EXISTS")));
+    assert_eq!(
+        (status, again["code"].as_str()),
+        (409, Some("ALREADY_EXISTS"))
+    );
     let (status, bad) = node.call("POST", "/vhosts", Some(json!({"path": "chat"})));
-    assert_eq!((status, bad["code"].as_str()), (400, Some("INVALID_VHOST_PATH")));
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (400, Some("INVALID_VHOST_PATH"))
+    );
     let (status, bad) = node.call("POST", "/vhosts", Some(json!({"pth": "/x"})));
     assert_eq!((status, bad["code"].as_str()), (400, Some("BAD_REQUEST")));
 
@@ -134,15 +147,28 @@ fn channels_are_added_listed_deleted_and_cleared() {
     let node = start(None);
     node.call("POST", "/vhosts", Some(json!({"path": "/chat"})));
     for name in ["news", "room.1"] {
-        let (status, body) = node.call("POST", "/vhosts/chat/channels", Some(json!({"name": name})));
+        let (status, body) =
+            node.call("POST", "/vhosts/chat/channels", Some(json!({"name": name})));
         assert_eq!(status, 201, "{body}");
     }
     let (status, bad) = node.call("POST", "/vhosts/chat/channels", Some(json!({"name": ".x"})));
-    assert_eq!((status, bad["code"].as_str()), (400, Some("INVALID_CHANNEL_NAME")));
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (400, Some("INVALID_CHANNEL_NAME"))
+    );
     let (_, list) = node.call("GET", "/vhosts/chat/channels", None);
-    assert_eq!(list, json!({"vhost": "/chat", "channels": ["news", "room.1"]}));
-    assert_eq!(node.call("DELETE", "/vhosts/chat/channels/news", None).0, 200);
-    assert_eq!(node.call("DELETE", "/vhosts/chat/channels/news", None).0, 404);
+    assert_eq!(
+        list,
+        json!({"vhost": "/chat", "channels": ["news", "room.1"]})
+    );
+    assert_eq!(
+        node.call("DELETE", "/vhosts/chat/channels/news", None).0,
+        200
+    );
+    assert_eq!(
+        node.call("DELETE", "/vhosts/chat/channels/news", None).0,
+        404
+    );
     let (_, cleared) = node.call("DELETE", "/vhosts/chat/channels", None);
     assert_eq!(cleared["deleted"], 1);
     let (_, list) = node.call("GET", "/vhosts/chat/channels", None);
@@ -163,7 +189,10 @@ fn users_get_hashed_secrets_and_new_permissions() {
     );
     let vhost = VhostPath::parse("/chat").unwrap();
     let hash = node.server.handle.with_state(|state| {
-        state.vhosts[&vhost].users["alice"].secret_hash.clone().unwrap()
+        state.vhosts[&vhost].users["alice"]
+            .secret_hash
+            .clone()
+            .unwrap()
     });
     assert!(verify_secret(&hash, "s3cret"));
     assert!(!hash.contains("s3cret"));
@@ -172,13 +201,19 @@ fn users_get_hashed_secrets_and_new_permissions() {
     assert_eq!(node.call("POST", "/vhosts/chat/users", Some(body)).0, 201);
     let body = json!({"name": "eve", "permissions": "FLY"});
     let (status, bad) = node.call("POST", "/vhosts/chat/users", Some(body));
-    assert_eq!((status, bad["code"].as_str()), (400, Some("INVALID_PERMISSIONS")));
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (400, Some("INVALID_PERMISSIONS"))
+    );
     let body = json!({"name": "eve", "permissions": "READ", "secret": ""});
     assert_eq!(node.call("POST", "/vhosts/chat/users", Some(body)).0, 400);
 
     let body = json!({"permissions": "READ"});
     let (status, alice) = node.call("PUT", "/vhosts/chat/users/alice/permissions", Some(body));
-    assert_eq!((status, alice["permissions"].clone()), (200, json!(["READ"])));
+    assert_eq!(
+        (status, alice["permissions"].clone()),
+        (200, json!(["READ"]))
+    );
     let body = json!({"secret": null});
     let (_, alice) = node.call("PUT", "/vhosts/chat/users/alice/secret", Some(body));
     assert_eq!(alice["has_secret"], false);
@@ -195,7 +230,12 @@ fn users_get_hashed_secrets_and_new_permissions() {
 #[test]
 fn every_route_needs_the_cookie() {
     let node = start(None);
-    for (method, path) in [("GET", "/vhosts"), ("DELETE", "/vhosts"), ("GET", "/metrics"), ("GET", "/nope")] {
+    for (method, path) in [
+        ("GET", "/vhosts"),
+        ("DELETE", "/vhosts"),
+        ("GET", "/metrics"),
+        ("GET", "/nope"),
+    ] {
         let (status, body) = node.raw(method, path, "", None);
         assert_eq!(status, 403, "{method} {path}");
         let body: Value = serde_json::from_str(&body).unwrap();
@@ -208,27 +248,46 @@ fn every_route_needs_the_cookie() {
     let (status, body) = node.call("GET", "/nope", None);
     assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
     let (status, body) = node.call("PATCH", "/vhosts", None);
-    assert_eq!((status, body["code"].as_str()), (405, Some("METHOD_NOT_ALLOWED")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (405, Some("METHOD_NOT_ALLOWED"))
+    );
 }
 
 #[test]
 fn stats_and_metrics_show_counters_and_sizes() {
     let node = start(None);
     node.call("POST", "/vhosts", Some(json!({"path": "/chat"})));
-    node.call("POST", "/vhosts/chat/channels", Some(json!({"name": "news"})));
+    node.call(
+        "POST",
+        "/vhosts/chat/channels",
+        Some(json!({"name": "news"})),
+    );
     let (status, stats) = node.call("GET", "/stats", None);
     assert_eq!(status, 200);
     assert_eq!(stats["node"], "webrocket");
     assert!(stats["counters"]["broker.sessions"].is_i64(), "{stats}");
-    assert!(stats["counters"]["broker.errors.ACCESS_DENIED"].is_i64(), "{stats}");
-    assert_eq!(stats["totals"], json!({"vhosts": 1, "users": 0, "channels": 1}));
+    assert!(
+        stats["counters"]["broker.errors.ACCESS_DENIED"].is_i64(),
+        "{stats}"
+    );
+    assert_eq!(
+        stats["totals"],
+        json!({"vhosts": 1, "users": 0, "channels": 1})
+    );
     assert_eq!(stats["vhosts"][0]["path"], "/chat");
 
     let cookie = format!("X-WebRocket-Cookie: {}\r\n", node.cookie());
     let (status, text) = node.raw("GET", "/metrics", &cookie, None);
     assert_eq!(status, 200);
-    assert!(text.contains("# TYPE webrocket_broker_sessions gauge\nwebrocket_broker_sessions 0\n"), "{text}");
-    assert!(text.contains("webrocket_broker_errors{id=\"ACCESS_DENIED\"} 0"), "{text}");
+    assert!(
+        text.contains("# TYPE webrocket_broker_sessions gauge\nwebrocket_broker_sessions 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("webrocket_broker_errors{id=\"ACCESS_DENIED\"} 0"),
+        "{text}"
+    );
     assert!(text.contains("webrocket_storage_channels 1"), "{text}");
 }
 
@@ -239,11 +298,21 @@ impl WorkerDirectory for TwoWorkers {
         ["w1", "w2"]
             .iter()
             .map(|id| WorkerInfo {
-                id: format!("{}{id}", vhost.as_str()),
-                peer: None,
+                identity: format!("dlr:{vhost}:0a1b2c…:{id}"),
+                vhost: vhost.to_string(),
+                ready_for_ms: 7,
                 idle_ms: 5,
+                triggers: 1,
             })
             .collect()
+    }
+
+    fn counters(&self) -> Vec<(String, i64)> {
+        vec![("exchange.workers".into(), 2)]
+    }
+
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        Some("127.0.0.1:4242".parse().unwrap())
     }
 }
 
@@ -260,8 +329,13 @@ fn workers_come_from_the_directory_when_there_is_one() {
     let node = start(Some(Arc::new(TwoWorkers)));
     node.call("POST", "/vhosts", Some(json!({"path": "/chat"})));
     let (_, two) = node.call("GET", "/vhosts/chat/workers", None);
-    assert_eq!(two["workers"][1], json!({"id": "/chatw2", "peer": null, "idle_ms": 5}));
+    assert_eq!(two["workers"][1]["identity"], "dlr:/chat:0a1b2c…:w2");
+    assert_eq!(two["workers"][1]["idle_ms"], 5);
     assert!(two.get("note").is_none());
+    let (_, stats) = node.call("GET", "/stats", None);
+    assert_eq!(stats["counters"]["exchange.workers"], 2);
+    let (_, nodes) = node.call("GET", "/nodes", None);
+    assert_eq!(nodes["nodes"][0]["backend_addr"], "127.0.0.1:4242");
 }
 
 #[test]
@@ -281,7 +355,11 @@ fn nodes_list_this_node() {
 fn acknowledged_changes_are_on_disk() {
     let mut node = start(None);
     node.call("POST", "/vhosts", Some(json!({"path": "/chat"})));
-    node.call("POST", "/vhosts/chat/users", Some(json!({"name": "a", "permissions": "ALL"})));
+    node.call(
+        "POST",
+        "/vhosts/chat/users",
+        Some(json!({"name": "a", "permissions": "ALL"})),
+    );
     node.server.shutdown();
     let storage = node.dir.path().join("data");
     let (_, state) = Store::open(&storage).unwrap();

@@ -1,8 +1,11 @@
 //! webrocket-server: runs one webrocket node.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use webrocket::admin::Admin;
 use webrocket::config::{Config, ServerArgs};
 use webrocket::exchange;
 use webrocket::server::Server;
@@ -37,7 +40,10 @@ fn main() -> ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -66,28 +72,60 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The admin API shares the runtime; bound here so that port 0 can be
+    // reported in the ready line.
+    let admin_listener =
+        match runtime.block_on(tokio::net::TcpListener::bind(config.server.admin_addr)) {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!(
+                    "webrocket-server: admin endpoint {}: {error}",
+                    config.server.admin_addr
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+    let admin_addr = admin_listener
+        .local_addr()
+        .unwrap_or(config.server.admin_addr);
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = Admin::new(Arc::clone(&server.handle)).with_workers(Arc::new(exchange.clone()));
+    let admin_task = runtime.spawn(async move {
+        let stopped = async {
+            let _ = admin_stopped.await;
+        };
+        if let Err(error) = admin.serve(admin_listener, stopped).await {
+            tracing::error!(%error, "admin endpoint failed");
+        }
+    });
     // One line for people and scripts (tests read the addresses from it).
     println!(
-        "webrocket-server ready node={} websocket={} backend={} run_dir={}",
+        "webrocket-server ready node={} websocket={} backend={} admin={} run_dir={}",
         config.server.node_name,
         server.handle.websocket_addr(),
         backend_addr,
+        admin_addr,
         server.handle.run_dir.display()
     );
     runtime.block_on(async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(error) => {
-                eprintln!("webrocket-server: cannot watch SIGTERM: {error}");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    eprintln!("webrocket-server: cannot watch SIGTERM: {error}");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
     });
     tracing::info!("shutting down");
+    let _ = stop_admin.send(());
+    runtime.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+    });
     runtime.block_on(exchange.shutdown());
     server.shutdown();
     ExitCode::SUCCESS

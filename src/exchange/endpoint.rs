@@ -264,7 +264,14 @@ async fn deliver(
 ) {
     loop {
         let present = lock(&shared.lobby).contains(&worker);
-        if present && write(socket, worker.as_bytes(), Outbound::Trigger(payload).encode()).await {
+        if present
+            && write(
+                socket,
+                worker.as_bytes(),
+                Outbound::Trigger(payload).encode(),
+            )
+            .await
+        {
             bump(&shared.counters.triggers_written);
             return;
         }

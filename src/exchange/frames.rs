@@ -152,8 +152,8 @@ pub fn decode<F: AsRef<[u8]>>(role: Role, frames: &[F]) -> Result<Inbound, Frame
         }
         b"DS" => {
             arity("DS", args, 3)?;
-            let sid = SessionId::parse(text("DS", args, 0)?)
-                .map_err(|_| FrameError::InvalidSession)?;
+            let sid =
+                SessionId::parse(text("DS", args, 0)?).map_err(|_| FrameError::InvalidSession)?;
             Ok(Inbound::Request(BackendRequest::Direct {
                 sid,
                 event: event("DS", args, 1)?,
@@ -368,7 +368,10 @@ mod tests {
     fn encodes_byte_for_byte() {
         let frames = |o: Outbound<'_>| o.encode();
         assert_eq!(frames(Outbound::Ok), vec![b"".to_vec(), b"OK".to_vec()]);
-        assert_eq!(frames(Outbound::Heartbeat), vec![b"".to_vec(), b"HB".to_vec()]);
+        assert_eq!(
+            frames(Outbound::Heartbeat),
+            vec![b"".to_vec(), b"HB".to_vec()]
+        );
         assert_eq!(frames(Outbound::Quit), vec![b"".to_vec(), b"QT".to_vec()]);
         assert_eq!(
             frames(Outbound::Error(402)),

@@ -98,7 +98,9 @@ impl Identity {
         };
         let vhost = VhostPath::parse(vhost).map_err(|_| IdentityError::VhostPath)?;
         if token.len() != ACCESS_TOKEN_LEN
-            || !token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            || !token
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
             return Err(IdentityError::TokenShape);
         }
@@ -181,7 +183,10 @@ mod tests {
         let worker = id(&format!("dlr:/chat:{TOKEN}:{uuid}")).unwrap();
         assert_eq!(worker.role(), Role::Worker);
         assert_eq!(worker.vhost().as_str(), "/chat");
-        assert_eq!(worker.as_bytes(), format!("dlr:/chat:{TOKEN}:{uuid}").as_bytes());
+        assert_eq!(
+            worker.as_bytes(),
+            format!("dlr:/chat:{TOKEN}:{uuid}").as_bytes()
+        );
         let request = id(&format!("req:/a/b-c:{TOKEN}:x")).unwrap();
         assert_eq!(request.role(), Role::Request);
         assert_eq!(request.vhost().as_str(), "/a/b-c");

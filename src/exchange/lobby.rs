@@ -287,7 +287,11 @@ mod tests {
     fn picks_round_robin_per_vhost() {
         let now = Instant::now();
         let mut lobby = Lobby::new(10);
-        let (a, b, c) = (identity("/chat", "a"), identity("/chat", "b"), identity("/other", "c"));
+        let (a, b, c) = (
+            identity("/chat", "a"),
+            identity("/chat", "b"),
+            identity("/other", "c"),
+        );
         for w in [&a, &b, &c] {
             assert_eq!(lobby.ready(w, now), Ok(true));
         }
@@ -305,15 +309,24 @@ mod tests {
     fn removal_keeps_the_rotation_fair() {
         let now = Instant::now();
         let mut lobby = Lobby::new(10);
-        let ws: Vec<Identity> = ["a", "b", "c"].iter().map(|u| identity("/chat", u)).collect();
+        let ws: Vec<Identity> = ["a", "b", "c"]
+            .iter()
+            .map(|u| identity("/chat", u))
+            .collect();
         for w in &ws {
             lobby.ready(w, now).unwrap();
         }
         let ids: Vec<WorkerId> = ws.iter().map(WorkerId::from).collect();
-        assert_eq!(picks(&mut lobby, "/chat", 2), vec![ids[0].clone(), ids[1].clone()]);
+        assert_eq!(
+            picks(&mut lobby, "/chat", 2),
+            vec![ids[0].clone(), ids[1].clone()]
+        );
         // Removing a worker already visited must not skip the next one.
         assert_eq!(lobby.remove(&ids[0]), Some(vhost("/chat")));
-        assert_eq!(picks(&mut lobby, "/chat", 3), vec![ids[2].clone(), ids[1].clone(), ids[2].clone()]);
+        assert_eq!(
+            picks(&mut lobby, "/chat", 3),
+            vec![ids[2].clone(), ids[1].clone(), ids[2].clone()]
+        );
         assert_eq!(lobby.remove(&ids[0]), None);
         lobby.remove(&ids[1]);
         lobby.remove(&ids[2]);
@@ -348,11 +361,17 @@ mod tests {
         lobby.ready(&a, start).unwrap();
         lobby.ready(&b, start).unwrap();
         assert!(lobby.seen(&WorkerId::from(&b), start + Duration::from_secs(5)));
-        assert!(lobby.expire(start + timeout, timeout).is_empty(), "exactly the timeout is kept");
+        assert!(
+            lobby.expire(start + timeout, timeout).is_empty(),
+            "exactly the timeout is kept"
+        );
         let expired = lobby.expire(start + Duration::from_secs(7), timeout);
         assert_eq!(expired, vec![WorkerId::from(&a)]);
         assert_eq!(picks(&mut lobby, "/chat", 2), vec![WorkerId::from(&b); 2]);
-        assert!(!lobby.seen(&WorkerId::from(&a), start), "an expired worker must send RD again");
+        assert!(
+            !lobby.seen(&WorkerId::from(&a), start),
+            "an expired worker must send RD again"
+        );
     }
 
     #[test]
@@ -363,7 +382,10 @@ mod tests {
         lobby.ready(&a, now).unwrap();
         let mut stale = Vec::new();
         let new_token = AccessToken::generate();
-        assert_eq!(lobby.pick(&vhost("/chat"), Some(&new_token), &mut stale), None);
+        assert_eq!(
+            lobby.pick(&vhost("/chat"), Some(&new_token), &mut stale),
+            None
+        );
         assert_eq!(stale, vec![WorkerId::from(&a)]);
         assert!(lobby.is_empty());
         // A deleted vhost evicts too.

@@ -32,10 +32,10 @@
 //! (`dropped_undeliverable`). A write that reached the kernel of a worker
 //! that then dies is lost: ZeroMQ has no acknowledgements here.
 
+mod endpoint;
 pub mod frames;
 pub mod identity;
 pub mod lobby;
-mod endpoint;
 mod stats;
 
 use std::io;

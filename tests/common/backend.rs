@@ -12,9 +12,7 @@ use tokio::runtime::Runtime;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 use zeromq::util::PeerIdentity;
-use zeromq::{
-    DealerSocket, ReqSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage,
-};
+use zeromq::{DealerSocket, ReqSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
 
 /// How long a test waits for one expected message.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -91,7 +89,10 @@ pub async fn req(addr: SocketAddr, id: &str) -> ReqSocket {
 
 /// One request on a REQ socket; returns the reply frames.
 pub async fn request(socket: &mut ReqSocket, frames_out: &[&[u8]]) -> Vec<Vec<u8>> {
-    socket.send(message(frames_out)).await.expect("send request");
+    socket
+        .send(message(frames_out))
+        .await
+        .expect("send request");
     let reply = tokio::time::timeout(WAIT, socket.recv())
         .await
         .expect("reply in time")
@@ -101,7 +102,10 @@ pub async fn request(socket: &mut ReqSocket, frames_out: &[&[u8]]) -> Vec<Vec<u8
 
 /// The next message on `socket` that is not a heartbeat, or `None` after
 /// `wait`.
-pub async fn next_non_heartbeat<S: SocketRecv>(socket: &mut S, wait: Duration) -> Option<Vec<Vec<u8>>> {
+pub async fn next_non_heartbeat<S: SocketRecv>(
+    socket: &mut S,
+    wait: Duration,
+) -> Option<Vec<Vec<u8>>> {
     let deadline = Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -11,6 +11,7 @@ use std::time::Duration;
 pub struct ServerProcess {
     pub child: Child,
     pub websocket: SocketAddr,
+    pub admin: SocketAddr,
     pub run_dir: PathBuf,
     pub dir: tempfile::TempDir,
     pub ready_line: String,
@@ -64,9 +65,11 @@ impl ServerProcess {
         };
         let websocket = field("websocket").parse().expect("websocket addr");
         let run_dir = PathBuf::from(field("run_dir"));
+        let admin = field("admin").parse().expect("admin addr");
         ServerProcess {
             child,
             websocket,
+            admin,
             run_dir,
             dir,
             ready_line,
@@ -88,7 +91,10 @@ impl ServerProcess {
 }
 
 fn unsafe_free_sigterm(pid: u32) {
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
 }
 
 impl Drop for ServerProcess {

@@ -185,6 +185,14 @@ class Server:
         self.info: dict[str, str] = {}
         self.stdout_lines: list[str] = []
         self.starts = 0
+        # Listen addresses passed on the command line; port 0 picks a free
+        # port (read back from the ready line). A test that needs a fixed
+        # address across restarts (e.g. workers reconnecting) sets one here.
+        self.listen = {
+            "websocket": "127.0.0.1:0",
+            "backend": "127.0.0.1:0",
+            "admin": "127.0.0.1:0",
+        }
         self._ready = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------
@@ -207,9 +215,9 @@ class Server:
         argv = [
             str(SERVER_BIN),
             "-c", str(config),
-            "--websocket-addr", "127.0.0.1:0",
-            "--backend-addr", "127.0.0.1:0",
-            "--admin-addr", "127.0.0.1:0",
+            "--websocket-addr", self.listen["websocket"],
+            "--backend-addr", self.listen["backend"],
+            "--admin-addr", self.listen["admin"],
             "--storage-dir", str(self.storage_dir),
             "--run-dir", str(self.run_dir),
         ]

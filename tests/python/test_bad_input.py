@@ -334,6 +334,17 @@ async def test_garbage_instead_of_http_is_dropped(srv):
             sock.close()
 
 
+async def expect_http_status(url: str, status: int) -> None:
+    """Opening `url` is refused with HTTP `status` before the upgrade."""
+    try:
+        async with connect(url) as ws:
+            pytest.fail(f"expected HTTP {status}, but the upgrade succeeded ({ws.response.status_code})")
+    except websockets.exceptions.InvalidStatus as e:
+        assert e.response.status_code == status, f"expected HTTP {status}, got {e.response.status_code}"
+    except (websockets.exceptions.InvalidMessage, OSError) as e:
+        pytest.fail(f"expected HTTP {status}, got no HTTP response: {e!r} (cause {e.__cause__!r})")
+
+
 # ---------------------------------------------------------------------------
 # Per-connection and per-vhost limits (each on its own server)
 # ---------------------------------------------------------------------------
@@ -346,10 +357,7 @@ async def test_connections_per_vhost_limit_is_http_503(server_factory):
         )
     )
     async with connect(srv2.url("/a")) as a1, connect(srv2.url("/a")) as a2:
-        with pytest.raises(websockets.exceptions.InvalidStatus) as info:
-            async with connect(srv2.url("/a")):
-                pass
-        assert info.value.response.status_code == 503
+        await expect_http_status(srv2.url("/a"), 503)
         # The limit is per vhost: /b still has room.
         async with connect(srv2.url("/b")) as b1:
             await ping_pong(b1)
@@ -366,6 +374,17 @@ async def test_connections_per_vhost_limit_is_http_503(server_factory):
         except websockets.exceptions.InvalidStatus:
             assert time.monotonic() < deadline, "slots were not released after the sessions closed"
             await asyncio.sleep(0.1)
+
+
+async def test_connections_per_node_limit_is_http_503(server_factory):
+    srv2 = server_factory(
+        render_config([vhost("/a", anonymous=["READ"]), vhost("/b", anonymous=["READ"])], limits={"max_connections": 2})
+    )
+    async with connect(srv2.url("/a")) as a1, connect(srv2.url("/b")) as b1:
+        for path in ("/a", "/b"):
+            await expect_http_status(srv2.url(path), 503)
+        await ping_pong(a1)
+        await ping_pong(b1)
 
 
 async def test_subscriptions_per_session_limit(server_factory):

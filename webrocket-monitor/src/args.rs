@@ -185,24 +185,30 @@ mod tests {
             webrocket::config::default_run_dir().join("webrocket")
         );
         assert_eq!(target.admin.addr, DEFAULT_ADMIN_ADDR);
-        assert_eq!(target.admin.cookie_file, PathBuf::from("./data/webrocket.cookie"));
+        assert_eq!(
+            target.admin.cookie_file,
+            PathBuf::from("./data/webrocket.cookie")
+        );
         // The cookie may come from the environment of whoever runs the tests.
         assert_eq!(target.admin_only, target.admin.cookie.is_some());
     }
 
     #[test]
     fn run_dir_and_node_name_make_the_node_dir() {
-        let target = parse(&["--run-dir", "/run/wr", "--node-name", "n2", "--cookie", ""])
-            .target_with(None);
+        let target =
+            parse(&["--run-dir", "/run/wr", "--node-name", "n2", "--cookie", ""]).target_with(None);
         assert_eq!(target.node_dir, PathBuf::from("/run/wr/n2"));
         assert_eq!(target.node_name, "n2");
-        assert!(!target.admin_only, "an empty cookie does not select the admin API");
+        assert!(
+            !target.admin_only,
+            "an empty cookie does not select the admin API"
+        );
     }
 
     #[test]
     fn node_dir_wins_over_run_dir() {
-        let target = parse(&["--run-dir", "/run/wr", "--node-dir", "/elsewhere/n1"])
-            .target_with(None);
+        let target =
+            parse(&["--run-dir", "/run/wr", "--node-dir", "/elsewhere/n1"]).target_with(None);
         assert_eq!(target.node_dir, PathBuf::from("/elsewhere/n1"));
         assert_eq!(target.node_name, "n1", "the node dir names the node");
         let target = parse(&["--node-dir", "/elsewhere/n1", "--node-name", "x"]).target_with(None);
@@ -240,8 +246,14 @@ mod tests {
 
     #[test]
     fn intervals_use_the_config_units() {
-        assert_eq!(parse(&["--interval", "250ms"]).interval, Duration::from_millis(250));
-        assert_eq!(parse(&["--interval", "2s"]).interval, Duration::from_secs(2));
+        assert_eq!(
+            parse(&["--interval", "250ms"]).interval,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            parse(&["--interval", "2s"]).interval,
+            Duration::from_secs(2)
+        );
         for bad in ["0", "5ms", "fast", "1x"] {
             let argv = ["webrocket-monitor", "--interval", bad];
             assert!(Args::try_parse_from(argv).is_err(), "{bad}");

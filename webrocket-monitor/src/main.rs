@@ -78,7 +78,12 @@ fn second_sample(source: &Source, first: &Sample, interval: Duration) -> anyhow:
 }
 
 /// One compact JSON document per interval, until stdout closes.
-fn json_lines(source: &Source, first: Sample, node: &NodeInfo, interval: Duration) -> anyhow::Result<()> {
+fn json_lines(
+    source: &Source,
+    first: Sample,
+    node: &NodeInfo,
+    interval: Duration,
+) -> anyhow::Result<()> {
     let mut previous = first;
     let mut stdout = std::io::stdout().lock();
     loop {

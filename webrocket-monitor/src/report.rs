@@ -57,23 +57,28 @@ pub fn plain(view: &View) -> String {
 }
 
 fn section(out: &mut String, title: &str, rows: &[Row], header: bool) {
-    let _ = write!(out, "\n{title:<NAME_WIDTH$}");
     if header {
-        let _ = write!(out, "{:>NUMBER_WIDTH$}{:>NUMBER_WIDTH$}", "total", "per second");
+        let _ = writeln!(
+            out,
+            "\n{title:<NAME_WIDTH$}{:>NUMBER_WIDTH$}{:>NUMBER_WIDTH$}",
+            "total", "per second"
+        );
+    } else {
+        let _ = writeln!(out, "\n{title}");
     }
-    out.push('\n');
     if rows.is_empty() {
         out.push_str("  (none)\n");
     }
     for row in rows {
-        let _ = writeln!(
-            out,
+        let line = format!(
             "  {:<w$}{:>NUMBER_WIDTH$}{:>NUMBER_WIDTH$}",
             row.name,
             row.total,
             row.rate,
             w = NAME_WIDTH - 2
         );
+        // Gauges have no rate: no trailing blanks for them.
+        let _ = writeln!(out, "{}", line.trim_end());
     }
 }
 
@@ -153,7 +158,10 @@ mod tests {
         }
         assert!(text.starts_with("webrocket-monitor: node n1"), "{text}");
         let messages = text.lines().find(|l| l.contains("messages in")).unwrap();
-        assert!(messages.contains("30") && messages.contains("10.0/s"), "{messages}");
+        assert!(
+            messages.contains("30") && messages.contains("10.0/s"),
+            "{messages}"
+        );
         let idle = text.lines().find(|l| l.contains("idle (1000)")).unwrap();
         assert!(idle.contains('1'), "{idle}");
         assert!(text.contains("  (none)\n"), "errors are empty: {text}");
@@ -166,6 +174,14 @@ mod tests {
         let header = text.lines().find(|l| l.starts_with("TRAFFIC")).unwrap();
         let row = text.lines().find(|l| l.contains("messages in")).unwrap();
         assert_eq!(header.len(), row.len(), "\n{header}\n{row}");
+    }
+
+    #[test]
+    fn plain_text_has_no_trailing_blanks() {
+        let text = plain(&View::build(&snapshot(), &node()));
+        for line in text.lines() {
+            assert_eq!(line, line.trim_end(), "trailing blanks in {line:?}");
+        }
     }
 
     #[test]

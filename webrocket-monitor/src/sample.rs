@@ -106,7 +106,11 @@ fn flatten_into(label: &str, value: &Value, out: &mut Values) {
         Value::Number(number) => {
             let value = number
                 .as_i64()
-                .or_else(|| number.as_u64().map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+                .or_else(|| {
+                    number
+                        .as_u64()
+                        .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+                })
                 .or_else(|| number.as_f64().map(round_to_i64));
             if let Some(value) = value {
                 out.insert(label.to_owned(), value);

@@ -191,8 +191,8 @@ impl AdminSource {
             .body_mut()
             .read_to_string()
             .map_err(|e| http(e.to_string()))?;
-        let document: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| http(format!("the answer is not JSON: {e}")))?;
+        let document: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| http(format!("the answer is not JSON: {e}")))?;
         Ok(Sample::new(Instant::now(), stats_document(&document)))
     }
 }
@@ -269,9 +269,13 @@ mod tests {
             ControlLayout::default(),
         )
         .unwrap();
-        let tcp = ControlFile::create(&dir.path().join("tcp/control"), ControlLayout::default())
-            .unwrap();
-        broker.counters.allocate("broker.messages_in").unwrap().set(42);
+        let tcp =
+            ControlFile::create(&dir.path().join("tcp/control"), ControlLayout::default()).unwrap();
+        broker
+            .counters
+            .allocate("broker.messages_in")
+            .unwrap()
+            .set(42);
         broker.counters.allocate("broker.sessions").unwrap().set(2);
         tcp.counters.allocate("tcp.accepted").unwrap().set(5);
         tcp.counters.allocate("broker.sessions").unwrap().set(9);
@@ -289,7 +293,9 @@ mod tests {
     #[test]
     fn files_source_without_files_says_where_it_looked() {
         let dir = tempfile::tempdir().unwrap();
-        let error = FilesSource::new(dir.path().join("n1")).sample().unwrap_err();
+        let error = FilesSource::new(dir.path().join("n1"))
+            .sample()
+            .unwrap_err();
         assert!(matches!(error, SourceError::NoControlFiles { .. }));
         assert!(error.to_string().contains("n1"), "{error}");
     }
@@ -299,7 +305,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("ws")).unwrap();
         std::fs::write(dir.path().join("ws/control"), vec![0u8; 4096]).unwrap();
-        let error = FilesSource::new(dir.path().to_owned()).sample().unwrap_err();
+        let error = FilesSource::new(dir.path().to_owned())
+            .sample()
+            .unwrap_err();
         assert!(matches!(error, SourceError::Control { .. }), "{error}");
     }
 
@@ -321,7 +329,10 @@ mod tests {
         assert_eq!(source.cookie().unwrap(), "ab12");
         let error = source.sample().unwrap_err();
         assert!(matches!(error, SourceError::Http { .. }), "{error}");
-        assert!(error.to_string().contains("http://127.0.0.1:9/stats"), "{error}");
+        assert!(
+            error.to_string().contains("http://127.0.0.1:9/stats"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -335,6 +346,9 @@ mod tests {
         };
         let error = Source::open(&target).unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("no control files") && text.contains("cookie"), "{text}");
+        assert!(
+            text.contains("no control files") && text.contains("cookie"),
+            "{text}"
+        );
     }
 }

@@ -47,7 +47,12 @@ pub fn is_quit(key: &KeyEvent) -> bool {
 
 /// Runs the UI until the user quits. `first` is the sample [`Source::open`]
 /// took; a failed sample is shown in the status line and retried.
-pub fn run(source: &Source, first: Sample, node: &NodeInfo, interval: Duration) -> std::io::Result<()> {
+pub fn run(
+    source: &Source,
+    first: Sample,
+    node: &NodeInfo,
+    interval: Duration,
+) -> std::io::Result<()> {
     let mut terminal = ratatui::try_init()?;
     let _guard = RestoreGuard;
     let mut previous = first;
@@ -114,7 +119,8 @@ pub fn draw(frame: &mut Frame, view: &View, status: &str) {
     vhost_table(frame, vhosts, view);
     node_table(frame, nodes, view);
     let columns = if view.other.is_empty() { 2 } else { 3 };
-    let areas = Layout::horizontal(vec![Constraint::Ratio(1, columns); columns as usize]).split(bottom);
+    let areas =
+        Layout::horizontal(vec![Constraint::Ratio(1, columns); columns as usize]).split(bottom);
     metric_table(frame, areas[0], "Closes by reason", &view.closes);
     metric_table(frame, areas[1], "Errors by id", &view.errors);
     if let Some(&area) = areas.get(2) {
@@ -159,7 +165,11 @@ fn metric_table(frame: &mut Frame, area: Rect, title: &str, rows: &[Row]) {
             Cell::from(Line::from(row.rate.as_str()).right_aligned()),
         ])
     });
-    let widths = [Constraint::Fill(2), Constraint::Fill(1), Constraint::Fill(1)];
+    let widths = [
+        Constraint::Fill(2),
+        Constraint::Fill(1),
+        Constraint::Fill(1),
+    ];
     let table = Table::new(body, widths)
         .header(header("", ["total", "per s"]))
         .block(Block::bordered().title(format!(" {title} ")));
@@ -168,7 +178,12 @@ fn metric_table(frame: &mut Frame, area: Rect, title: &str, rows: &[Row]) {
 
 fn vhost_table(frame: &mut Frame, area: Rect, view: &View) {
     if view.vhosts.is_empty() {
-        note(frame, area, "Vhosts", "per-vhost numbers are not published by this source");
+        note(
+            frame,
+            area,
+            "Vhosts",
+            "per-vhost numbers are not published by this source",
+        );
         return;
     }
     let body = view.vhosts.iter().map(|vhost| {
@@ -194,7 +209,11 @@ fn node_table(frame: &mut Frame, area: Rect, view: &View) {
             Cell::from(Line::from(node.sessions.as_str()).right_aligned()),
         ])
     });
-    let widths = [Constraint::Fill(2), Constraint::Fill(2), Constraint::Fill(1)];
+    let widths = [
+        Constraint::Fill(2),
+        Constraint::Fill(2),
+        Constraint::Fill(1),
+    ];
     let table = Table::new(body, widths)
         .header(header("node", ["state", "sessions"]))
         .block(Block::bordered().title(" Cluster nodes "));

@@ -114,9 +114,10 @@ pub struct View {
 impl View {
     /// Lays out `snapshot` of `node`.
     pub fn build(snapshot: &Snapshot, node: &NodeInfo) -> View {
-        let interval = snapshot
-            .interval
-            .map_or_else(|| "first sample".to_owned(), |i| format!("rates over {:.2}s", i.as_secs_f64()));
+        let interval = snapshot.interval.map_or_else(
+            || "first sample".to_owned(),
+            |i| format!("rates over {:.2}s", i.as_secs_f64()),
+        );
         View {
             title: format!("node {}  |  {}  |  {interval}", node.name, node.source),
             traffic: TRAFFIC
@@ -137,7 +138,9 @@ impl View {
             nodes: vec![NodeRow {
                 name: node.name.clone(),
                 role: "this node".to_owned(),
-                sessions: snapshot.value("sessions").map_or_else(|| format::MISSING.to_owned(), format::count),
+                sessions: snapshot
+                    .value("sessions")
+                    .map_or_else(|| format::MISSING.to_owned(), format::count),
             }],
             other: other_rows(snapshot),
         }
@@ -154,7 +157,10 @@ fn row(snapshot: &Snapshot, key: &str, label: &str, is_bytes: bool) -> Row {
         };
     };
     let (total, rate) = if is_bytes {
-        (format::bytes(metric.value as f64), format::byte_rate(metric.rate))
+        (
+            format::bytes(metric.value as f64),
+            format::byte_rate(metric.rate),
+        )
     } else {
         (format::count(metric.value), format::rate(metric.rate))
     };
@@ -224,15 +230,18 @@ fn other_rows(snapshot: &Snapshot) -> Vec<Row> {
         .iter()
         .filter(|(label, _)| {
             let name = label.strip_prefix(BROKER_PREFIX).unwrap_or(label);
-            let in_family = FAMILIES
-                .iter()
-                .any(|f| name.strip_prefix(f).is_some_and(|rest| rest.starts_with('.')));
+            let in_family = FAMILIES.iter().any(|f| {
+                name.strip_prefix(f)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            });
             !shown.contains(name) && !in_family && split_vhost_label(label).is_none()
         })
         .map(|(label, metric)| Row {
             name: label.clone(),
             total: format::count(metric.value),
-            rate: metric.rate.map_or_else(String::new, |r| format::rate(Some(r))),
+            rate: metric
+                .rate
+                .map_or_else(String::new, |r| format::rate(Some(r))),
         })
         .collect()
 }

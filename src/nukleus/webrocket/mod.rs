@@ -238,6 +238,17 @@ impl WebrocketNukleus {
             self.plumbing.sources[source].throttle(frame::RESET, &[&initial.bytes()]);
             return;
         };
+        let key = SessionKey(initial.0 as u64);
+        // A refusal is a RESET instead of a reply stream: ws answers the
+        // upgrade with 503.
+        let opened = VhostPath::try_from(path)
+            .map_err(|e| e.to_string())
+            .and_then(|vhost| self.broker.open_session(key, &vhost).map_err(|e| e.to_string()));
+        if let Err(refusal) = opened {
+            tracing::debug!(%refusal, "session refused");
+            self.plumbing.sources[source].throttle(frame::RESET, &[&initial.bytes()]);
+            return;
+        }
         let reply = self.ids.next_id();
         self.plumbing.targets[target].write(frame::BEGIN, &[&frame::begin_head(reply, initial.0)]);
         self.streams.insert(
@@ -254,23 +265,6 @@ impl WebrocketNukleus {
             },
         );
         self.by_reply.insert(reply.0, initial.0);
-        let key = SessionKey(initial.0 as u64);
-        let refused = match VhostPath::try_from(path) {
-            Ok(vhost) => self.broker.open_session(key, &vhost).err().map(|refusal| {
-                tracing::debug!(%refusal, "session refused");
-                CloseReason::Overloaded
-            }),
-            Err(_) => Some(CloseReason::VhostDeleted),
-        };
-        if let Some(reason) = refused {
-            let mut outlet = StreamOutlet {
-                streams: &mut self.streams,
-                targets: &mut self.plumbing.targets,
-                overflow: &mut self.overflow,
-            };
-            outlet.end(key, reason.code(), reason.reason());
-            return;
-        }
         let body = frame::window_body(initial, self.input_window as i32, 0);
         self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
     }

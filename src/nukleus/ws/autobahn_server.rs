@@ -87,7 +87,10 @@ fn serve(mut sock: TcpStream) -> std::io::Result<()> {
 #[ignore = "manual: serves an echo endpoint for the Autobahn fuzzing client"]
 fn autobahn_echo_server() {
     let addr = std::env::var("WS_ECHO_ADDR").unwrap_or_else(|_| "127.0.0.1:9001".into());
-    let secs = std::env::var("WS_ECHO_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let secs = std::env::var("WS_ECHO_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let listener = TcpListener::bind(&addr).unwrap();
     std::thread::spawn(move || {
         for sock in listener.incoming().flatten() {

@@ -67,7 +67,15 @@ impl WsNukleus {
                 return;
             };
             conn.handler.ended = true;
-            if let Phase::Open(ws) = &mut conn.phase {
+            if let Phase::Accepting { .. } = conn.phase {
+                // The handler refused the session (e.g. its vhost is full).
+                let targets = &mut self.plumbing.targets;
+                let response = handshake::error_response(503, "Service Unavailable");
+                conn.client.send(targets, &response);
+                conn.client.end(targets);
+                conn.phase = Phase::Done;
+                conn.closing_since.get_or_insert(now);
+            } else if let Phase::Open(ws) = &mut conn.phase {
                 self.encoded.clear();
                 ws.close(CLOSE_HANDLER_GONE, "", &mut self.encoded);
                 conn.client.send(&mut self.plumbing.targets, &self.encoded);
@@ -90,7 +98,7 @@ impl WsNukleus {
                     (self.settings.engine.max_handshake_size, buf.len())
                 }
                 Phase::Open(_) => (self.settings.input_window, conn.input.len()),
-                Phase::Done => (0, 0),
+                Phase::Accepting { .. } | Phase::Done => (0, 0),
             };
             let give = want as i64 - held as i64 - conn.tcp_granted;
             if give > 0 && (conn.tcp_granted == 0 || give >= want as i64 / 4) {
@@ -128,7 +136,9 @@ impl WsNukleus {
                 return;
             }
             let late = match &conn.phase {
-                Phase::Handshake { since, .. } => now.duration_since(*since) >= handshake_timeout,
+                Phase::Handshake { since, .. } | Phase::Accepting { since, .. } => {
+                    now.duration_since(*since) >= handshake_timeout
+                }
                 Phase::Open(_) => !idle.is_zero() && now.duration_since(conn.last_input) >= idle,
                 Phase::Done => false,
             };
@@ -152,7 +162,7 @@ impl WsNukleus {
         conn.closing_since = Some(now);
         let targets = &mut self.plumbing.targets;
         match &mut conn.phase {
-            Phase::Handshake { .. } => {
+            Phase::Handshake { .. } | Phase::Accepting { .. } => {
                 conn.client
                     .send(targets, &handshake::error_response(408, "Request Timeout"));
                 conn.client.end(targets);

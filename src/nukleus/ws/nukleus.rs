@@ -44,6 +44,8 @@ pub struct WsNukleusSettings {
     pub handshake_timeout: Duration,
     /// Connections without input for this long are closed (zero: never).
     pub idle_timeout: Duration,
+    /// Connections beyond this get HTTP 503 instead of an upgrade.
+    pub max_connections: usize,
     /// Streams file capacity.
     pub ring_capacity: usize,
 }
@@ -110,6 +112,14 @@ pub(super) struct Binding {
 pub(super) enum Phase {
     Handshake {
         buf: Vec<u8>,
+        since: Instant,
+    },
+    /// Upgrade request accepted here; waiting for the handler to take the
+    /// stream (its reply BEGIN) before answering 101, or to refuse it (RESET)
+    /// for a 503.
+    Accepting {
+        ws: Box<WsConnection>,
+        accept: Vec<u8>,
         since: Instant,
     },
     Open(Box<WsConnection>),
@@ -267,6 +277,9 @@ pub(super) struct Conn {
     pub(super) handler_granted: i64,
     pub(super) last_input: Instant,
     pub(super) closing_since: Option<Instant>,
+    /// Bytes for the client held back until the handler has answered
+    /// everything received before the connection ended (a close frame).
+    pub(super) held_close: Option<Vec<u8>>,
     pub(super) touched: bool,
 }
 
@@ -286,6 +299,10 @@ pub struct WsNukleus {
     pub(super) frames: FrameBatch,
     pub(super) encoded: Vec<u8>,
     pub(super) touched: Vec<usize>,
+    /// Bytes for the client produced while decoding, sent after the feed.
+    pub(super) held: Vec<u8>,
+    /// Connections known (all phases), for the node connection limit.
+    pub(super) conns_len: usize,
     pub(super) commands: Vec<Pending>,
     pub(super) next_tick: Instant,
 }
@@ -316,6 +333,8 @@ impl WsNukleus {
             frames: FrameBatch::default(),
             encoded: Vec::new(),
             touched: Vec::new(),
+            held: Vec::new(),
+            conns_len: 0,
             commands: Vec::new(),
             next_tick: Instant::now(),
         })

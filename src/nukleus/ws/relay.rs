@@ -107,9 +107,11 @@ impl WsNukleus {
             handler_granted: 0,
             last_input: now,
             closing_since: None,
+            held_close: None,
             touched: false,
         };
         let key = self.conns.insert(conn);
+        self.conns_len += 1;
         self.by_tcp_in.insert((source, stream), key);
         self.by_tcp_out.insert(reply.0, key);
         let body = frame::window_body(stream, window as i32, 0);
@@ -128,6 +130,7 @@ impl WsNukleus {
                 self.handshake(key, now);
             }
             Phase::Open(_) => self.decode(key, Some(payload)),
+            Phase::Accepting { .. } => conn.input.extend_from_slice(payload),
             Phase::Done => {}
         }
         self.touch(key);
@@ -141,6 +144,14 @@ impl WsNukleus {
             return;
         };
         match handshake::parse_upgrade(buf, &self.settings.engine) {
+            HandshakeOutcome::Incomplete if buf.len() >= self.settings.engine.max_handshake_size => {
+                let response = handshake::error_response(431, "Request Header Fields Too Large");
+                let targets = &mut self.plumbing.targets;
+                conn.client.send(targets, &response);
+                conn.client.end(targets);
+                conn.phase = Phase::Done;
+                conn.closing_since = Some(now);
+            }
             HandshakeOutcome::Incomplete => {}
             HandshakeOutcome::Reject { response, .. } => {
                 let targets = &mut self.plumbing.targets;
@@ -179,6 +190,13 @@ impl WsNukleus {
                 None => true,
             });
         let targets = &mut self.plumbing.targets;
+        if self.conns_len > self.settings.max_connections {
+            conn.client.send(targets, &handshake::error_response(503, "Too many connections"));
+            conn.client.end(targets);
+            conn.phase = Phase::Done;
+            conn.closing_since = Some(now);
+            return;
+        }
         let Some((&reference, binding)) = chosen else {
             let path_known = self.bindings.values().any(|b| on_path(&b));
             let (status, reason) = if path_known {
@@ -204,8 +222,15 @@ impl WsNukleus {
         };
         let protocol = binding.bind.protocol.clone();
         let accept = handshake::accept_response(&request, protocol.as_deref(), deflate.as_ref());
-        conn.client.send(targets, &accept);
-        conn.phase = Phase::Open(Box::new(WsConnection::new(&binding.settings, deflate)));
+        let since = match conn.phase {
+            Phase::Handshake { since, .. } => since,
+            _ => now,
+        };
+        conn.phase = Phase::Accepting {
+            ws: Box::new(WsConnection::new(&binding.settings, deflate)),
+            accept,
+            since,
+        };
         let initial = self.initial_ids.next_id();
         let mut begin = frame::begin_head(initial, reference).to_vec();
         begin.put_string(protocol.as_deref());
@@ -218,9 +243,6 @@ impl WsNukleus {
         targets[handler_target].write(frame::BEGIN, &[&begin]);
         conn.input = rest;
         self.by_handler_out.insert(initial.0, key);
-        if !self.conns.get_mut(key).is_some_and(|c| c.input.is_empty()) {
-            self.decode(key, None);
-        }
     }
 
     /// Runs the engine over the client's bytes (`fresh`, after what waited
@@ -232,7 +254,6 @@ impl WsNukleus {
         let Conn {
             phase: Phase::Open(ws),
             input,
-            client,
             handler,
             ..
         } = conn
@@ -241,9 +262,11 @@ impl WsNukleus {
         };
         let targets = &mut self.plumbing.targets;
         let mut closed = None;
+        let held = &mut self.held;
+        held.clear();
         let mut on_action = |action: Action<'_>| match action {
             Action::Send(bytes) => {
-                client.send(targets, bytes);
+                held.extend_from_slice(bytes);
                 true
             }
             Action::Deliver { flags, payload } => handler.deliver(targets, flags, payload),
@@ -268,12 +291,27 @@ impl WsNukleus {
                 }
             }
         }
-        if let Some(code) = closed {
-            let targets = &mut self.plumbing.targets;
-            conn.client.end(targets);
-            conn.handler.end(targets, code);
-            conn.phase = Phase::Done;
-            conn.closing_since = Some(Instant::now());
+        let targets = &mut self.plumbing.targets;
+        match closed {
+            None => {
+                if !self.held.is_empty() {
+                    conn.client.send(targets, &self.held);
+                }
+            }
+            Some(code) => {
+                // Answers to what the client sent before the end must leave
+                // first: the close waits for the handler to end its reply,
+                // which it does after handling everything before.
+                conn.handler.end(targets, code);
+                conn.phase = Phase::Done;
+                conn.closing_since = Some(Instant::now());
+                if conn.handler_in.is_some() {
+                    conn.held_close = Some(std::mem::take(&mut self.held));
+                } else {
+                    conn.client.send(targets, &self.held);
+                    conn.client.end(targets);
+                }
+            }
         }
     }
 
@@ -282,11 +320,21 @@ impl WsNukleus {
             self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
             return;
         };
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.handler_in = Some((source, stream));
-            self.by_handler_in.insert((source, stream), key);
-            self.touch(key);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.handler_in = Some((source, stream));
+        self.by_handler_in.insert((source, stream), key);
+        if let Phase::Accepting { .. } = conn.phase {
+            let Phase::Accepting { ws, accept, .. } = std::mem::replace(&mut conn.phase, Phase::Done)
+            else {
+                return;
+            };
+            conn.client.send(&mut self.plumbing.targets, &accept);
+            conn.phase = Phase::Open(ws);
+            self.decode(key, None);
         }
+        self.touch(key);
     }
 
     fn on_handler_data(&mut self, key: usize, payload: &[u8]) {
@@ -312,7 +360,11 @@ impl WsNukleus {
         let code = r.i16().map(|c| c as u16).unwrap_or(1000);
         let reason = r.string().ok().flatten().unwrap_or("");
         conn.handler_in = None;
-        if let Phase::Open(ws) = &mut conn.phase {
+        if let Some(held) = conn.held_close.take() {
+            let targets = &mut self.plumbing.targets;
+            conn.client.send(targets, &held);
+            conn.client.end(targets);
+        } else if let Phase::Open(ws) = &mut conn.phase {
             self.encoded.clear();
             ws.close(code, reason, &mut self.encoded);
             conn.client.send(&mut self.plumbing.targets, &self.encoded);
@@ -326,6 +378,7 @@ impl WsNukleus {
         let Some(mut conn) = self.conns.remove(key) else {
             return;
         };
+        self.conns_len -= 1;
         let targets = &mut self.plumbing.targets;
         if reset {
             conn.client.reset(targets);
