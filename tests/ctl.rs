@@ -282,7 +282,10 @@ fn worker_and_node_commands() {
         nodes.contains(&format!("websocket={}", server.websocket)),
         "{nodes}"
     );
-    assert!(!nodes.contains("backend=127.0.0.1:0 "), "port 0 resolved: {nodes}");
+    assert!(
+        !nodes.contains("backend=127.0.0.1:0 "),
+        "port 0 resolved: {nodes}"
+    );
     let nodes = json_of(&server, &["list_nodes"]);
     assert_eq!(nodes["nodes"][0]["admin_addr"], server.admin.to_string());
     assert_eq!(nodes["nodes"][0]["state"], "up");

@@ -164,11 +164,13 @@ impl Broker {
         Ok(())
     }
 
-    /// `DS`: sends `{"<event>": <data>}` to the session with id `sid`.
+    /// `DS`: sends `{"<event>": <data>}` to the session with id `sid` in
+    /// `vhost` (a backend never reaches sessions of another vhost).
     /// A session that has no room for it is closed as a slow consumer; the
     /// message still counts as handed over (`Ok`).
     pub fn direct(
         &mut self,
+        vhost: &VhostPath,
         sid: &SessionId,
         event: &EventName,
         data: Option<&RawValue>,
@@ -176,6 +178,7 @@ impl Broker {
     ) -> Result<(), NotFound> {
         let key = self
             .session_by_sid(sid)
+            .filter(|key| self.sessions.get(key).is_some_and(|s| &s.vhost == vhost))
             .ok_or_else(|| NotFound(sid.clone()))?;
         self.buf.clear();
         encode_direct(&mut self.buf, event.as_str(), data);
@@ -212,6 +215,9 @@ impl Broker {
             return;
         };
         self.outbox.stats.channels -= 1;
+        if channel.len() > 0 {
+            self.cluster.interest(vhost, name, false);
+        }
         for key in channel.drain() {
             if let Some(session) = self.sessions.get_mut(&key) {
                 if session.subscriptions.remove(name) {

@@ -34,6 +34,7 @@ mod admin;
 mod auth;
 mod backend;
 mod channel;
+mod cluster;
 mod io;
 mod request;
 pub mod session;
@@ -47,6 +48,7 @@ use std::collections::HashMap;
 
 pub use auth::{Outcome, SecretCheck};
 pub use backend::{BackendError, NotFound};
+pub use cluster::{ClusterHook, Route};
 pub use io::{Backend, Io, NoWorker, Outlet, Persist};
 pub use session::SessionKey;
 pub use stats::{BrokerStats, VhostStats};
@@ -90,6 +92,8 @@ pub struct Broker {
     outbox: Outbox,
     /// Scratch buffer every message is encoded into, once, then offered.
     buf: Vec<u8>,
+    /// Routes broadcasts through the cluster; empty on a single node.
+    cluster: cluster::HookSlot,
 }
 
 /// The counters and the sessions found slow during the current operation.
@@ -136,6 +140,7 @@ impl Broker {
             sids: HashMap::new(),
             outbox,
             buf: Vec::with_capacity(1024),
+            cluster: cluster::HookSlot::default(),
         }
     }
 
@@ -312,8 +317,23 @@ impl Broker {
     }
 
     /// Offers the message already in `self.buf` to every subscriber of
-    /// `channel`, in subscription order. Returns how many accepted it.
+    /// `channel`, in subscription order, unless the cluster orders it on
+    /// another node. Returns how many accepted it here.
     fn fan_out(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        outlet: &mut dyn Outlet,
+    ) -> u64 {
+        if !self.route_here(vhost, channel) {
+            self.outbox.stats.broadcasts += 1;
+            return 0;
+        }
+        self.fan_out_here(vhost, channel, outlet)
+    }
+
+    /// [`Broker::fan_out`] to local subscribers only, without routing.
+    fn fan_out_here(
         &mut self,
         vhost: &VhostPath,
         channel: &ChannelName,
@@ -361,7 +381,9 @@ impl Broker {
             vhost.sessions.remove(&key);
             for name in &subscriptions {
                 if let Some(channel) = vhost.channels.get_mut(name) {
-                    channel.unsubscribe(key);
+                    if channel.unsubscribe(key) && channel.len() == 0 {
+                        self.cluster.interest(&session.vhost, name, false);
+                    }
                 }
             }
         }
@@ -382,7 +404,9 @@ impl Broker {
             .get_mut(&session.vhost)
             .and_then(|v| v.channels.get_mut(name))
         {
-            channel.unsubscribe(key);
+            if channel.unsubscribe(key) && channel.len() == 0 {
+                self.cluster.interest(&session.vhost, name, false);
+            }
         }
         self.outbox.stats.subscriptions -= 1;
         true

@@ -115,7 +115,9 @@ impl Broker {
             .get_mut(&vhost)
             .and_then(|v| v.channels.get_mut(name))
         {
-            channel.subscribe(key);
+            if channel.subscribe(key) && channel.len() == 1 {
+                self.cluster.interest(&vhost, name, true);
+            }
         }
         if let Some(session) = self.sessions.get_mut(&key) {
             session.subscriptions.insert(name.clone());

@@ -221,7 +221,6 @@ async def test_ds_reaches_exactly_the_right_session(backend_server, workers):
         worker.stop()
 
 
-@pytest.mark.xfail(reason="broker::direct finds sessions by sid in every vhost (no vhost check yet)", strict=False)
 async def test_ds_does_not_cross_vhosts(backend_server, workers):
     endpoint = backend_endpoint(backend_server)
     anon = Worker(endpoint, "/anon", vhost_token(backend_server, "/anon"), heartbeat_interval=HEARTBEAT)

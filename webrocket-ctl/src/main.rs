@@ -130,6 +130,54 @@ mod tests {
     }
 
     #[test]
+    fn two_word_flags_are_kebab_case_and_repeats_override() {
+        let cli = Cli::try_parse_from([
+            "webrocket-ctl",
+            "--admin-addr",
+            "127.0.0.1:1",
+            "add_vhost",
+            "/chat",
+            "--no-auto-create",
+            "--anonymous",
+            "READ",
+            "--admin-addr",
+            "127.0.0.1:2",
+        ])
+        .unwrap();
+        assert_eq!(cli.admin_addr, "127.0.0.1:2");
+        let Command::AddVhost {
+            no_auto_create,
+            anonymous,
+            ..
+        } = cli.command
+        else {
+            panic!("not add_vhost: {:?}", cli.command);
+        };
+        assert!(no_auto_create);
+        assert_eq!(anonymous, Some(webrocket::name::Permissions::READ));
+        let with_secret = [
+            "webrocket-ctl",
+            "add_user",
+            "/c",
+            "a",
+            "READ",
+            "--no-secret",
+        ];
+        assert!(Cli::try_parse_from(with_secret).is_ok());
+        let both = [
+            "webrocket-ctl",
+            "add_user",
+            "/c",
+            "a",
+            "READ",
+            "--no-secret",
+            "--secret",
+            "x",
+        ];
+        assert_eq!(Cli::try_parse_from(both).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
     fn bad_names_are_usage_errors() {
         for args in [
             &["webrocket-ctl", "add_vhost", "chat"][..],

@@ -166,16 +166,24 @@ fn direct_messages_reach_one_session_by_sid() {
     let data = raw(r#"{"ok": true}"#);
     let (broker, mut io) = w.io();
     broker
-        .direct(&sid, &event("reply"), Some(&data), &mut io)
+        .direct(&vhost("/v"), &sid, &event("reply"), Some(&data), &mut io)
         .expect("direct");
     assert_eq!(w.take(a), [r#"{"reply":{"ok": true}}"#]);
     assert!(w.take(b).is_empty());
     assert_eq!(w.broker.stats().directs, 1);
 
+    // A backend of another vhost cannot reach the session.
+    let (broker, mut io) = w.io();
+    assert_eq!(
+        broker.direct(&vhost("/other"), &sid, &event("reply"), None, &mut io),
+        Err(NotFound(sid.clone()))
+    );
+    assert!(w.take(a).is_empty());
+
     w.broker.close_session(a, CloseReason::ClientClosed);
     let (broker, mut io) = w.io();
     assert_eq!(
-        broker.direct(&sid, &event("reply"), None, &mut io),
+        broker.direct(&vhost("/v"), &sid, &event("reply"), None, &mut io),
         Err(NotFound(sid.clone()))
     );
 }

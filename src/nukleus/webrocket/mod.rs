@@ -415,7 +415,7 @@ fn backend_request(
             .map(|_| ())
             .map_err(|e| e.code()),
         BackendRequest::Direct { sid, event, data } => broker
-            .direct(&sid, &event, data.as_deref(), io)
+            .direct(vhost, &sid, &event, data.as_deref(), io)
             .map_err(|_| 404),
     }
 }

@@ -238,7 +238,7 @@ fn compressed_pieces_survive_refusals() {
     while at < input.len() || rounds < 3 {
         at += c.feed(&input[at..], &mut |a| {
             calls += 1;
-            if calls % 3 == 0 {
+            if calls.is_multiple_of(3) {
                 return false;
             }
             evs.push(owned(a));

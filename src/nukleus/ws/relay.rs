@@ -303,13 +303,15 @@ impl WsNukleus {
                 // first: the close waits for the handler to end its reply,
                 // which it does after handling everything before.
                 conn.handler.end(targets, code);
-                conn.phase = Phase::Done;
                 conn.closing_since = Some(Instant::now());
                 if conn.handler_in.is_some() {
+                    // The phase stays open so that those answers are still
+                    // framed; the engine ignores client input from now on.
                     conn.held_close = Some(std::mem::take(&mut self.held));
                 } else {
                     conn.client.send(targets, &self.held);
                     conn.client.end(targets);
+                    conn.phase = Phase::Done;
                 }
             }
         }
@@ -364,6 +366,7 @@ impl WsNukleus {
             let targets = &mut self.plumbing.targets;
             conn.client.send(targets, &held);
             conn.client.end(targets);
+            conn.phase = Phase::Done;
         } else if let Phase::Open(ws) = &mut conn.phase {
             self.encoded.clear();
             ws.close(code, reason, &mut self.encoded);

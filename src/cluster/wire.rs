@@ -1,0 +1,362 @@
+//! Frames between nodes (pure). A node sends on its DEALER link to a peer's
+//! ROUTER; every message is `[TAG] [args...]`, one argument per ZeroMQ
+//! frame. Control messages carry one JSON argument; the data path carries
+//! names and the already encoded client message, which is passed on
+//! byte for byte and never parsed by the cluster.
+//!
+//! | tag | args | meaning |
+//! |---|---|---|
+//! | `HELLO` | json [`Hello`] | first message on a link: who I am, proof of the cookie |
+//! | `HB` | json [`Heartbeat`] | liveness, known members, ready workers per vhost |
+//! | `INT` | json [`InterestUpdate`] | channels I have subscribers for (delta or snapshot) |
+//! | `FWD` | vhost channel hops delivery | a broadcast for its sequencer to order |
+//! | `DLV` | vhost channel delivery | an ordered broadcast for local subscribers |
+//! | `TRG` | vhost payload | a trigger for a ready worker of this node |
+//! | `DS` | request sid message | a direct message for a session, maybe here |
+//! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
+//! | `CC` | vhost channel | a backend closed this channel |
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest number of frames a peer message has.
+const MAX_FRAMES: usize = 5;
+
+/// A peer message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerMessage {
+    /// `HELLO`.
+    Hello(Hello),
+    /// `HB`.
+    Heartbeat(Heartbeat),
+    /// `INT`.
+    Interest(InterestUpdate),
+    /// `FWD`.
+    Forward {
+        /// Vhost path.
+        vhost: String,
+        /// Channel name.
+        channel: String,
+        /// Nodes crossed so far, this one included.
+        hops: u8,
+        /// The encoded client message.
+        delivery: Vec<u8>,
+    },
+    /// `DLV`.
+    Deliver {
+        /// Vhost path.
+        vhost: String,
+        /// Channel name.
+        channel: String,
+        /// The encoded client message.
+        delivery: Vec<u8>,
+    },
+    /// `TRG`.
+    Trigger {
+        /// Vhost path.
+        vhost: String,
+        /// The `TR` payload.
+        payload: Vec<u8>,
+    },
+    /// `DS`.
+    Direct {
+        /// Matches the `DSR`.
+        request: u64,
+        /// Target session id.
+        sid: String,
+        /// The encoded client message.
+        message: Vec<u8>,
+    },
+    /// `DSR`.
+    DirectReply {
+        /// The `DS` answered.
+        request: u64,
+        /// Whether the session was found here.
+        found: bool,
+    },
+    /// `CC`.
+    CloseChannel {
+        /// Vhost path.
+        vhost: String,
+        /// Channel name.
+        channel: String,
+    },
+}
+
+/// A cluster member as gossiped: its name and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Member {
+    /// Node name.
+    pub name: String,
+    /// Cluster address (`HOST:PORT`).
+    pub addr: String,
+}
+
+/// The first message on a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Sender's node name.
+    pub name: String,
+    /// Sender's cluster address.
+    pub addr: String,
+    /// Random per process start: a new one means the node restarted.
+    pub incarnation: u64,
+    /// Sender's clock, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// Random, never reused.
+    pub nonce: String,
+    /// Members the sender knows.
+    pub members: Vec<Member>,
+    /// HMAC-SHA1 under the cluster cookie of [`Hello::signed_text`].
+    pub mac: String,
+}
+
+impl Hello {
+    /// What the MAC covers.
+    pub fn signed_text(&self) -> String {
+        format!(
+            "webrocket-cluster-hello-1\n{}\n{}\n{}\n{}\n{}",
+            self.name, self.addr, self.incarnation, self.time_ms, self.nonce
+        )
+    }
+}
+
+/// Sent every heartbeat interval on every link.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Sender's incarnation.
+    pub incarnation: u64,
+    /// Members the sender knows (gossip).
+    pub members: Vec<Member>,
+    /// Ready workers per vhost on the sender.
+    pub workers: BTreeMap<String, u32>,
+}
+
+/// Interest in `(vhost, channel)` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterestUpdate {
+    /// `true`: `add` is the whole set, forget the rest.
+    pub snapshot: bool,
+    /// Pairs gained.
+    pub add: Vec<(String, String)>,
+    /// Pairs lost.
+    pub remove: Vec<(String, String)>,
+}
+
+/// A peer message that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Unknown tag or wrong number of frames.
+    #[error("bad peer message {tag:?} with {frames} frames")]
+    Shape {
+        /// The tag (lossy, cut short).
+        tag: String,
+        /// Frames received.
+        frames: usize,
+    },
+    /// A text frame that is not UTF-8 or a number that does not parse.
+    #[error("bad field in peer message {0}")]
+    Field(&'static str),
+    /// A JSON frame that does not parse.
+    #[error("bad json in peer message {tag}: {reason}")]
+    Json {
+        /// The tag.
+        tag: &'static str,
+        /// What serde said.
+        reason: String,
+    },
+}
+
+fn text(frame: &[u8], tag: &'static str) -> Result<String, WireError> {
+    std::str::from_utf8(frame)
+        .map(str::to_owned)
+        .map_err(|_| WireError::Field(tag))
+}
+
+fn json<T: for<'de> Deserialize<'de>>(frame: &[u8], tag: &'static str) -> Result<T, WireError> {
+    serde_json::from_slice(frame).map_err(|e| WireError::Json {
+        tag,
+        reason: e.to_string(),
+    })
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl PeerMessage {
+    /// The frames of this message.
+    pub fn encode(&self) -> Vec<Vec<u8>> {
+        let b = |s: &str| s.as_bytes().to_vec();
+        match self {
+            PeerMessage::Hello(h) => vec![b("HELLO"), to_json(h)],
+            PeerMessage::Heartbeat(h) => vec![b("HB"), to_json(h)],
+            PeerMessage::Interest(i) => vec![b("INT"), to_json(i)],
+            PeerMessage::Forward {
+                vhost,
+                channel,
+                hops,
+                delivery,
+            } => vec![b("FWD"), b(vhost), b(channel), vec![*hops], delivery.clone()],
+            PeerMessage::Deliver {
+                vhost,
+                channel,
+                delivery,
+            } => vec![b("DLV"), b(vhost), b(channel), delivery.clone()],
+            PeerMessage::Trigger { vhost, payload } => vec![b("TRG"), b(vhost), payload.clone()],
+            PeerMessage::Direct {
+                request,
+                sid,
+                message,
+            } => vec![b("DS"), request.to_be_bytes().to_vec(), b(sid), message.clone()],
+            PeerMessage::DirectReply { request, found } => {
+                vec![b("DSR"), request.to_be_bytes().to_vec(), vec![u8::from(*found)]]
+            }
+            PeerMessage::CloseChannel { vhost, channel } => vec![b("CC"), b(vhost), b(channel)],
+        }
+    }
+
+    /// Decodes the frames after the routing id.
+    pub fn decode<F: AsRef<[u8]>>(frames: &[F]) -> Result<PeerMessage, WireError> {
+        let f: Vec<&[u8]> = frames.iter().take(MAX_FRAMES + 1).map(AsRef::as_ref).collect();
+        let shape = || WireError::Shape {
+            tag: f
+                .first()
+                .map(|t| String::from_utf8_lossy(&t[..t.len().min(16)]).into_owned())
+                .unwrap_or_default(),
+            frames: frames.len(),
+        };
+        let request = |frame: &[u8]| -> Result<u64, WireError> {
+            let bytes: [u8; 8] = frame.try_into().map_err(|_| WireError::Field("request"))?;
+            Ok(u64::from_be_bytes(bytes))
+        };
+        Ok(match (f.first().copied().unwrap_or_default(), f.len()) {
+            (b"HELLO", 2) => PeerMessage::Hello(json(f[1], "HELLO")?),
+            (b"HB", 2) => PeerMessage::Heartbeat(json(f[1], "HB")?),
+            (b"INT", 2) => PeerMessage::Interest(json(f[1], "INT")?),
+            (b"FWD", 5) => PeerMessage::Forward {
+                vhost: text(f[1], "vhost")?,
+                channel: text(f[2], "channel")?,
+                hops: *f[3].first().ok_or(WireError::Field("hops"))?,
+                delivery: f[4].to_vec(),
+            },
+            (b"DLV", 4) => PeerMessage::Deliver {
+                vhost: text(f[1], "vhost")?,
+                channel: text(f[2], "channel")?,
+                delivery: f[3].to_vec(),
+            },
+            (b"TRG", 3) => PeerMessage::Trigger {
+                vhost: text(f[1], "vhost")?,
+                payload: f[2].to_vec(),
+            },
+            (b"DS", 4) => PeerMessage::Direct {
+                request: request(f[1])?,
+                sid: text(f[2], "sid")?,
+                message: f[3].to_vec(),
+            },
+            (b"DSR", 3) => PeerMessage::DirectReply {
+                request: request(f[1])?,
+                found: f[2] == [1],
+            },
+            (b"CC", 3) => PeerMessage::CloseChannel {
+                vhost: text(f[1], "vhost")?,
+                channel: text(f[2], "channel")?,
+            },
+            _ => return Err(shape()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(message: PeerMessage) {
+        let frames = message.encode();
+        assert_eq!(PeerMessage::decode(&frames), Ok(message));
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        round_trip(PeerMessage::Hello(Hello {
+            name: "n1".into(),
+            addr: "127.0.0.1:9000".into(),
+            incarnation: 7,
+            time_ms: 1_700_000_000_000,
+            nonce: "abc".into(),
+            members: vec![Member {
+                name: "n2".into(),
+                addr: "127.0.0.1:9001".into(),
+            }],
+            mac: "00".into(),
+        }));
+        round_trip(PeerMessage::Heartbeat(Heartbeat {
+            incarnation: 1,
+            members: vec![],
+            workers: [("/chat".to_string(), 2)].into(),
+        }));
+        round_trip(PeerMessage::Interest(InterestUpdate {
+            snapshot: true,
+            add: vec![("/chat".into(), "news".into())],
+            remove: vec![],
+        }));
+        round_trip(PeerMessage::Forward {
+            vhost: "/chat".into(),
+            channel: "news".into(),
+            hops: 1,
+            delivery: b"{\"e\":{}}".to_vec(),
+        });
+        round_trip(PeerMessage::Deliver {
+            vhost: "/chat".into(),
+            channel: "news".into(),
+            delivery: vec![0, 1, 2],
+        });
+        round_trip(PeerMessage::Trigger {
+            vhost: "/chat".into(),
+            payload: b"{}".to_vec(),
+        });
+        round_trip(PeerMessage::Direct {
+            request: u64::MAX - 3,
+            sid: "0123".into(),
+            message: b"{}".to_vec(),
+        });
+        round_trip(PeerMessage::DirectReply {
+            request: 9,
+            found: true,
+        });
+        round_trip(PeerMessage::CloseChannel {
+            vhost: "/chat".into(),
+            channel: "news".into(),
+        });
+    }
+
+    #[test]
+    fn the_hello_mac_covers_identity_time_and_nonce() {
+        let hello = Hello {
+            name: "a".into(),
+            addr: "h:1".into(),
+            incarnation: 2,
+            time_ms: 3,
+            nonce: "n".into(),
+            members: vec![],
+            mac: String::new(),
+        };
+        assert_eq!(hello.signed_text(), "webrocket-cluster-hello-1\na\nh:1\n2\n3\nn");
+    }
+
+    #[test]
+    fn bad_messages_are_errors_not_panics() {
+        let empty: [&[u8]; 0] = [];
+        assert!(PeerMessage::decode(&empty).is_err());
+        assert!(PeerMessage::decode(&[b"NOPE".as_slice()]).is_err());
+        assert!(PeerMessage::decode(&[b"HB".as_slice(), b"{"]).is_err());
+        assert!(PeerMessage::decode(&[b"DLV".as_slice(), b"/a", b"c"]).is_err());
+        assert!(PeerMessage::decode(&[b"DLV".as_slice(), &[0xff], b"c", b"x"]).is_err());
+        assert!(PeerMessage::decode(&[b"FWD".as_slice(), b"/a", b"c", b"", b"x"]).is_err());
+        assert!(PeerMessage::decode(&[b"DSR".as_slice(), b"short", b"1"]).is_err());
+        let many = vec![b"HB".to_vec(); 10];
+        assert!(PeerMessage::decode(&many).is_err());
+    }
+}
