@@ -16,18 +16,18 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::broker::Backend;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::name::VhostPath;
 use crate::nukleus::command::{Command, Response};
 use crate::nukleus::control::{ControlError, Controller};
 use crate::nukleus::echo::EchoNukleus;
-use crate::nukleus::tls::{self, TlsBind, TlsNukleus};
 use crate::nukleus::runner::{Group, Signal, Signals};
 use crate::nukleus::tcp::{control::Bind, control::BindAddress, TcpNukleus, TcpSettings};
-use crate::broker::Backend;
-pub use crate::nukleus::webrocket::{BackendRequest, Durable, NoBackend, Task};
+use crate::nukleus::tls::{self, TlsBind, TlsNukleus};
 use crate::nukleus::webrocket::WebrocketNukleus;
+pub use crate::nukleus::webrocket::{BackendRequest, Durable, NoBackend, Task};
 use crate::nukleus::ws::nukleus::{WsBind, WsNukleus, WsNukleusSettings};
 use crate::nukleus::ws::WsSettings;
 use crate::protocol::CloseReason;
@@ -117,7 +117,10 @@ impl Handle {
             Change::AddVhost { path, .. } => self.bind_vhost(path)?,
             Change::DeleteVhost { path } => self.unbind_vhost(path)?,
             Change::ClearVhosts => {
-                let paths: Vec<VhostPath> = lock(&self.vhost_refs).iter().map(|(p, _)| p.clone()).collect();
+                let paths: Vec<VhostPath> = lock(&self.vhost_refs)
+                    .iter()
+                    .map(|(p, _)| p.clone())
+                    .collect();
                 for path in paths {
                     self.unbind_vhost(&path)?;
                 }
@@ -157,7 +160,9 @@ impl Handle {
     /// Starts serving a vhost.
     pub fn bind_vhost(&self, vhost: &VhostPath) -> Result<(), ControlError> {
         let body = self.ws_bind("webrocket", vhost.as_str(), 0);
-        let bound = self.controller("ws")?.call(Command::Bind(&body), COMMAND_TIMEOUT)?;
+        let bound = self
+            .controller("ws")?
+            .call(Command::Bind(&body), COMMAND_TIMEOUT)?;
         if let Some(reference) = bound.reference {
             lock(&self.vhost_refs).push((vhost.clone(), reference));
         }
@@ -225,11 +230,12 @@ impl Server {
         for change in storage::seed_from_config(config, &state) {
             store.commit_and_apply(&mut state, &change)?;
         }
-        let cookie = storage::load_or_create_cookie(&config.server.storage_dir, &config.server.node_name)
-            .map_err(|source| StartError::RunDir {
-                path: config.server.storage_dir.clone(),
-                source,
-            })?;
+        let cookie =
+            storage::load_or_create_cookie(&config.server.storage_dir, &config.server.node_name)
+                .map_err(|source| StartError::RunDir {
+                    path: config.server.storage_dir.clone(),
+                    source,
+                })?;
         let vhosts: Vec<VhostPath> = state.vhosts.keys().cloned().collect();
         let broker_state = state.clone();
         let durable = Arc::new(Mutex::new(Durable { store, state }));
@@ -247,8 +253,8 @@ impl Server {
             max_connections: limits.max_connections + limits.max_connections / 10 + 64,
             ring_capacity: ring,
         };
-        let (tcp, tcp_signal) = TcpNukleus::new(&run_dir, tcp_settings, Arc::clone(&signals))
-            .map_err(run_error)?;
+        let (tcp, tcp_signal) =
+            TcpNukleus::new(&run_dir, tcp_settings, Arc::clone(&signals)).map_err(run_error)?;
         let ws_settings = WsNukleusSettings {
             engine: engine_settings(limits),
             input_window: (limits.max_frame_size + 16).max(64 * 1024),
@@ -296,12 +302,17 @@ impl Server {
         }
         if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
             let tls_config = tls::load_config(cert, key).map_err(StartError::Tls)?;
-            let tls = TlsNukleus::new(&run_dir, ring, Arc::clone(&signals), tls_config).map_err(run_error)?;
+            let tls = TlsNukleus::new(&run_dir, ring, Arc::clone(&signals), tls_config)
+                .map_err(run_error)?;
             broker_group.add(Box::new(tls));
         }
         let threads = vec![
-            tcp_group.spawn(Arc::clone(&stop)).map_err(StartError::Thread)?,
-            broker_group.spawn(Arc::clone(&stop)).map_err(StartError::Thread)?,
+            tcp_group
+                .spawn(Arc::clone(&stop))
+                .map_err(StartError::Thread)?,
+            broker_group
+                .spawn(Arc::clone(&stop))
+                .map_err(StartError::Thread)?,
         ];
 
         let server = Server {

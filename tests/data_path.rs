@@ -60,7 +60,10 @@ fn unknown_path_is_404_and_plain_get_is_refused() {
     assert!(response.starts_with("HTTP/1.1 404"), "{response}");
     let response = http(server.websocket, &upgrade("/chat"));
     assert!(response.starts_with("HTTP/1.1 101"), "{response}");
-    assert!(response.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{response}");
+    assert!(
+        response.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{response}"
+    );
     let response = http(server.websocket, "GET /chat HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(response.starts_with("HTTP/1.1 426"), "{response}");
     let response = http(server.websocket, "BREW /chat HTCPCP/1.0\r\n\r\n");
@@ -71,7 +74,10 @@ fn unknown_path_is_404_and_plain_get_is_refused() {
 fn control_files_answer_commands_from_another_process() {
     let server = ServerProcess::start(BASIC_CONFIG, &[]);
     for nukleus in ["tcp", "ws", "webrocket", "echo"] {
-        assert!(server.run_dir.join(nukleus).join("control").exists(), "{nukleus}");
+        assert!(
+            server.run_dir.join(nukleus).join("control").exists(),
+            "{nukleus}"
+        );
     }
     assert!(server.run_dir.join("ws/streams/tcp").exists());
     assert!(server.run_dir.join("tcp/streams/ws").exists());

@@ -32,12 +32,20 @@ fn wss_echo_and_vhost_through_the_tls_nukleus() {
     std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
     let server = ServerProcess::start(
         common::BASIC_CONFIG,
-        &["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()],
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
     );
     assert!(server.run_dir.join("tls/control").exists());
     let config = client_config(generated.cert.der().to_vec());
 
-    for (path, message) in [("/echo", r#"{"hello":"tls"}"#), ("/chat", r#"{"subscribe":{"channel":"c"}}"#)] {
+    for (path, message) in [
+        ("/echo", r#"{"hello":"tls"}"#),
+        ("/chat", r#"{"subscribe":{"channel":"c"}}"#),
+    ] {
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let conn = rustls::ClientConnection::new(Arc::clone(&config), name).unwrap();
         let tcp = TcpStream::connect(server.websocket).unwrap();

@@ -32,8 +32,13 @@ pub trait ClusterHook: Send {
     /// Decides who orders a broadcast of `delivery` (the encoded client
     /// message) on `channel`. `hops` counts how many nodes it crossed
     /// already (0 for one that starts here).
-    fn route(&mut self, vhost: &VhostPath, channel: &ChannelName, delivery: &[u8], hops: u8)
-        -> Route;
+    fn route(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        delivery: &[u8],
+        hops: u8,
+    ) -> Route;
 
     /// The local subscriber count of `channel` went 0 -> 1 (`true`) or
     /// 1 -> 0 (`false`).
@@ -46,7 +51,11 @@ pub(crate) struct HookSlot(pub Option<Box<dyn ClusterHook>>);
 
 impl fmt::Debug for HookSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "HookSlot(set)" } else { "HookSlot(none)" })
+        f.write_str(if self.0.is_some() {
+            "HookSlot(set)"
+        } else {
+            "HookSlot(none)"
+        })
     }
 }
 

@@ -129,7 +129,7 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
 pub fn format_size(bytes: u64) -> String {
     let (unit, scale) = SIZE_UNITS
         .iter()
-        .find(|(_, scale)| bytes != 0 && bytes % scale == 0)
+        .find(|(_, scale)| bytes != 0 && bytes.is_multiple_of(*scale))
         .copied()
         .unwrap_or(("B", 1));
     format!("{}{unit}", bytes / scale)

@@ -58,12 +58,13 @@ impl Controller {
         nukleus: &str,
         signal: Option<Arc<Signal>>,
     ) -> Result<Self, ControlError> {
-        let client = ControlClient::open(&run_dir.join(nukleus).join("control")).map_err(
-            |source| ControlError::Open {
-                nukleus: nukleus.to_string(),
-                source,
-            },
-        )?;
+        let client =
+            ControlClient::open(&run_dir.join(nukleus).join("control")).map_err(|source| {
+                ControlError::Open {
+                    nukleus: nukleus.to_string(),
+                    source,
+                }
+            })?;
         Ok(Controller {
             nukleus: nukleus.to_string(),
             client,
@@ -124,7 +125,11 @@ impl Controller {
     }
 
     /// Sends `command` and waits for its response.
-    pub fn call(&mut self, command: Command<'_>, timeout: Duration) -> Result<Response, ControlError> {
+    pub fn call(
+        &mut self,
+        command: Command<'_>,
+        timeout: Duration,
+    ) -> Result<Response, ControlError> {
         let correlation = self.send(command)?;
         self.wait(command.type_id(), correlation, timeout)
     }

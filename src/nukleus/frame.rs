@@ -423,15 +423,15 @@ mod tests {
             Err(FrameError::Truncated { needed: 5 })
         );
         assert!(Frame::decode(BEGIN, &[1, 0, 0, 0, 0, 0, 0, 0, 9]).is_err());
-        assert_eq!(
-            Frame::decode(7, &[0; 8]),
-            Err(FrameError::UnknownType(7))
-        );
+        assert_eq!(Frame::decode(7, &[0; 8]), Err(FrameError::UnknownType(7)));
         assert_eq!(
             Reader::new(&[9, 1, 2]).socket_addr(),
             Err(FrameError::BadAddress(9))
         );
-        assert_eq!(Reader::new(&[2, 0xff]).string(), Err(FrameError::Truncated { needed: 1 }));
+        assert_eq!(
+            Reader::new(&[2, 0xff]).string(),
+            Err(FrameError::Truncated { needed: 1 })
+        );
     }
 
     #[test]

@@ -176,7 +176,10 @@ impl Plumbing {
 
     /// Publishes a response on the control file.
     pub fn respond(&mut self, response: Response) {
-        if let Err(error) = self.responses.transmit(response.type_id(), &response.encode()) {
+        if let Err(error) = self
+            .responses
+            .transmit(response.type_id(), &response.encode())
+        {
             tracing::warn!(nukleus = %self.name, %error, "response not sent");
         }
     }
@@ -279,5 +282,8 @@ impl Plumbing {
 }
 
 fn not_found(name: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::NotFound, format!("no stream file for {name:?}"))
+    std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("no stream file for {name:?}"),
+    )
 }

@@ -37,7 +37,10 @@ const RECORD_PADDING: i32 = 64;
 const PLAIN_CHUNK: usize = 16 * 1024;
 
 /// Loads a certificate chain and private key (PEM) into a server config.
-pub fn load_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<ServerConfig>, String> {
+pub fn load_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<ServerConfig>, String> {
     let open = |p: &std::path::Path| {
         std::fs::File::open(p)
             .map(std::io::BufReader::new)
@@ -228,14 +231,19 @@ impl TlsNukleus {
             .map(|(&r, (_, t))| (r, *t));
         let net_target = self.plumbing.target_index(name);
         let tls = ServerConnection::new(Arc::clone(&self.config));
-        let (Some((binding, app_target)), Some(net_target), Ok(tls)) = (found, net_target, tls) else {
+        let (Some((binding, app_target)), Some(net_target), Ok(tls)) = (found, net_target, tls)
+        else {
             self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
             return;
         };
         let net_out = self.reply_ids.next_id();
         let app_out = self.initial_ids.next_id();
-        self.plumbing.targets[net_target].write(frame::BEGIN, &[&frame::begin_head(net_out, stream.0)]);
-        self.plumbing.targets[app_target].write(frame::BEGIN, &[&frame::begin_head(app_out, binding), extension]);
+        self.plumbing.targets[net_target]
+            .write(frame::BEGIN, &[&frame::begin_head(net_out, stream.0)]);
+        self.plumbing.targets[app_target].write(
+            frame::BEGIN,
+            &[&frame::begin_head(app_out, binding), extension],
+        );
         let conn = self.conns.insert(Conn {
             tls,
             net_source: source,
@@ -308,7 +316,8 @@ impl TlsNukleus {
                     // close_notify: the client's stream ends.
                     if !c.ended {
                         c.ended = true;
-                        self.plumbing.targets[c.app_target].write(frame::END, &[&c.app_out.bytes()]);
+                        self.plumbing.targets[c.app_target]
+                            .write(frame::END, &[&c.app_out.bytes()]);
                     }
                     return;
                 }
@@ -351,7 +360,10 @@ impl TlsNukleus {
         let n = (c.net_credit.max(0) as usize)
             .min(c.pending.len())
             .min(self.plumbing.targets[c.net_target].ring().max_body() - 8);
-        if n > 0 && self.plumbing.targets[c.net_target].write(frame::DATA, &[&c.net_out.bytes(), &c.pending[..n]]) {
+        if n > 0
+            && self.plumbing.targets[c.net_target]
+                .write(frame::DATA, &[&c.net_out.bytes(), &c.pending[..n]])
+        {
             c.net_credit -= n as i64;
             c.pending.drain(..n);
         }
@@ -371,7 +383,8 @@ impl TlsNukleus {
             let avail = c.net_credit - c.pending.len() as i64 - c.app_granted;
             if avail > 0 {
                 c.app_granted += avail;
-                let body = frame::window_body(stream, avail.min(i32::MAX as i64) as i32, RECORD_PADDING);
+                let body =
+                    frame::window_body(stream, avail.min(i32::MAX as i64) as i32, RECORD_PADDING);
                 self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
             }
         }
@@ -416,7 +429,9 @@ impl TlsNukleus {
             }
         } else if let Some(&conn) = self.by_app_out.get(&id) {
             match frame {
-                Frame::Window { credit, padding, .. } => {
+                Frame::Window {
+                    credit, padding, ..
+                } => {
                     if let Some(c) = self.conns.get_mut(conn) {
                         c.app_credit += i64::from(credit);
                         c.app_padding = i64::from(padding.max(0));

@@ -126,7 +126,7 @@ impl ControlLayout {
     fn validate(&self) -> Result<(), LayoutError> {
         check_capacity(self.commands)?;
         check_capacity(self.responses)?;
-        if self.counters == 0 || self.counters % counters::METADATA_LENGTH != 0 {
+        if self.counters == 0 || !self.counters.is_multiple_of(counters::METADATA_LENGTH) {
             return Err(LayoutError::Bounds {
                 offset: self.counters_metadata(),
                 len: self.counters,

@@ -116,7 +116,7 @@ impl Region {
             self.len()
         );
         assert!(
-            offset % align == 0,
+            offset.is_multiple_of(align),
             "region access at {offset} not aligned to {align}"
         );
         // SAFETY: `offset + size <= len`, so the result stays inside (or one

@@ -206,13 +206,18 @@ async fn fanout(
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
     // The slowest subscriber's progress bounds the publisher (closed loop).
-    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..subscribers).map(|_| AtomicU64::new(0)).collect());
+    let progress: Arc<Vec<AtomicU64>> =
+        Arc::new((0..subscribers).map(|_| AtomicU64::new(0)).collect());
     let hist = std::rc::Rc::new(std::cell::RefCell::new(Histogram::default()));
     let mut tasks = Vec::new();
     for i in 0..subscribers {
         let (mut tx, mut rx) = wsclient::connect(&addr, &path).await?;
         proto.subscribe(&mut tx, &mut rx, "bench").await?;
-        let (stop, delivered, progress) = (Arc::clone(&stop), Arc::clone(&delivered), Arc::clone(&progress));
+        let (stop, delivered, progress) = (
+            Arc::clone(&stop),
+            Arc::clone(&delivered),
+            Arc::clone(&progress),
+        );
         let hist = std::rc::Rc::clone(&hist);
         tasks.push(tokio::task::spawn_local(async move {
             let mut stamps = Vec::new();
@@ -240,11 +245,14 @@ async fn fanout(
     let mut sent: u64 = 0;
     const WINDOW: u64 = 64;
     while Instant::now() < deadline {
-        if rate > 0 {
-            let due = began + Duration::from_nanos(sent * 1_000_000_000 / rate);
-            tokio::time::sleep_until(due.into()).await;
+        if let Some(gap) = (sent * 1_000_000_000).checked_div(rate) {
+            tokio::time::sleep_until((began + Duration::from_nanos(gap)).into()).await;
         } else {
-            let slowest = progress.iter().map(|p| p.load(Ordering::Relaxed)).min().unwrap_or(0);
+            let slowest = progress
+                .iter()
+                .map(|p| p.load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(0);
             if sent >= slowest + WINDOW {
                 tokio::task::yield_now().await;
                 continue;
@@ -273,7 +281,13 @@ async fn fanout(
     Ok(())
 }
 
-async fn idle(addr: String, path: String, connections: usize, seconds: u64, proto: Proto) -> std::io::Result<()> {
+async fn idle(
+    addr: String,
+    path: String,
+    connections: usize,
+    seconds: u64,
+    proto: Proto,
+) -> std::io::Result<()> {
     let mut held = Vec::with_capacity(connections);
     for i in 0..connections {
         let (mut tx, mut rx) = wsclient::connect_from(&addr, &path, i).await?;

@@ -25,7 +25,8 @@ impl Proto {
     pub async fn hello(self, tx: &mut Sender, rx: &mut Receiver) -> io::Result<()> {
         if let Proto::Nats = self {
             rx.next().await?; // INFO
-            tx.send_text(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n").await?;
+            tx.send_text(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n")
+                .await?;
             loop {
                 if rx.next().await?.windows(4).any(|w| w == b"PONG") {
                     break;
@@ -36,14 +37,21 @@ impl Proto {
     }
 
     /// Subscribes and waits until the server confirmed it.
-    pub async fn subscribe(self, tx: &mut Sender, rx: &mut Receiver, channel: &str) -> io::Result<()> {
+    pub async fn subscribe(
+        self,
+        tx: &mut Sender,
+        rx: &mut Receiver,
+        channel: &str,
+    ) -> io::Result<()> {
         match self {
             Proto::Webrocket => {
                 let request = format!("{{\"subscribe\":{{\"channel\":\"{channel}\"}}}}");
                 tx.send_text(request.as_bytes()).await?;
                 let reply = rx.next().await?;
                 if !reply.starts_with(b"{\"subscribed\"") {
-                    return Err(io::Error::other(String::from_utf8_lossy(reply).into_owned()));
+                    return Err(io::Error::other(
+                        String::from_utf8_lossy(reply).into_owned(),
+                    ));
                 }
             }
             Proto::Nats => {
@@ -86,7 +94,9 @@ impl Proto {
             Proto::Nats => {
                 let mut rest = message;
                 while let Some(i) = find(rest, b"MSG ") {
-                    let Some(eol) = find(&rest[i..], b"\r\n") else { break };
+                    let Some(eol) = find(&rest[i..], b"\r\n") else {
+                        break;
+                    };
                     let body = &rest[i + eol + 2..];
                     if let Some(stamp) = super::stamp_of(body) {
                         stamps.push(stamp);

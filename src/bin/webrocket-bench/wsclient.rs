@@ -52,7 +52,10 @@ async fn upgrade(mut stream: TcpStream, addr: &str, path: &str) -> io::Result<(S
         let mut chunk = [0u8; 1024];
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during handshake"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed during handshake",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -118,7 +121,10 @@ impl Receiver {
             if let Some((opcode, start, end)) = self.parse() {
                 self.start = end;
                 if opcode == 0x8 {
-                    return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "close frame"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "close frame",
+                    ));
                 }
                 if opcode == 0x1 || opcode == 0x2 {
                     return Ok(&self.buf[start..end]);

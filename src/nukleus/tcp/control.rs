@@ -195,7 +195,8 @@ impl TcpNukleus {
         let remote = r.socket_addr().ok()?;
         let reference = self.next_ref;
         self.next_ref += 1;
-        self.prepared.insert(reference, Prepared { handler, remote });
+        self.prepared
+            .insert(reference, Prepared { handler, remote });
         Some(Response::with_ref(command::PREPARE, correlation, reference))
     }
 

@@ -28,10 +28,10 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use self::conn::Conn;
-use super::slab::Slab;
 use super::frame::{self, StreamId, StreamIds, Writer};
 use super::plumbing::{Pending, Plumbing};
 use super::runner::{Agent, Signal, Signals};
+use super::slab::Slab;
 use super::{FrameBatch, IdMap};
 
 const WAKER: Token = Token(usize::MAX);
@@ -214,7 +214,11 @@ impl TcpNukleus {
             return None;
         };
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(error) = self.poll.registry().register(&mut conn.socket, token, interest) {
+        if let Err(error) = self
+            .poll
+            .registry()
+            .register(&mut conn.socket, token, interest)
+        {
             tracing::warn!(%error, "register failed");
             self.entries.remove(token.0);
             return None;
@@ -311,9 +315,12 @@ impl TcpNukleus {
         let mut work = 0;
         for source in 0..self.plumbing.sources.len() {
             let mut frames = std::mem::take(&mut self.scratch_frames);
-            work += self.plumbing.sources[source].file.forward.read(256, |type_id, body| {
-                frames.push(type_id, body);
-            });
+            work += self.plumbing.sources[source]
+                .file
+                .forward
+                .read(256, |type_id, body| {
+                    frames.push(type_id, body);
+                });
             for (type_id, body) in frames.iter() {
                 self.on_source_frame(source, type_id, body);
             }

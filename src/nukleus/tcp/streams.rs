@@ -237,7 +237,8 @@ impl TcpNukleus {
         }
         if conn.failed {
             // An abortive close (RST) tells the peer at once.
-            let _ = socket2::SockRef::from(&conn.socket).set_linger(Some(std::time::Duration::ZERO));
+            let _ =
+                socket2::SockRef::from(&conn.socket).set_linger(Some(std::time::Duration::ZERO));
         }
     }
 }

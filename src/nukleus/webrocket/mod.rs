@@ -21,12 +21,12 @@ use self::verify::Verifier;
 use crate::broker::{Backend, Broker, Io, NoWorker, Outcome, Persist, SessionKey};
 use crate::limits::Limits;
 use crate::name::VhostPath;
+use crate::name::{ChannelName, EventName, SessionId};
 use crate::nukleus::frame::{self, Frame, Reader, StreamId, StreamIds};
 use crate::nukleus::plumbing::{Pending, Plumbing};
 use crate::nukleus::runner::{Agent, Signal, Signals};
 use crate::nukleus::{FrameBatch, IdMap};
 use crate::protocol::CloseReason;
-use crate::name::{ChannelName, EventName, SessionId};
 use crate::storage::{Change, State, StorageError, Store};
 use serde_json::value::RawValue;
 
@@ -234,7 +234,10 @@ impl WebrocketNukleus {
         let mut r = Reader::new(extension);
         let _protocol = r.string();
         let path = r.string().ok().flatten().unwrap_or("");
-        let Some(target) = self.plumbing.target_index(&self.plumbing.sources[source].name) else {
+        let Some(target) = self
+            .plumbing
+            .target_index(&self.plumbing.sources[source].name)
+        else {
             self.plumbing.sources[source].throttle(frame::RESET, &[&initial.bytes()]);
             return;
         };
@@ -243,7 +246,11 @@ impl WebrocketNukleus {
         // upgrade with 503.
         let opened = VhostPath::try_from(path)
             .map_err(|e| e.to_string())
-            .and_then(|vhost| self.broker.open_session(key, &vhost).map_err(|e| e.to_string()));
+            .and_then(|vhost| {
+                self.broker
+                    .open_session(key, &vhost)
+                    .map_err(|e| e.to_string())
+            });
         if let Err(refusal) = opened {
             tracing::debug!(%refusal, "session refused");
             self.plumbing.sources[source].throttle(frame::RESET, &[&initial.bytes()]);
@@ -337,7 +344,9 @@ impl WebrocketNukleus {
                             stream.padding = i64::from(padding.max(0));
                         }
                     }
-                    Frame::Reset { .. } => self.forget(StreamId(initial), CloseReason::ConnectionLost),
+                    Frame::Reset { .. } => {
+                        self.forget(StreamId(initial), CloseReason::ConnectionLost)
+                    }
                     _ => {}
                 }
             }
@@ -430,7 +439,9 @@ impl Agent for WebrocketNukleus {
         for pending in std::mem::take(&mut self.commands) {
             // Sessions come from ws bindings; the broker takes no BIND.
             self.plumbing
-                .respond(crate::nukleus::command::Response::error(pending.correlation));
+                .respond(crate::nukleus::command::Response::error(
+                    pending.correlation,
+                ));
         }
         work += self.overflow.drain(&mut self.plumbing.targets);
         work += self.read_throttles();

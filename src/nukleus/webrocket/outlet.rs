@@ -90,7 +90,8 @@ impl StreamOutlet<'_> {
         let mut body = stream.reply.bytes().to_vec();
         body.put_i16(code as i16);
         body.put_string(Some(reason));
-        self.overflow.write(self.targets, stream.target, frame::END, &[&body]);
+        self.overflow
+            .write(self.targets, stream.target, frame::END, &[&body]);
     }
 }
 
@@ -105,7 +106,8 @@ impl Outlet for StreamOutlet<'_> {
         }
         stream.credit -= cost;
         let parts: [&[u8]; 3] = [&stream.reply.bytes(), &[TEXT_FIN], payload];
-        self.overflow.write(self.targets, stream.target, frame::DATA, &parts);
+        self.overflow
+            .write(self.targets, stream.target, frame::DATA, &parts);
         true
     }
 

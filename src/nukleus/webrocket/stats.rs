@@ -35,8 +35,16 @@ impl Publisher {
         let labels = SCALARS
             .iter()
             .map(|name| format!("broker.{name}"))
-            .chain(ErrorId::ALL.iter().map(|id| format!("broker.errors.{}", id.as_str())))
-            .chain(CloseReason::ALL.iter().map(|r| format!("broker.closes.{}", r.label())));
+            .chain(
+                ErrorId::ALL
+                    .iter()
+                    .map(|id| format!("broker.errors.{}", id.as_str())),
+            )
+            .chain(
+                CloseReason::ALL
+                    .iter()
+                    .map(|r| format!("broker.closes.{}", r.label())),
+            );
         let counters = labels
             .filter_map(|label| match manager.allocate(&label) {
                 Ok(counter) => Some(counter),

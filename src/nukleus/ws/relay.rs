@@ -144,7 +144,9 @@ impl WsNukleus {
             return;
         };
         match handshake::parse_upgrade(buf, &self.settings.engine) {
-            HandshakeOutcome::Incomplete if buf.len() >= self.settings.engine.max_handshake_size => {
+            HandshakeOutcome::Incomplete
+                if buf.len() >= self.settings.engine.max_handshake_size =>
+            {
                 let response = handshake::error_response(431, "Request Header Fields Too Large");
                 let targets = &mut self.plumbing.targets;
                 conn.client.send(targets, &response);
@@ -191,7 +193,10 @@ impl WsNukleus {
             });
         let targets = &mut self.plumbing.targets;
         if self.conns_len > self.settings.max_connections {
-            conn.client.send(targets, &handshake::error_response(503, "Too many connections"));
+            conn.client.send(
+                targets,
+                &handshake::error_response(503, "Too many connections"),
+            );
             conn.client.end(targets);
             conn.phase = Phase::Done;
             conn.closing_since = Some(now);
@@ -328,7 +333,8 @@ impl WsNukleus {
         conn.handler_in = Some((source, stream));
         self.by_handler_in.insert((source, stream), key);
         if let Phase::Accepting { .. } = conn.phase {
-            let Phase::Accepting { ws, accept, .. } = std::mem::replace(&mut conn.phase, Phase::Done)
+            let Phase::Accepting { ws, accept, .. } =
+                std::mem::replace(&mut conn.phase, Phase::Done)
             else {
                 return;
             };
