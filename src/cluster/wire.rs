@@ -12,7 +12,7 @@
 //! | `FWD` | vhost channel hops delivery | a broadcast for its sequencer to order |
 //! | `DLV` | vhost channel delivery | an ordered broadcast for local subscribers |
 //! | `TRG` | vhost payload | a trigger for a ready worker of this node |
-//! | `DS` | request sid message | a direct message for a session, maybe here |
+//! | `DS` | request sid event data | a backend's direct message for a session, maybe here (empty data: none) |
 //! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
 //! | `CC` | vhost channel | a backend closed this channel |
 
@@ -65,8 +65,10 @@ pub enum PeerMessage {
         request: u64,
         /// Target session id.
         sid: String,
-        /// The encoded client message.
-        message: Vec<u8>,
+        /// Event name.
+        event: String,
+        /// The JSON payload, if any.
+        data: Option<String>,
     },
     /// `DSR`.
     DirectReply {
@@ -209,8 +211,15 @@ impl PeerMessage {
             PeerMessage::Direct {
                 request,
                 sid,
-                message,
-            } => vec![b("DS"), request.to_be_bytes().to_vec(), b(sid), message.clone()],
+                event,
+                data,
+            } => vec![
+                b("DS"),
+                request.to_be_bytes().to_vec(),
+                b(sid),
+                b(event),
+                data.as_deref().map(b).unwrap_or_default(),
+            ],
             PeerMessage::DirectReply { request, found } => {
                 vec![b("DSR"), request.to_be_bytes().to_vec(), vec![u8::from(*found)]]
             }
@@ -251,10 +260,11 @@ impl PeerMessage {
                 vhost: text(f[1], "vhost")?,
                 payload: f[2].to_vec(),
             },
-            (b"DS", 4) => PeerMessage::Direct {
+            (b"DS", 5) => PeerMessage::Direct {
                 request: request(f[1])?,
                 sid: text(f[2], "sid")?,
-                message: f[3].to_vec(),
+                event: text(f[3], "event")?,
+                data: Some(text(f[4], "data")?).filter(|d| !d.is_empty()),
             },
             (b"DSR", 3) => PeerMessage::DirectReply {
                 request: request(f[1])?,
@@ -320,7 +330,14 @@ mod tests {
         round_trip(PeerMessage::Direct {
             request: u64::MAX - 3,
             sid: "0123".into(),
-            message: b"{}".to_vec(),
+            event: "hi".into(),
+            data: Some("{\"a\":1}".into()),
+        });
+        round_trip(PeerMessage::Direct {
+            request: 1,
+            sid: "0123".into(),
+            event: "hi".into(),
+            data: None,
         });
         round_trip(PeerMessage::DirectReply {
             request: 9,

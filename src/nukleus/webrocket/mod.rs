@@ -49,6 +49,48 @@ pub enum Task {
         /// Called with the outcome, on the broker thread.
         reply: Box<dyn FnOnce(Result<(), u16>) + Send>,
     },
+    /// The node joined a cluster: broadcasts are routed and interest
+    /// reported through `link` from now on.
+    ClusterJoin(crate::cluster::BrokerLink),
+    /// A broadcast another node ordered, for local subscribers only.
+    ClusterDeliver {
+        /// Vhost.
+        vhost: VhostPath,
+        /// Channel.
+        channel: ChannelName,
+        /// The encoded client message.
+        delivery: Vec<u8>,
+    },
+    /// A broadcast another node sent here to be ordered.
+    ClusterSequence {
+        /// Vhost.
+        vhost: VhostPath,
+        /// Channel.
+        channel: ChannelName,
+        /// The encoded client message.
+        delivery: Vec<u8>,
+        /// Nodes it crossed.
+        hops: u8,
+    },
+    /// A backend's `DS` from another node; `reply` says whether the
+    /// session is here.
+    ClusterDirect {
+        /// Target session.
+        sid: SessionId,
+        /// Event name.
+        event: EventName,
+        /// Payload (JSON).
+        data: Option<Box<RawValue>>,
+        /// Called with whether it was found, on the broker thread.
+        reply: Box<dyn FnOnce(bool) + Send>,
+    },
+    /// A backend's `CC` on another node.
+    ClusterCloseChannel {
+        /// Vhost.
+        vhost: VhostPath,
+        /// Channel.
+        channel: ChannelName,
+    },
 }
 
 /// A request from a backend program.
@@ -127,6 +169,7 @@ pub struct WebrocketNukleus {
     input_window: i64,
     stats: stats::Publisher,
     next_stats: Instant,
+    cluster: Option<crate::cluster::BrokerLink>,
 }
 
 impl WebrocketNukleus {
@@ -162,6 +205,7 @@ impl WebrocketNukleus {
             input_window: 2 * (limits.max_message_size as i64 + 64),
             stats,
             next_stats: Instant::now(),
+            cluster: None,
         })
     }
 
@@ -370,6 +414,101 @@ impl WebrocketNukleus {
                     request,
                     reply,
                 } => {
+                    if let Some(reply) = self.cluster_backend(&vhost, &request, reply) {
+                        let mut result = Err(597);
+                        self.with_io(|broker, io| {
+                            result = backend_request(broker, &vhost, request, io);
+                            Outcome::Done
+                        });
+                        reply(result);
+                    }
+                }
+                Task::CloseAll(reason) => self.close_all(reason),
+                cluster => self.cluster_task(cluster),
+            }
+        }
+        while let Some((check, verified)) = self.verifier.try_result() {
+            work += 1;
+            self.with_io(|broker, io| broker.finish_authenticate(check, verified, io));
+        }
+        work
+    }
+
+    /// A backend request the cluster takes over: a `DS` for a session that
+    /// is not here goes to the other nodes; a `CC` is also done there.
+    /// Returns `reply` when the request is still to be done here.
+    fn cluster_backend(
+        &mut self,
+        vhost: &VhostPath,
+        request: &BackendRequest,
+        reply: Box<dyn FnOnce(Result<(), u16>) + Send>,
+    ) -> Option<Box<dyn FnOnce(Result<(), u16>) + Send>> {
+        let Some(cluster) = &self.cluster else {
+            return Some(reply);
+        };
+        match request {
+            BackendRequest::Direct { sid, event, data } if self.broker.session_by_sid(sid).is_none() => {
+                cluster.direct(sid, event, data.as_deref(), reply);
+                None
+            }
+            BackendRequest::CloseChannel(channel) => {
+                cluster.close_channel(vhost, channel);
+                Some(reply)
+            }
+            _ => Some(reply),
+        }
+    }
+
+    /// Work the cluster sends to the broker.
+    fn cluster_task(&mut self, task: Task) {
+        match task {
+            Task::ClusterJoin(link) => {
+                self.broker.set_cluster(Box::new(link.clone()));
+                self.cluster = Some(link);
+            }
+            Task::ClusterDeliver {
+                vhost,
+                channel,
+                delivery,
+            } => self.with_io(|broker, io| {
+                broker.deliver_remote(&vhost, &channel, &delivery, io.outlet);
+                Outcome::Done
+            }),
+            Task::ClusterSequence {
+                vhost,
+                channel,
+                delivery,
+                hops,
+            } => self.with_io(|broker, io| {
+                broker.sequence_remote(&vhost, &channel, &delivery, hops, io.outlet);
+                Outcome::Done
+            }),
+            Task::ClusterDirect {
+                sid,
+                event,
+                data,
+                reply,
+            } => {
+                let mut found = false;
+                self.with_io(|broker, io| {
+                    found = broker.direct(&sid, &event, data.as_deref(), io).is_ok();
+                    Outcome::Done
+                });
+                reply(found);
+            }
+            Task::ClusterCloseChannel { vhost, channel } => self.with_io(|broker, io| {
+                // Not here is fine: channels are per node (ARCHITECTURE.md).
+                let _ = broker.close_channel(&vhost, &channel, io);
+                Outcome::Done
+            }),
+            Task::Apply(_) | Task::CloseAll(_) | Task::Backend { .. } => {}
+        }
+    }
+
+    fn close_all(&mut self, reason: CloseReason) {
+        {
+            {
+                {
                     let mut result = Err(597);
                     self.with_io(|broker, io| {
                         result = backend_request(broker, &vhost, request, io);

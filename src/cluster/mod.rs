@@ -1,0 +1,296 @@
+//! The cluster: several nodes serving as one broker, over ZeroMQ.
+//!
+//! - [`wire`]: peer frames (pure).
+//! - [`mac`]: HMAC-SHA1 proof of the cluster cookie (pure).
+//! - [`membership`]: members, liveness, interest and workers per peer (pure).
+//! - [`rendezvous`]: which node orders a channel (pure).
+//! - `shared`: state shared by the tasks and the broker thread; dispatch.
+//! - `link`: one DEALER per peer address (tokio).
+//! - `hook`: [`BrokerLink`] (the broker's routing hook) and the trigger
+//!   backend.
+//! - [`stats`]: `cluster.*` counters.
+//!
+//! Each node binds a ROUTER on `cluster.addr` and dials every member it
+//! knows with a DEALER: a node receives only on its ROUTER and sends only on
+//! its DEALERs. Seeds are dialled first; the rest is learnt from the member
+//! lists in HELLOs and heartbeats. Every link starts with a HELLO proving
+//! knowledge of the cookie (see [`mac`]); nothing else is accepted from a
+//! connection before that. The guarantees are in ARCHITECTURE.md
+//! ("Cluster").
+//!
+//! # Starting
+//!
+//! Like the exchange: [`Cluster::bind`] before the node starts (so the
+//! broker gets [`Cluster::backend`]), [`Cluster::start`] once its handle
+//! exists.
+
+mod hook;
+mod link;
+pub mod mac;
+pub mod membership;
+pub mod rendezvous;
+mod shared;
+pub mod stats;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use zeromq::{RouterSocket, Socket, SocketRecv};
+
+pub use self::hook::{BrokerLink, ClusterBackend};
+use self::shared::{lock, LinkQueues, Settings, Shared};
+pub use self::stats::ClusterStats;
+use crate::admin::WorkerDirectory;
+use crate::broker::Backend;
+use crate::config::Config;
+use crate::server::{Handle, Task};
+
+/// Heartbeat period on every link.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+/// Silence after which a peer is down.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Broadcasts and triggers queued per link before new ones are dropped.
+pub const LINK_QUEUE: usize = 65_536;
+/// How often liveness is checked and ready workers are counted.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Why the cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// `cluster.addr` is set but there is no cookie.
+    #[error("cluster.addr is set but there is no cluster cookie (config cluster.cookie or WEBROCKET_CLUSTER_COOKIE)")]
+    NoCookie,
+    /// The ROUTER could not bind.
+    #[error("binding the cluster address tcp://{addr}: {reason}")]
+    Bind {
+        /// Where.
+        addr: SocketAddr,
+        /// What zeromq said.
+        reason: String,
+    },
+}
+
+/// One row of `list_nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    /// Node name.
+    pub name: String,
+    /// Cluster address.
+    pub addr: String,
+    /// `self`, `up`, `down` or `joining`.
+    pub state: &'static str,
+    /// Milliseconds since its last HELLO or heartbeat (`None`: never, or
+    /// this node).
+    pub last_heartbeat_ms: Option<u64>,
+    /// Messages received from it.
+    pub messages_in: u64,
+    /// Messages queued to it.
+    pub messages_out: u64,
+    /// Bytes received from it.
+    pub bytes_in: u64,
+    /// Bytes queued to it.
+    pub bytes_out: u64,
+}
+
+/// This node's membership in a cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    shared: Arc<Shared>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    socket: Arc<Mutex<Option<RouterSocket>>>,
+    dials: Arc<Mutex<Option<mpsc::UnboundedReceiver<String>>>>,
+}
+
+impl Cluster {
+    /// Binds the ROUTER on `config.cluster.addr` (`None` if clustering is
+    /// off). Must run inside the tokio runtime that will run the cluster.
+    pub async fn bind(config: &Config) -> Result<Option<Cluster>, ClusterError> {
+        let Some(addr) = config.cluster.addr else {
+            return Ok(None);
+        };
+        let cookie = config.cluster.cookie.clone().ok_or(ClusterError::NoCookie)?;
+        let mut socket = RouterSocket::new();
+        socket
+            .bind(&format!("tcp://{addr}"))
+            .await
+            .map_err(|e| ClusterError::Bind {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let settings = Settings {
+            name: config.server.node_name.as_str().to_owned(),
+            addr: addr.to_string(),
+            heartbeat: HEARTBEAT,
+            timeout: PEER_TIMEOUT,
+            link_queue: LINK_QUEUE,
+        };
+        let (dial, dials) = mpsc::unbounded_channel();
+        for seed in &config.cluster.seeds {
+            let seed = seed.to_string();
+            if seed != settings.addr {
+                let _ = dial.send(seed);
+            }
+        }
+        Ok(Some(Cluster {
+            shared: Arc::new(Shared::new(settings, cookie, dial)),
+            tasks: Arc::default(),
+            socket: Arc::new(Mutex::new(Some(socket))),
+            dials: Arc::new(Mutex::new(Some(dials))),
+        }))
+    }
+
+    /// The broker's backend: `local` (this node's exchange) first, then
+    /// other nodes' workers.
+    pub fn backend(&self, local: Box<dyn Backend + Send>) -> Box<dyn Backend + Send> {
+        *lock(&self.shared.local_backend) = Some(local);
+        Box::new(ClusterBackend {
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    /// Starts talking to peers for the node behind `handle`; `workers`
+    /// counts this node's ready workers for the others. Idempotent.
+    pub fn start(&self, handle: Arc<Handle>, workers: Option<Arc<dyn WorkerDirectory>>) {
+        let shared = &self.shared;
+        if shared.handle.set(Arc::clone(&handle)).is_err() {
+            return;
+        }
+        if let Some(workers) = workers {
+            let _ = shared.workers.set(workers);
+        }
+        handle.task(Task::ClusterJoin(BrokerLink::new(Arc::clone(shared))));
+        let mut tasks = lock(&self.tasks);
+        if let Some(socket) = lock(&self.socket).take() {
+            tasks.push(tokio::spawn(receive(Arc::clone(shared), socket)));
+        }
+        if let Some(dials) = lock(&self.dials).take() {
+            tasks.push(tokio::spawn(dial(Arc::clone(shared), dials, Arc::clone(&self.tasks))));
+        }
+        tasks.push(tokio::spawn(tick(Arc::clone(shared))));
+        tracing::info!(node = %shared.settings.name, addr = %shared.settings.addr, "cluster started");
+    }
+
+    /// Every node this one knows, itself first (`list_nodes`).
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        let inner = self.shared.inner();
+        let now = Instant::now();
+        let mut all = vec![NodeStatus {
+            name: self.shared.settings.name.clone(),
+            addr: self.shared.settings.addr.clone(),
+            state: "self",
+            last_heartbeat_ms: None,
+            messages_in: 0,
+            messages_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        }];
+        for (name, peer) in inner.membership.peers() {
+            let t = peer.traffic;
+            all.push(NodeStatus {
+                name: name.clone(),
+                addr: peer.addr.clone(),
+                state: peer.state.as_str(),
+                last_heartbeat_ms: peer
+                    .last_heard
+                    .map(|at| now.saturating_duration_since(at).as_millis() as u64),
+                messages_in: t.messages_in,
+                messages_out: t.messages_out,
+                bytes_in: t.bytes_in,
+                bytes_out: t.bytes_out,
+            });
+        }
+        all
+    }
+
+    /// Counters and gauges of cluster traffic.
+    pub fn stats(&self) -> ClusterStats {
+        self.shared.stats()
+    }
+
+    /// The node that orders `(vhost, channel)` in this node's current view.
+    pub fn sequencer(&self, vhost: &str, channel: &str) -> String {
+        self.shared.inner().membership.sequencer(vhost, channel).to_owned()
+    }
+
+    /// Stops every cluster task (peers see this node go silent).
+    pub fn shutdown(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Reads the ROUTER: `[routing id] [frames...]` per message.
+async fn receive(shared: Arc<Shared>, mut socket: RouterSocket) {
+    loop {
+        match socket.recv().await {
+            Ok(message) => {
+                let frames = message.into_vec();
+                if let Some((route, rest)) = frames.split_first() {
+                    shared.on_frames(route, rest);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "cluster receive");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Starts a link task for every new address asked for.
+async fn dial(
+    shared: Arc<Shared>,
+    mut dials: mpsc::UnboundedReceiver<String>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+) {
+    while let Some(addr) = dials.recv().await {
+        let mut inner = shared.inner();
+        if inner.links.contains_key(&addr) {
+            continue;
+        }
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let (data, data_rx) = mpsc::channel(shared.settings.link_queue);
+        inner.links.insert(addr.clone(), LinkQueues { control, data });
+        drop(inner);
+        tracing::debug!(%addr, "cluster link started");
+        let task = tokio::spawn(link::run(Arc::clone(&shared), addr, control_rx, data_rx));
+        lock(&tasks).push(task);
+    }
+}
+
+/// Marks silent peers down and counts this node's ready workers.
+async fn tick(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let workers = count_workers(&shared);
+        let mut inner = shared.inner();
+        if let Some(workers) = workers {
+            inner.my_workers = workers;
+        }
+        let events = inner.membership.tick(Instant::now());
+        shared.on_events(&mut inner, events);
+    }
+}
+
+fn count_workers(shared: &Shared) -> Option<std::collections::BTreeMap<String, u32>> {
+    let directory = shared.workers.get()?;
+    let handle = shared.handle.get()?;
+    let vhosts: Vec<crate::name::VhostPath> = handle.with_state(|s| s.vhosts.keys().cloned().collect());
+    Some(
+        vhosts
+            .into_iter()
+            .filter_map(|vhost| {
+                let n = directory.workers(&vhost).len() as u32;
+                (n > 0).then(|| (vhost.into_string(), n))
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,490 @@
+//! What the cluster's tasks and the broker thread share: the member table
+//! and the links, under one mutex held only to look up or update (never
+//! across I/O), and the dispatch of messages received from peers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use super::mac::{hmac_sha1_hex, same_mac, SeenNonces};
+use super::membership::{Event, LocalInterest, Membership};
+use super::stats::Counters;
+use super::wire::{Heartbeat, Hello, InterestUpdate, Member, PeerMessage};
+use crate::admin::WorkerDirectory;
+use crate::broker::Backend;
+use crate::name::{ChannelName, EventName, SessionId, VhostPath};
+use crate::server::{Handle, Task};
+
+/// How far a HELLO's clock may be from ours.
+const HELLO_FRESHNESS: Duration = Duration::from_secs(60);
+/// How long a `DS` waits for the other nodes' answers.
+const DIRECT_WAIT: Duration = Duration::from_secs(1);
+/// Routing ids remembered per node incarnation (links reconnect).
+const ROUTES_PER_NODE: usize = 8;
+
+/// Timing and identity of this node in the cluster.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node's name.
+    pub name: String,
+    /// The address peers dial (`HOST:PORT`).
+    pub addr: String,
+    /// Heartbeat period on every link.
+    pub heartbeat: Duration,
+    /// Silence after which a peer is down.
+    pub timeout: Duration,
+    /// Broadcast messages queued per link before new ones are dropped.
+    pub link_queue: usize,
+}
+
+/// The queues of one link task (one DEALER to one peer address).
+#[derive(Clone)]
+pub struct LinkQueues {
+    /// HELLO-independent control (interest, direct messages): never dropped.
+    pub control: mpsc::UnboundedSender<Vec<Vec<u8>>>,
+    /// Broadcasts and triggers: bounded, dropped and counted when full.
+    pub data: mpsc::Sender<Vec<Vec<u8>>>,
+}
+
+/// Everything behind the mutex.
+pub struct Inner {
+    /// Peers, their state and what they told us.
+    pub membership: Membership,
+    /// Channels with local subscribers.
+    pub local: LocalInterest,
+    /// Link queues by peer address.
+    pub links: HashMap<String, LinkQueues>,
+    /// Authenticated routing ids: node name, incarnation, age order.
+    routes: HashMap<Vec<u8>, (String, u64, u64)>,
+    route_clock: u64,
+    nonces: SeenNonces,
+    /// Ready workers per vhost on this node, as last counted.
+    pub my_workers: BTreeMap<String, u32>,
+    /// Round robin over peers with workers.
+    pub next_peer: usize,
+}
+
+type DirectReply = Box<dyn FnOnce(Result<(), u16>) + Send>;
+
+struct PendingDirect {
+    waiting: usize,
+    reply: DirectReply,
+}
+
+/// Shared by the cluster's tasks, the broker hook and the trigger backend.
+pub struct Shared {
+    /// Identity and timing.
+    pub settings: Settings,
+    cookie: String,
+    /// Random per process start.
+    pub incarnation: u64,
+    inner: Mutex<Inner>,
+    /// Counters of cluster traffic.
+    pub counters: Counters,
+    /// The node, once started.
+    pub handle: OnceLock<Arc<Handle>>,
+    /// Where triggers from other nodes go (this node's exchange).
+    pub local_backend: Mutex<Option<Box<dyn Backend + Send>>>,
+    /// Counts this node's ready workers.
+    pub workers: OnceLock<Arc<dyn WorkerDirectory>>,
+    /// Asks for new links (address to dial).
+    pub dial: mpsc::UnboundedSender<String>,
+    directs: Mutex<HashMap<u64, PendingDirect>>,
+    next_request: AtomicU64,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Locks `mutex`, carrying on after a panic elsewhere (the data stays
+/// consistent: every update is a single assignment or insert).
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn frames_size(frames: &[Vec<u8>]) -> u64 {
+    frames.iter().map(|f| f.len() as u64).sum()
+}
+
+impl Shared {
+    /// Shared state for a node that dials through `dial`.
+    pub fn new(settings: Settings, cookie: String, dial: mpsc::UnboundedSender<String>) -> Self {
+        let membership = Membership::new(&settings.name, &settings.addr, settings.timeout);
+        Shared {
+            cookie,
+            incarnation: rand::random::<u64>() | 1,
+            inner: Mutex::new(Inner {
+                membership,
+                local: LocalInterest::default(),
+                links: HashMap::new(),
+                routes: HashMap::new(),
+                route_clock: 0,
+                nonces: SeenNonces::default(),
+                my_workers: BTreeMap::new(),
+                next_peer: 0,
+            }),
+            settings,
+            counters: Counters::default(),
+            handle: OnceLock::new(),
+            local_backend: Mutex::new(None),
+            workers: OnceLock::new(),
+            dial,
+            directs: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// The member table and links, locked.
+    pub fn inner(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    /// A signed HELLO for a new link.
+    pub fn hello(&self) -> PeerMessage {
+        let members = self.inner().membership.members();
+        let nonce: [u8; 16] = rand::random();
+        let mut hello = Hello {
+            name: self.settings.name.clone(),
+            addr: self.settings.addr.clone(),
+            incarnation: self.incarnation,
+            time_ms: now_ms(),
+            nonce: nonce.iter().map(|b| format!("{b:02x}")).collect(),
+            members,
+            mac: String::new(),
+        };
+        hello.mac = hmac_sha1_hex(self.cookie.as_bytes(), hello.signed_text().as_bytes());
+        PeerMessage::Hello(hello)
+    }
+
+    /// This node's heartbeat.
+    pub fn heartbeat(&self) -> PeerMessage {
+        let inner = self.inner();
+        PeerMessage::Heartbeat(Heartbeat {
+            incarnation: self.incarnation,
+            members: inner.membership.members(),
+            workers: inner.my_workers.clone(),
+        })
+    }
+
+    /// Queues control `message` to peer `name` (if known and linked).
+    pub fn send_control(&self, inner: &mut Inner, name: &str, message: &PeerMessage) {
+        let Some(peer) = inner.membership.peer_mut(name) else {
+            return;
+        };
+        let frames = message.encode();
+        peer.traffic.messages_out += 1;
+        peer.traffic.bytes_out += frames_size(&frames);
+        if let Some(link) = inner.links.get(&peer.addr) {
+            let _ = link.control.send(frames);
+        }
+    }
+
+    /// Queues data `message` to `name`; `false` (and counted) when its queue
+    /// is full or there is no link.
+    pub fn send_data(&self, inner: &mut Inner, name: &str, message: &PeerMessage) -> bool {
+        let Some(peer) = inner.membership.peer_mut(name) else {
+            return false;
+        };
+        let frames = message.encode();
+        let size = frames_size(&frames);
+        let sent = inner
+            .links
+            .get(&peer.addr)
+            .is_some_and(|link| link.data.try_send(frames).is_ok());
+        if sent {
+            peer.traffic.messages_out += 1;
+            peer.traffic.bytes_out += size;
+        } else {
+            self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Acts on membership events: a peer that is up gets our interest.
+    pub fn on_events(&self, inner: &mut Inner, events: Vec<Event>) {
+        for event in events {
+            match event {
+                Event::Up(name) => {
+                    tracing::info!(peer = %name, "cluster peer up");
+                    let snapshot = PeerMessage::Interest(inner.local.snapshot());
+                    self.send_control(inner, &name, &snapshot);
+                }
+                Event::Down(name) => {
+                    tracing::warn!(peer = %name, "cluster peer down");
+                    self.counters.peers_lost.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Learns gossiped members, asking for links to new addresses.
+    fn learn(&self, inner: &mut Inner, members: &[Member]) {
+        for member in members {
+            if let Some(addr) = inner.membership.learn(member) {
+                if !inner.links.contains_key(&addr) {
+                    let _ = self.dial.send(addr);
+                }
+            }
+        }
+    }
+
+    /// Checks a HELLO: the MAC under our cookie, its age, a fresh nonce.
+    fn verify(&self, inner: &mut Inner, hello: &Hello) -> bool {
+        let expected = hmac_sha1_hex(self.cookie.as_bytes(), hello.signed_text().as_bytes());
+        let skew = now_ms().abs_diff(hello.time_ms);
+        same_mac(&expected, &hello.mac)
+            && skew <= HELLO_FRESHNESS.as_millis() as u64
+            && hello.name != self.settings.name
+            && inner.nonces.first_time(&hello.nonce)
+    }
+
+    /// Handles one message from routing id `route` (frames after it).
+    pub fn on_frames<F: AsRef<[u8]>>(self: &Arc<Self>, route: &[u8], frames: &[F]) {
+        let message = match PeerMessage::decode(frames) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::debug!(%error, "bad peer message");
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let size: u64 = frames.iter().map(|f| f.as_ref().len() as u64).sum();
+        let mut inner = self.inner();
+        if let PeerMessage::Hello(hello) = &message {
+            if !self.verify(&mut inner, hello) {
+                tracing::warn!(peer = %hello.name, "cluster HELLO refused (cookie, clock or replay)");
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.remember_route(&mut inner, route, &hello.name, hello.incarnation);
+        }
+        let Some((from, incarnation, _)) = inner.routes.get(route).cloned() else {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if let Some(peer) = inner.membership.peer_mut(&from) {
+            peer.traffic.messages_in += 1;
+            peer.traffic.bytes_in += size;
+        }
+        match message {
+            PeerMessage::Hello(hello) => {
+                let event = inner.membership.heard(&from, &hello.addr, incarnation, Instant::now());
+                self.learn(&mut inner, &hello.members);
+                self.learn(&mut inner, &[Member { name: hello.name, addr: hello.addr }]);
+                self.on_events(&mut inner, event.into_iter().collect());
+            }
+            PeerMessage::Heartbeat(hb) => {
+                if hb.incarnation != incarnation {
+                    return;
+                }
+                let addr = inner.membership.peer(&from).map(|p| p.addr.clone()).unwrap_or_default();
+                let event = inner.membership.heard(&from, &addr, incarnation, Instant::now());
+                inner.membership.set_workers(&from, hb.workers);
+                self.learn(&mut inner, &hb.members);
+                self.on_events(&mut inner, event.into_iter().collect());
+            }
+            // Anything else only from a peer that is up here (see
+            // `membership`: stale traffic of a returning peer is dropped).
+            _ if !inner.membership.is_up(&from) => {
+                self.counters.dropped_down.fetch_add(1, Ordering::Relaxed);
+            }
+            PeerMessage::Interest(update) => inner.membership.apply_interest(&from, update),
+            other => {
+                drop(inner);
+                self.on_data(&from, other);
+            }
+        }
+    }
+
+    fn remember_route(&self, inner: &mut Inner, route: &[u8], name: &str, incarnation: u64) {
+        inner.route_clock += 1;
+        let clock = inner.route_clock;
+        inner
+            .routes
+            .retain(|_, (n, i, _)| n != name || *i == incarnation);
+        inner.routes.insert(route.to_vec(), (name.to_owned(), incarnation, clock));
+        let mut mine: Vec<(u64, Vec<u8>)> = inner
+            .routes
+            .iter()
+            .filter(|(_, (n, _, _))| n == name)
+            .map(|(r, (_, _, c))| (*c, r.clone()))
+            .collect();
+        if mine.len() > ROUTES_PER_NODE {
+            mine.sort();
+            for (_, old) in &mine[..mine.len() - ROUTES_PER_NODE] {
+                inner.routes.remove(old);
+            }
+        }
+    }
+
+    /// Broadcasts, triggers and direct messages from peer `from`.
+    fn on_data(self: &Arc<Self>, from: &str, message: PeerMessage) {
+        let Some(handle) = self.handle.get() else {
+            return;
+        };
+        let names = |vhost: &str, channel: &str| {
+            Some((VhostPath::parse(vhost).ok()?, ChannelName::parse(channel).ok()?))
+        };
+        match message {
+            PeerMessage::Deliver { vhost, channel, delivery } => {
+                let sequencer = self.inner().membership.sequencer(&vhost, &channel) == from;
+                if !sequencer {
+                    self.counters.dropped_not_sequencer.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                if let Some((vhost, channel)) = names(&vhost, &channel) {
+                    self.counters.deliveries_in.fetch_add(1, Ordering::Relaxed);
+                    handle.task(Task::ClusterDeliver { vhost, channel, delivery });
+                }
+            }
+            PeerMessage::Forward { vhost, channel, hops, delivery } => {
+                if let Some((vhost, channel)) = names(&vhost, &channel) {
+                    self.counters.forwards_in.fetch_add(1, Ordering::Relaxed);
+                    handle.task(Task::ClusterSequence { vhost, channel, delivery, hops });
+                }
+            }
+            PeerMessage::Trigger { vhost, payload } => {
+                self.counters.triggers_in.fetch_add(1, Ordering::Relaxed);
+                let taken = VhostPath::parse(&vhost).ok().is_some_and(|vhost| {
+                    lock(&self.local_backend)
+                        .as_mut()
+                        .is_some_and(|b| b.trigger(&vhost, &payload).is_ok())
+                });
+                if !taken {
+                    tracing::warn!(%vhost, peer = %from, "a forwarded trigger found no ready worker here");
+                    self.counters.triggers_lost.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            PeerMessage::Direct { request, sid, event, data } => self.on_direct(handle, from, request, &sid, &event, data),
+            PeerMessage::DirectReply { request, found } => self.direct_answered(request, found),
+            PeerMessage::CloseChannel { vhost, channel } => {
+                if let Some((vhost, channel)) = names(&vhost, &channel) {
+                    handle.task(Task::ClusterCloseChannel { vhost, channel });
+                }
+            }
+            PeerMessage::Hello(_) | PeerMessage::Heartbeat(_) | PeerMessage::Interest(_) => {}
+        }
+    }
+
+    fn on_direct(
+        self: &Arc<Self>,
+        handle: &Handle,
+        from: &str,
+        request: u64,
+        sid: &str,
+        event: &str,
+        data: Option<String>,
+    ) {
+        let parsed = (|| {
+            let data = match data {
+                Some(text) => Some(RawValue::from_string(text).ok()?),
+                None => None,
+            };
+            Some((SessionId::parse(sid).ok()?, EventName::parse(event).ok()?, data))
+        })();
+        let shared = Arc::clone(self);
+        let from = from.to_owned();
+        let answer = move |found: bool| {
+            let mut inner = shared.inner();
+            shared.send_control(&mut inner, &from, &PeerMessage::DirectReply { request, found });
+        };
+        match parsed {
+            Some((sid, event, data)) => handle.task(Task::ClusterDirect {
+                sid,
+                event,
+                data,
+                reply: Box::new(answer),
+            }),
+            None => answer(false),
+        }
+    }
+
+    /// Sends a `DS` for a session not on this node to every peer that is
+    /// up; `reply` gets `Ok` from the first that has it, 404 when all say
+    /// no or after [`DIRECT_WAIT`].
+    pub fn direct(self: &Arc<Self>, sid: &SessionId, event: &EventName, data: Option<&RawValue>, reply: DirectReply) {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let message = PeerMessage::Direct {
+            request,
+            sid: sid.as_str().to_owned(),
+            event: event.as_str().to_owned(),
+            data: data.map(|d| d.get().to_owned()),
+        };
+        let mut inner = self.inner();
+        let peers: Vec<String> = inner.membership.up().cloned().collect();
+        if peers.is_empty() {
+            drop(inner);
+            reply(Err(404));
+            return;
+        }
+        lock(&self.directs).insert(request, PendingDirect { waiting: peers.len(), reply });
+        for peer in &peers {
+            self.send_control(&mut inner, peer, &message);
+        }
+        drop(inner);
+        let shared = Arc::clone(self);
+        self.runtime.spawn(async move {
+            tokio::time::sleep(DIRECT_WAIT).await;
+            if let Some(pending) = lock(&shared.directs).remove(&request) {
+                (pending.reply)(Err(404));
+            }
+        });
+    }
+
+    fn direct_answered(&self, request: u64, found: bool) {
+        let mut directs = lock(&self.directs);
+        let done = match directs.get_mut(&request) {
+            Some(pending) => {
+                pending.waiting = pending.waiting.saturating_sub(1);
+                found || pending.waiting == 0
+            }
+            None => false,
+        };
+        if done {
+            if let Some(pending) = directs.remove(&request) {
+                drop(directs);
+                (pending.reply)(if found { Ok(()) } else { Err(404) });
+            }
+        }
+    }
+
+    /// Tells every peer that is up about a backend's `CC`.
+    pub fn close_channel(&self, vhost: &VhostPath, channel: &ChannelName) {
+        let message = PeerMessage::CloseChannel {
+            vhost: vhost.as_str().to_owned(),
+            channel: channel.as_str().to_owned(),
+        };
+        let mut inner = self.inner();
+        let peers: Vec<String> = inner.membership.up().cloned().collect();
+        for peer in &peers {
+            self.send_control(&mut inner, peer, &message);
+        }
+    }
+
+    /// A local interest transition, told to every peer that is up.
+    pub fn interest(&self, vhost: &str, channel: &str, subscribed: bool) {
+        let mut inner = self.inner();
+        let pair = (vhost.to_owned(), channel.to_owned());
+        if !inner.local.set(pair.clone(), subscribed) {
+            return;
+        }
+        let (add, remove) = if subscribed { (vec![pair], vec![]) } else { (vec![], vec![pair]) };
+        let update = PeerMessage::Interest(InterestUpdate { snapshot: false, add, remove });
+        let peers: Vec<String> = inner.membership.up().cloned().collect();
+        for peer in &peers {
+            self.send_control(&mut inner, peer, &update);
+        }
+    }
+}
