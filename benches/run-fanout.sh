@@ -10,6 +10,7 @@ SECS=${1:-10}
 SUBS=${2:-1000}
 ulimit -n 65536 2>/dev/null || true
 command -v nats-server >/dev/null || { echo "needs nats-server (apt-get install nats-server)"; exit 2; }
+bin=${CARGO_TARGET_DIR:-target}/release
 cargo build --release -q --bin webrocket-server --bin webrocket-bench
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
@@ -24,12 +25,12 @@ cat > "$tmp/nats.conf" <<'CONF'
 listen: 127.0.0.1:14222
 websocket { listen: "127.0.0.1:9103", no_tls: true }
 CONF
-target/release/webrocket-server -c "$tmp/bench.toml" --websocket-addr 127.0.0.1:9102 \
+"$bin"/webrocket-server -c "$tmp/bench.toml" --websocket-addr 127.0.0.1:9102 \
   --backend-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --storage-dir "$tmp/data" --run-dir "$tmp/run" \
   > "$tmp/webrocket.log" 2>&1 &
 nats-server -c "$tmp/nats.conf" > "$tmp/nats.log" 2>&1 &
 sleep 1.5
-bench() { target/release/webrocket-bench fanout --subscribers "$SUBS" --size 100 --seconds "$SECS" "$@"; }
+bench() { "$bin"/webrocket-bench fanout --subscribers "$SUBS" --size 100 --seconds "$SECS" "$@"; }
 for round in 1 2; do
   w=$(bench --addr 127.0.0.1:9102 --path /bench)
   n=$(bench --addr 127.0.0.1:9103 --path / --proto nats)

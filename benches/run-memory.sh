@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
 ulimit -n 65536 2>/dev/null || true
+bin=${CARGO_TARGET_DIR:-target}/release
 cargo build --release -q --bin webrocket-server --bin webrocket-bench
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
@@ -24,7 +25,7 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 measure() { # name pid addr path proto
   local before after
   before=$(rss "$2")
-  target/release/webrocket-bench idle --addr "$3" --path "$4" --connections "$N" --seconds 15 --proto "$5" > "$tmp/$1.idle" &
+  "$bin"/webrocket-bench idle --addr "$3" --path "$4" --connections "$N" --seconds 15 --proto "$5" > "$tmp/$1.idle" &
   local bench=$!
   until grep -q ready "$tmp/$1.idle" 2>/dev/null; do sleep 0.5; kill -0 $bench || { echo "$1: load generator failed"; return 1; }; done
   sleep 2
@@ -33,7 +34,7 @@ measure() { # name pid addr path proto
   kill $bench 2>/dev/null || true
   wait $bench 2>/dev/null || true
 }
-target/release/webrocket-server -c "$tmp/bench.toml" --websocket-addr 127.0.0.1:9104 \
+"$bin"/webrocket-server -c "$tmp/bench.toml" --websocket-addr 127.0.0.1:9104 \
   --backend-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --storage-dir "$tmp/data" --run-dir "$tmp/run" \
   > "$tmp/webrocket.log" 2>&1 &
 wpid=$!

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod exchange;
 pub mod limits;

@@ -6,13 +6,15 @@
 //! ```text
 //! thread "tcp":    tcp nukleus (owns the sockets, parks in its poller)
 //! thread "broker": ws + webrocket (+ echo, + tls) nuklei, parks on its signal
+//!
+//! With `server.threads = 1` every nukleus runs on the tcp thread instead.
 //! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ use crate::name::VhostPath;
 use crate::nukleus::command::{Command, Response};
 use crate::nukleus::control::{ControlError, Controller};
 use crate::nukleus::echo::EchoNukleus;
-use crate::nukleus::runner::{Group, Signal, Signals};
+use crate::nukleus::runner::{Agent, Group, Signal, Signals};
 use crate::nukleus::tcp::{control::Bind, control::BindAddress, TcpNukleus, TcpSettings};
 use crate::nukleus::tls::{self, TlsBind, TlsNukleus};
 use crate::nukleus::webrocket::WebrocketNukleus;
@@ -81,6 +83,7 @@ pub struct Handle {
     /// and its ref for them.
     front: Mutex<(&'static str, i64)>,
     vhost_refs: Mutex<Vec<(VhostPath, i64)>>,
+    cluster: OnceLock<crate::cluster::Cluster>,
 }
 
 /// Why an administrative change failed.
@@ -95,6 +98,22 @@ pub enum ChangeError {
 }
 
 impl Handle {
+    /// The cluster this node is part of, once started.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.cluster.get()
+    }
+
+    /// Records the cluster (done by [`crate::cluster::Cluster::start`]).
+    pub fn set_cluster(&self, cluster: crate::cluster::Cluster) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// Every node of the cluster, this one first (`list_nodes`); empty
+    /// when clustering is off.
+    pub fn cluster_nodes(&self) -> Vec<crate::cluster::NodeStatus> {
+        self.cluster.get().map(|c| c.nodes()).unwrap_or_default()
+    }
+
     /// Where WebSocket clients connect (port 0 resolved).
     pub fn websocket_addr(&self) -> SocketAddr {
         *lock(&self.websocket_addr)
@@ -241,10 +260,6 @@ impl Server {
         let durable = Arc::new(Mutex::new(Durable { store, state }));
 
         let signals = Arc::new(Signals::default());
-        let broker_signal = Signal::for_thread();
-        for name in ["ws", "webrocket", "echo", "tls"] {
-            signals.register(name, Arc::clone(&broker_signal));
-        }
         let ring = limits.ring_capacity;
         let tcp_settings = TcpSettings {
             out_limit: limits.max_pending_bytes,
@@ -255,6 +270,17 @@ impl Server {
         };
         let (tcp, tcp_signal) =
             TcpNukleus::new(&run_dir, tcp_settings, Arc::clone(&signals)).map_err(run_error)?;
+        // One thread: every nukleus runs on the tcp poller's thread and is
+        // woken through it; otherwise the others share a second thread.
+        let one_thread = config.server.thread_count() == 1;
+        let broker_signal = if one_thread {
+            Arc::clone(&tcp_signal)
+        } else {
+            Signal::for_thread()
+        };
+        for name in ["ws", "webrocket", "echo", "tls"] {
+            signals.register(name, Arc::clone(&broker_signal));
+        }
         let ws_settings = WsNukleusSettings {
             engine: engine_settings(limits),
             input_window: (limits.max_frame_size + 16).max(64 * 1024),
@@ -276,6 +302,7 @@ impl Server {
             tcp_ref: Mutex::new(0),
             front: Mutex::new(("tcp", 0)),
             vhost_refs: Mutex::new(Vec::new()),
+            cluster: OnceLock::new(),
         });
         let webrocket = WebrocketNukleus::new(
             &run_dir,
@@ -291,29 +318,33 @@ impl Server {
         .map_err(run_error)?;
 
         let stop = Arc::new(AtomicBool::new(false));
-        let mut tcp_group = Group::new("tcp", tcp_signal);
-        tcp_group.add(Box::new(tcp));
-        let mut broker_group = Group::new("broker", Arc::clone(&broker_signal));
-        broker_group.add(Box::new(ws));
-        broker_group.add(Box::new(webrocket));
+        let mut nuklei: Vec<Box<dyn Agent>> = vec![Box::new(ws), Box::new(webrocket)];
         if config.server.echo_path.is_some() {
             let echo = EchoNukleus::new(&run_dir, ring, Arc::clone(&signals)).map_err(run_error)?;
-            broker_group.add(Box::new(echo));
+            nuklei.push(Box::new(echo));
         }
         if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
             let tls_config = tls::load_config(cert, key).map_err(StartError::Tls)?;
             let tls = TlsNukleus::new(&run_dir, ring, Arc::clone(&signals), tls_config)
                 .map_err(run_error)?;
-            broker_group.add(Box::new(tls));
+            nuklei.push(Box::new(tls));
         }
-        let threads = vec![
-            tcp_group
-                .spawn(Arc::clone(&stop))
-                .map_err(StartError::Thread)?,
-            broker_group
-                .spawn(Arc::clone(&stop))
-                .map_err(StartError::Thread)?,
-        ];
+        let mut tcp_group = Group::new("tcp", tcp_signal);
+        tcp_group.add(Box::new(tcp));
+        let mut groups = vec![tcp_group];
+        if !one_thread {
+            groups.push(Group::new("broker", Arc::clone(&broker_signal)));
+        }
+        for nukleus in nuklei {
+            if let Some(group) = groups.last_mut() {
+                group.add(nukleus);
+            }
+        }
+        let threads = groups
+            .into_iter()
+            .map(|group| group.spawn(Arc::clone(&stop)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StartError::Thread)?;
 
         let server = Server {
             handle,

@@ -153,3 +153,19 @@ fn slow_handshake_gets_408_and_idle_connection_is_closed() {
         other => panic!("expected a close frame, got {other:?}"),
     }
 }
+
+#[test]
+fn one_thread_runs_every_nukleus() {
+    let config = format!(
+        "{}\n",
+        BASIC_CONFIG.replace("[server]", "[server]\nthreads = 1")
+    );
+    let server = ServerProcess::start(&config, &[]);
+    let (mut echo, _) = tungstenite::connect(server.url("/echo")).expect("connect");
+    echo.send(Message::text("one")).unwrap();
+    assert_eq!(echo.read().unwrap(), Message::text("one"));
+    let (mut chat, _) = tungstenite::connect(server.url("/chat")).expect("connect");
+    chat.send(Message::text(r#"{"subscribe":{"channel":"c"}}"#))
+        .unwrap();
+    assert_eq!(chat.read().unwrap(), Message::text(r#"{"subscribed":"c"}"#));
+}

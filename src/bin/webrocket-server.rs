@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use webrocket::admin::Admin;
+use webrocket::cluster::Cluster;
 use webrocket::config::{Config, ServerArgs};
 use webrocket::exchange;
 use webrocket::server::Server;
@@ -65,13 +66,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut server = match Server::start(&config, |handle| exchange.backend(handle)) {
+    // The cluster's ROUTER is bound before the node starts too: the broker's
+    // backend hands triggers to other nodes when this one has no worker.
+    let cluster = match runtime.block_on(Cluster::bind(&config)) {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            eprintln!("webrocket-server: cluster: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let start = Server::start(&config, |handle| match &cluster {
+        Some(cluster) => cluster.backend(exchange.backend(handle)),
+        None => exchange.backend(handle),
+    });
+    let mut server = match start {
         Ok(server) => server,
         Err(error) => {
             eprintln!("webrocket-server: {error}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(cluster) = &cluster {
+        let handle = Arc::clone(&server.handle);
+        let workers: Arc<dyn webrocket::admin::WorkerDirectory> = Arc::new(exchange.clone());
+        runtime.block_on(async { cluster.start(handle, Some(workers)) });
+    }
     // The admin API shares the runtime; bound here so that port 0 can be
     // reported in the ready line.
     let admin_listener =
@@ -126,6 +145,9 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     });
+    if let Some(cluster) = &cluster {
+        cluster.shutdown();
+    }
     runtime.block_on(exchange.shutdown());
     server.shutdown();
     ExitCode::SUCCESS

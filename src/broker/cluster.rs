@@ -125,3 +125,135 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::super::tests::{broadcast, channel, unsubscribe, vhost, World};
+    use super::*;
+    use crate::protocol::CloseReason;
+
+    /// What the broker told the hook.
+    #[derive(Default)]
+    struct Log {
+        interest: Vec<(String, bool)>,
+        routed: Vec<(String, u8)>,
+    }
+
+    struct FakeHook {
+        log: Arc<Mutex<Log>>,
+        route: Route,
+    }
+
+    impl ClusterHook for FakeHook {
+        fn route(&mut self, _: &VhostPath, channel: &ChannelName, _: &[u8], hops: u8) -> Route {
+            self.log
+                .lock()
+                .unwrap()
+                .routed
+                .push((channel.to_string(), hops));
+            self.route
+        }
+
+        fn interest(&mut self, _: &VhostPath, channel: &ChannelName, subscribed: bool) {
+            self.log
+                .lock()
+                .unwrap()
+                .interest
+                .push((channel.to_string(), subscribed));
+        }
+    }
+
+    fn join(world: &mut World, route: Route) -> Arc<Mutex<Log>> {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let hook = FakeHook {
+            log: Arc::clone(&log),
+            route,
+        };
+        world.broker.set_cluster(Box::new(hook));
+        log
+    }
+
+    fn interest(log: &Arc<Mutex<Log>>) -> Vec<(String, bool)> {
+        std::mem::take(&mut log.lock().unwrap().interest)
+    }
+
+    #[test]
+    fn interest_is_reported_on_first_and_last_subscriber_only() {
+        let mut w = World::new();
+        let early = w.subscriber(1, "rw", &["news"]);
+        // Joining replays what is already subscribed.
+        let log = join(&mut w, Route::Local);
+        assert_eq!(interest(&log), [("news".to_string(), true)]);
+        let second = w.subscriber(2, "rw", &["news", "sport"]);
+        assert_eq!(interest(&log), [("sport".to_string(), true)]);
+        w.send(early, &unsubscribe("news"));
+        assert!(interest(&log).is_empty(), "news still has a subscriber");
+        // Closing the last subscriber drops both channels.
+        w.broker.close_session(second, CloseReason::ClientClosed);
+        let mut lost = interest(&log);
+        lost.sort();
+        assert_eq!(
+            lost,
+            [("news".to_string(), false), ("sport".to_string(), false)]
+        );
+        // Logout and channel deletion count too.
+        let third = w.subscriber(3, "rw", &["news"]);
+        w.send(third, r#"{"logout": true}"#);
+        assert_eq!(
+            interest(&log),
+            [("news".to_string(), true), ("news".to_string(), false)]
+        );
+        w.subscriber(4, "rw", &["news"]);
+        let (broker, mut io) = w.io();
+        broker
+            .close_channel(&vhost("/v"), &channel("news"), &mut io)
+            .unwrap();
+        assert_eq!(
+            interest(&log),
+            [("news".to_string(), true), ("news".to_string(), false)]
+        );
+    }
+
+    #[test]
+    fn a_broadcast_ordered_elsewhere_is_not_delivered_here_but_acknowledged() {
+        let mut w = World::new();
+        let sub = w.subscriber(1, "rw", &["news"]);
+        let publisher = w.login(2, "rw");
+        let log = join(&mut w, Route::Remote);
+        w.send(publisher, &broadcast("e", "news", "1"));
+        assert_eq!(w.take(publisher), [r#"{"broadcasted":"news"}"#]);
+        assert!(w.take(sub).is_empty());
+        assert_eq!(log.lock().unwrap().routed, [("news".to_string(), 0)]);
+        // The sequenced copy comes back and is delivered without routing.
+        let delivery = br#"{"e":{"channel":"news","data":1,"user":"rw"}}"#;
+        let (broker, io) = w.io();
+        assert_eq!(
+            broker.deliver_remote(&vhost("/v"), &channel("news"), delivery, io.outlet),
+            1
+        );
+        assert_eq!(w.take(sub), [String::from_utf8(delivery.to_vec()).unwrap()]);
+        assert_eq!(log.lock().unwrap().routed.len(), 1);
+    }
+
+    #[test]
+    fn a_forwarded_broadcast_is_routed_with_its_hops() {
+        let mut w = World::new();
+        let sub = w.subscriber(1, "rw", &["news"]);
+        let log = join(&mut w, Route::Local);
+        let (broker, io) = w.io();
+        assert_eq!(
+            broker.sequence_remote(&vhost("/v"), &channel("news"), b"{}", 1, io.outlet),
+            1
+        );
+        assert_eq!(w.take(sub), ["{}"]);
+        assert_eq!(log.lock().unwrap().routed, [("news".to_string(), 1)]);
+        // Without a cluster, a subscriber is served as before.
+        let mut single = World::new();
+        let s = single.subscriber(1, "rw", &["news"]);
+        let p = single.login(2, "rw");
+        single.send(p, &broadcast("e", "news", "2"));
+        assert_eq!(single.take(s).len(), 1);
+    }
+}

@@ -42,12 +42,13 @@ impl BrokerLink {
     /// other nodes; `reply` gets `Ok` or 404.
     pub fn direct(
         &self,
+        vhost: &VhostPath,
         sid: &SessionId,
         event: &EventName,
         data: Option<&RawValue>,
         reply: Box<dyn FnOnce(Result<(), u16>) + Send>,
     ) {
-        self.shared.direct(sid, event, data, reply);
+        self.shared.direct(vhost, sid, event, data, reply);
     }
 
     /// A backend's `CC` done here: the other nodes close the channel too.
@@ -57,7 +58,13 @@ impl BrokerLink {
 }
 
 impl ClusterHook for BrokerLink {
-    fn route(&mut self, vhost: &VhostPath, channel: &ChannelName, delivery: &[u8], hops: u8) -> Route {
+    fn route(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        delivery: &[u8],
+        hops: u8,
+    ) -> Route {
         let shared = &self.shared;
         let mut inner = shared.inner();
         let sequencer = inner
@@ -70,9 +77,15 @@ impl ClusterHook for BrokerLink {
                 channel: channel.as_str().to_owned(),
                 delivery: delivery.to_vec(),
             };
-            for peer in inner.membership.interested(vhost.as_str(), channel.as_str()) {
+            for peer in inner
+                .membership
+                .interested(vhost.as_str(), channel.as_str())
+            {
                 if shared.send_data(&mut inner, &peer, &message) {
-                    shared.counters.deliveries_out.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .deliveries_out
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
             return Route::Local;
@@ -94,7 +107,8 @@ impl ClusterHook for BrokerLink {
     }
 
     fn interest(&mut self, vhost: &VhostPath, channel: &ChannelName, subscribed: bool) {
-        self.shared.interest(vhost.as_str(), channel.as_str(), subscribed);
+        self.shared
+            .interest(vhost.as_str(), channel.as_str(), subscribed);
     }
 }
 

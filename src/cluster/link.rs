@@ -66,7 +66,10 @@ pub async fn run(
         while data.try_recv().is_ok() {
             stale += 1;
         }
-        shared.counters.dropped_full.fetch_add(stale, Ordering::Relaxed);
+        shared
+            .counters
+            .dropped_full
+            .fetch_add(stale, Ordering::Relaxed);
         tracing::debug!(%addr, "cluster link connected");
         if !send(&mut socket, shared.hello().encode()).await {
             tokio::time::sleep(RETRY).await;

@@ -34,14 +34,17 @@ pub fn hmac_sha1_hex(key: &[u8], message: &[u8]) -> String {
     let mut outer = Sha1::new();
     outer.update(pad(0x5c));
     outer.update(inner.finalize());
-    outer.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    outer
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Compares two MACs in time independent of where they differ.
 pub fn same_mac(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0

@@ -121,13 +121,20 @@ impl Membership {
             peer.addr.clone_from(&member.addr);
             return Some(member.addr.clone());
         }
-        self.peers.insert(member.name.clone(), Peer::new(&member.addr));
+        self.peers
+            .insert(member.name.clone(), Peer::new(&member.addr));
         Some(member.addr.clone())
     }
 
     /// A HELLO or heartbeat from `name`. A new incarnation means the peer
     /// restarted: what it told us before is forgotten.
-    pub fn heard(&mut self, name: &str, addr: &str, incarnation: u64, now: Instant) -> Option<Event> {
+    pub fn heard(
+        &mut self,
+        name: &str,
+        addr: &str,
+        incarnation: u64,
+        now: Instant,
+    ) -> Option<Event> {
         if name == self.me {
             return None;
         }
@@ -166,7 +173,9 @@ impl Membership {
 
     /// Whether `name` is up.
     pub fn is_up(&self, name: &str) -> bool {
-        self.peers.get(name).is_some_and(|p| p.state == PeerState::Up)
+        self.peers
+            .get(name)
+            .is_some_and(|p| p.state == PeerState::Up)
     }
 
     /// A peer by name.
@@ -240,7 +249,9 @@ impl Membership {
     pub fn with_workers(&self, vhost: &str) -> Vec<String> {
         self.peers
             .iter()
-            .filter(|(_, p)| p.state == PeerState::Up && p.workers.get(vhost).is_some_and(|&n| n > 0))
+            .filter(|(_, p)| {
+                p.state == PeerState::Up && p.workers.get(vhost).is_some_and(|&n| n > 0)
+            })
             .map(|(n, _)| n.clone())
             .collect()
     }
@@ -333,9 +344,15 @@ mod tests {
         assert_eq!(m.heard("b", "h:2", 5, t0), Some(Event::Up("b".into())));
         assert_eq!(m.heard("b", "h:2", 5, t0 + Duration::from_secs(1)), None);
         assert!(m.tick(t0 + Duration::from_secs(3)).is_empty());
-        assert_eq!(m.tick(t0 + Duration::from_millis(4001)), [Event::Down("b".into())]);
+        assert_eq!(
+            m.tick(t0 + Duration::from_millis(4001)),
+            [Event::Down("b".into())]
+        );
         assert!(!m.is_up("b"));
-        assert!(m.tick(t0 + Duration::from_secs(10)).is_empty(), "down only once");
+        assert!(
+            m.tick(t0 + Duration::from_secs(10)).is_empty(),
+            "down only once"
+        );
         assert_eq!(
             m.heard("b", "h:2", 5, t0 + Duration::from_secs(11)),
             Some(Event::Up("b".into()))

@@ -113,7 +113,11 @@ impl Cluster {
         let Some(addr) = config.cluster.addr else {
             return Ok(None);
         };
-        let cookie = config.cluster.cookie.clone().ok_or(ClusterError::NoCookie)?;
+        let cookie = config
+            .cluster
+            .cookie
+            .clone()
+            .ok_or(ClusterError::NoCookie)?;
         let mut socket = RouterSocket::new();
         socket
             .bind(&format!("tcp://{addr}"))
@@ -163,13 +167,18 @@ impl Cluster {
         if let Some(workers) = workers {
             let _ = shared.workers.set(workers);
         }
+        handle.set_cluster(self.clone());
         handle.task(Task::ClusterJoin(BrokerLink::new(Arc::clone(shared))));
         let mut tasks = lock(&self.tasks);
         if let Some(socket) = lock(&self.socket).take() {
             tasks.push(tokio::spawn(receive(Arc::clone(shared), socket)));
         }
         if let Some(dials) = lock(&self.dials).take() {
-            tasks.push(tokio::spawn(dial(Arc::clone(shared), dials, Arc::clone(&self.tasks))));
+            tasks.push(tokio::spawn(dial(
+                Arc::clone(shared),
+                dials,
+                Arc::clone(&self.tasks),
+            )));
         }
         tasks.push(tokio::spawn(tick(Arc::clone(shared))));
         tracing::info!(node = %shared.settings.name, addr = %shared.settings.addr, "cluster started");
@@ -214,7 +223,11 @@ impl Cluster {
 
     /// The node that orders `(vhost, channel)` in this node's current view.
     pub fn sequencer(&self, vhost: &str, channel: &str) -> String {
-        self.shared.inner().membership.sequencer(vhost, channel).to_owned()
+        self.shared
+            .inner()
+            .membership
+            .sequencer(vhost, channel)
+            .to_owned()
     }
 
     /// Stops every cluster task (peers see this node go silent).
@@ -256,7 +269,9 @@ async fn dial(
         }
         let (control, control_rx) = mpsc::unbounded_channel();
         let (data, data_rx) = mpsc::channel(shared.settings.link_queue);
-        inner.links.insert(addr.clone(), LinkQueues { control, data });
+        inner
+            .links
+            .insert(addr.clone(), LinkQueues { control, data });
         drop(inner);
         tracing::debug!(%addr, "cluster link started");
         let task = tokio::spawn(link::run(Arc::clone(&shared), addr, control_rx, data_rx));
@@ -283,7 +298,8 @@ async fn tick(shared: Arc<Shared>) {
 fn count_workers(shared: &Shared) -> Option<std::collections::BTreeMap<String, u32>> {
     let directory = shared.workers.get()?;
     let handle = shared.handle.get()?;
-    let vhosts: Vec<crate::name::VhostPath> = handle.with_state(|s| s.vhosts.keys().cloned().collect());
+    let vhosts: Vec<crate::name::VhostPath> =
+        handle.with_state(|s| s.vhosts.keys().cloned().collect());
     Some(
         vhosts
             .into_iter()

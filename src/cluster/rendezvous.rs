@@ -36,7 +36,11 @@ pub fn score(node: &str, vhost: &str, channel: &str) -> u64 {
 
 /// The node among `nodes` with the highest score for `(vhost, channel)`;
 /// ties (practically impossible) go to the greater name. `None` if empty.
-pub fn choose<'a>(nodes: impl IntoIterator<Item = &'a str>, vhost: &str, channel: &str) -> Option<&'a str> {
+pub fn choose<'a>(
+    nodes: impl IntoIterator<Item = &'a str>,
+    vhost: &str,
+    channel: &str,
+) -> Option<&'a str> {
     nodes
         .into_iter()
         .max_by_key(|node| (score(node, vhost, channel), *node))

@@ -58,6 +58,8 @@ pub struct Inner {
     pub local: LocalInterest,
     /// Link queues by peer address.
     pub links: HashMap<String, LinkQueues>,
+    /// Addresses a link was asked for.
+    dialed: std::collections::HashSet<String>,
     /// Authenticated routing ids: node name, incarnation, age order.
     routes: HashMap<Vec<u8>, (String, u64, u64)>,
     route_clock: u64,
@@ -128,6 +130,7 @@ impl Shared {
                 membership,
                 local: LocalInterest::default(),
                 links: HashMap::new(),
+                dialed: Default::default(),
                 routes: HashMap::new(),
                 route_clock: 0,
                 nonces: SeenNonces::default(),
@@ -232,8 +235,10 @@ impl Shared {
     /// Learns gossiped members, asking for links to new addresses.
     fn learn(&self, inner: &mut Inner, members: &[Member]) {
         for member in members {
-            if let Some(addr) = inner.membership.learn(member) {
-                if !inner.links.contains_key(&addr) {
+            inner.membership.learn(member);
+            let known = inner.membership.peer(&member.name).map(|p| p.addr.clone());
+            if let Some(addr) = known {
+                if inner.dialed.insert(addr.clone()) {
                     let _ = self.dial.send(addr);
                 }
             }
@@ -280,17 +285,31 @@ impl Shared {
         }
         match message {
             PeerMessage::Hello(hello) => {
-                let event = inner.membership.heard(&from, &hello.addr, incarnation, Instant::now());
+                let event = inner
+                    .membership
+                    .heard(&from, &hello.addr, incarnation, Instant::now());
                 self.learn(&mut inner, &hello.members);
-                self.learn(&mut inner, &[Member { name: hello.name, addr: hello.addr }]);
+                self.learn(
+                    &mut inner,
+                    &[Member {
+                        name: hello.name,
+                        addr: hello.addr,
+                    }],
+                );
                 self.on_events(&mut inner, event.into_iter().collect());
             }
             PeerMessage::Heartbeat(hb) => {
                 if hb.incarnation != incarnation {
                     return;
                 }
-                let addr = inner.membership.peer(&from).map(|p| p.addr.clone()).unwrap_or_default();
-                let event = inner.membership.heard(&from, &addr, incarnation, Instant::now());
+                let addr = inner
+                    .membership
+                    .peer(&from)
+                    .map(|p| p.addr.clone())
+                    .unwrap_or_default();
+                let event = inner
+                    .membership
+                    .heard(&from, &addr, incarnation, Instant::now());
                 inner.membership.set_workers(&from, hb.workers);
                 self.learn(&mut inner, &hb.members);
                 self.on_events(&mut inner, event.into_iter().collect());
@@ -314,7 +333,9 @@ impl Shared {
         inner
             .routes
             .retain(|_, (n, i, _)| n != name || *i == incarnation);
-        inner.routes.insert(route.to_vec(), (name.to_owned(), incarnation, clock));
+        inner
+            .routes
+            .insert(route.to_vec(), (name.to_owned(), incarnation, clock));
         let mut mine: Vec<(u64, Vec<u8>)> = inner
             .routes
             .iter()
@@ -335,24 +356,47 @@ impl Shared {
             return;
         };
         let names = |vhost: &str, channel: &str| {
-            Some((VhostPath::parse(vhost).ok()?, ChannelName::parse(channel).ok()?))
+            Some((
+                VhostPath::parse(vhost).ok()?,
+                ChannelName::parse(channel).ok()?,
+            ))
         };
         match message {
-            PeerMessage::Deliver { vhost, channel, delivery } => {
+            PeerMessage::Deliver {
+                vhost,
+                channel,
+                delivery,
+            } => {
                 let sequencer = self.inner().membership.sequencer(&vhost, &channel) == from;
                 if !sequencer {
-                    self.counters.dropped_not_sequencer.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .dropped_not_sequencer
+                        .fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 if let Some((vhost, channel)) = names(&vhost, &channel) {
                     self.counters.deliveries_in.fetch_add(1, Ordering::Relaxed);
-                    handle.task(Task::ClusterDeliver { vhost, channel, delivery });
+                    handle.task(Task::ClusterDeliver {
+                        vhost,
+                        channel,
+                        delivery,
+                    });
                 }
             }
-            PeerMessage::Forward { vhost, channel, hops, delivery } => {
+            PeerMessage::Forward {
+                vhost,
+                channel,
+                hops,
+                delivery,
+            } => {
                 if let Some((vhost, channel)) = names(&vhost, &channel) {
                     self.counters.forwards_in.fetch_add(1, Ordering::Relaxed);
-                    handle.task(Task::ClusterSequence { vhost, channel, delivery, hops });
+                    handle.task(Task::ClusterSequence {
+                        vhost,
+                        channel,
+                        delivery,
+                        hops,
+                    });
                 }
             }
             PeerMessage::Trigger { vhost, payload } => {
@@ -367,7 +411,13 @@ impl Shared {
                     self.counters.triggers_lost.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            PeerMessage::Direct { request, sid, event, data } => self.on_direct(handle, from, request, &sid, &event, data),
+            PeerMessage::Direct {
+                request,
+                vhost,
+                sid,
+                event,
+                data,
+            } => self.on_direct(handle, from, request, [&vhost, &sid, &event], data),
             PeerMessage::DirectReply { request, found } => self.direct_answered(request, found),
             PeerMessage::CloseChannel { vhost, channel } => {
                 if let Some((vhost, channel)) = names(&vhost, &channel) {
@@ -383,8 +433,7 @@ impl Shared {
         handle: &Handle,
         from: &str,
         request: u64,
-        sid: &str,
-        event: &str,
+        [vhost, sid, event]: [&str; 3],
         data: Option<String>,
     ) {
         let parsed = (|| {
@@ -392,16 +441,26 @@ impl Shared {
                 Some(text) => Some(RawValue::from_string(text).ok()?),
                 None => None,
             };
-            Some((SessionId::parse(sid).ok()?, EventName::parse(event).ok()?, data))
+            Some((
+                VhostPath::parse(vhost).ok()?,
+                SessionId::parse(sid).ok()?,
+                EventName::parse(event).ok()?,
+                data,
+            ))
         })();
         let shared = Arc::clone(self);
         let from = from.to_owned();
         let answer = move |found: bool| {
             let mut inner = shared.inner();
-            shared.send_control(&mut inner, &from, &PeerMessage::DirectReply { request, found });
+            shared.send_control(
+                &mut inner,
+                &from,
+                &PeerMessage::DirectReply { request, found },
+            );
         };
         match parsed {
-            Some((sid, event, data)) => handle.task(Task::ClusterDirect {
+            Some((vhost, sid, event, data)) => handle.task(Task::ClusterDirect {
+                vhost,
                 sid,
                 event,
                 data,
@@ -414,10 +473,18 @@ impl Shared {
     /// Sends a `DS` for a session not on this node to every peer that is
     /// up; `reply` gets `Ok` from the first that has it, 404 when all say
     /// no or after [`DIRECT_WAIT`].
-    pub fn direct(self: &Arc<Self>, sid: &SessionId, event: &EventName, data: Option<&RawValue>, reply: DirectReply) {
+    pub fn direct(
+        self: &Arc<Self>,
+        vhost: &VhostPath,
+        sid: &SessionId,
+        event: &EventName,
+        data: Option<&RawValue>,
+        reply: DirectReply,
+    ) {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let message = PeerMessage::Direct {
             request,
+            vhost: vhost.as_str().to_owned(),
             sid: sid.as_str().to_owned(),
             event: event.as_str().to_owned(),
             data: data.map(|d| d.get().to_owned()),
@@ -429,7 +496,13 @@ impl Shared {
             reply(Err(404));
             return;
         }
-        lock(&self.directs).insert(request, PendingDirect { waiting: peers.len(), reply });
+        lock(&self.directs).insert(
+            request,
+            PendingDirect {
+                waiting: peers.len(),
+                reply,
+            },
+        );
         for peer in &peers {
             self.send_control(&mut inner, peer, &message);
         }
@@ -480,8 +553,16 @@ impl Shared {
         if !inner.local.set(pair.clone(), subscribed) {
             return;
         }
-        let (add, remove) = if subscribed { (vec![pair], vec![]) } else { (vec![], vec![pair]) };
-        let update = PeerMessage::Interest(InterestUpdate { snapshot: false, add, remove });
+        let (add, remove) = if subscribed {
+            (vec![pair], vec![])
+        } else {
+            (vec![], vec![pair])
+        };
+        let update = PeerMessage::Interest(InterestUpdate {
+            snapshot: false,
+            add,
+            remove,
+        });
         let peers: Vec<String> = inner.membership.up().cloned().collect();
         for peer in &peers {
             self.send_control(&mut inner, peer, &update);

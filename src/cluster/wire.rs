@@ -12,7 +12,7 @@
 //! | `FWD` | vhost channel hops delivery | a broadcast for its sequencer to order |
 //! | `DLV` | vhost channel delivery | an ordered broadcast for local subscribers |
 //! | `TRG` | vhost payload | a trigger for a ready worker of this node |
-//! | `DS` | request sid event data | a backend's direct message for a session, maybe here (empty data: none) |
+//! | `DS` | request vhost sid event data | a backend's direct message for a session, maybe here (empty data: none) |
 //! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
 //! | `CC` | vhost channel | a backend closed this channel |
 
@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Largest number of frames a peer message has.
-const MAX_FRAMES: usize = 5;
+const MAX_FRAMES: usize = 6;
 
 /// A peer message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +63,8 @@ pub enum PeerMessage {
     Direct {
         /// Matches the `DSR`.
         request: u64,
+        /// The requesting backend's vhost.
+        vhost: String,
         /// Target session id.
         sid: String,
         /// Event name.
@@ -201,7 +203,13 @@ impl PeerMessage {
                 channel,
                 hops,
                 delivery,
-            } => vec![b("FWD"), b(vhost), b(channel), vec![*hops], delivery.clone()],
+            } => vec![
+                b("FWD"),
+                b(vhost),
+                b(channel),
+                vec![*hops],
+                delivery.clone(),
+            ],
             PeerMessage::Deliver {
                 vhost,
                 channel,
@@ -210,18 +218,24 @@ impl PeerMessage {
             PeerMessage::Trigger { vhost, payload } => vec![b("TRG"), b(vhost), payload.clone()],
             PeerMessage::Direct {
                 request,
+                vhost,
                 sid,
                 event,
                 data,
             } => vec![
                 b("DS"),
                 request.to_be_bytes().to_vec(),
+                b(vhost),
                 b(sid),
                 b(event),
                 data.as_deref().map(b).unwrap_or_default(),
             ],
             PeerMessage::DirectReply { request, found } => {
-                vec![b("DSR"), request.to_be_bytes().to_vec(), vec![u8::from(*found)]]
+                vec![
+                    b("DSR"),
+                    request.to_be_bytes().to_vec(),
+                    vec![u8::from(*found)],
+                ]
             }
             PeerMessage::CloseChannel { vhost, channel } => vec![b("CC"), b(vhost), b(channel)],
         }
@@ -229,7 +243,11 @@ impl PeerMessage {
 
     /// Decodes the frames after the routing id.
     pub fn decode<F: AsRef<[u8]>>(frames: &[F]) -> Result<PeerMessage, WireError> {
-        let f: Vec<&[u8]> = frames.iter().take(MAX_FRAMES + 1).map(AsRef::as_ref).collect();
+        let f: Vec<&[u8]> = frames
+            .iter()
+            .take(MAX_FRAMES + 1)
+            .map(AsRef::as_ref)
+            .collect();
         let shape = || WireError::Shape {
             tag: f
                 .first()
@@ -260,11 +278,12 @@ impl PeerMessage {
                 vhost: text(f[1], "vhost")?,
                 payload: f[2].to_vec(),
             },
-            (b"DS", 5) => PeerMessage::Direct {
+            (b"DS", 6) => PeerMessage::Direct {
                 request: request(f[1])?,
-                sid: text(f[2], "sid")?,
-                event: text(f[3], "event")?,
-                data: Some(text(f[4], "data")?).filter(|d| !d.is_empty()),
+                vhost: text(f[2], "vhost")?,
+                sid: text(f[3], "sid")?,
+                event: text(f[4], "event")?,
+                data: Some(text(f[5], "data")?).filter(|d| !d.is_empty()),
             },
             (b"DSR", 3) => PeerMessage::DirectReply {
                 request: request(f[1])?,
@@ -329,12 +348,14 @@ mod tests {
         });
         round_trip(PeerMessage::Direct {
             request: u64::MAX - 3,
+            vhost: "/chat".into(),
             sid: "0123".into(),
             event: "hi".into(),
             data: Some("{\"a\":1}".into()),
         });
         round_trip(PeerMessage::Direct {
             request: 1,
+            vhost: "/chat".into(),
             sid: "0123".into(),
             event: "hi".into(),
             data: None,
@@ -360,7 +381,10 @@ mod tests {
             members: vec![],
             mac: String::new(),
         };
-        assert_eq!(hello.signed_text(), "webrocket-cluster-hello-1\na\nh:1\n2\n3\nn");
+        assert_eq!(
+            hello.signed_text(),
+            "webrocket-cluster-hello-1\na\nh:1\n2\n3\nn"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::frame::{self, Frame, StreamId, StreamIds};
 use super::plumbing::{Pending, Plumbing};
 use super::runner::{Agent, Signals};
-use super::{FrameBatch, IdMap};
+use super::IdMap;
 use crate::nukleus::command::Response;
 
 struct Echo {
@@ -29,7 +29,6 @@ pub struct EchoNukleus {
     by_initial: HashMap<(usize, StreamId), Echo>,
     by_reply: IdMap<(usize, StreamId)>,
     ids: StreamIds,
-    frames: FrameBatch,
     commands: Vec<Pending>,
 }
 
@@ -45,7 +44,6 @@ impl EchoNukleus {
             by_initial: HashMap::new(),
             by_reply: IdMap::default(),
             ids: StreamIds::reply(),
-            frames: FrameBatch::default(),
             commands: Vec::new(),
         })
     }
@@ -130,32 +128,20 @@ impl Agent for EchoNukleus {
             self.plumbing.respond(Response::error(pending.correlation));
         }
         for source in 0..self.plumbing.sources.len() {
-            let mut frames = std::mem::take(&mut self.frames);
-            work += self.plumbing.sources[source]
-                .file
-                .forward
-                .read(1024, |t, b| frames.push(t, b));
-            for (type_id, body) in frames.iter() {
+            let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
+            work += file.forward.read(1024, |type_id, body| {
                 if let Ok(frame) = Frame::decode(type_id, body) {
                     self.on_frame(source, frame);
                 }
-            }
-            frames.clear();
-            self.frames = frames;
+            });
         }
         for target in 0..self.plumbing.targets.len() {
-            let mut frames = std::mem::take(&mut self.frames);
-            work += self.plumbing.targets[target]
-                .file
-                .throttle
-                .read(1024, |t, b| frames.push(t, b));
-            for (type_id, body) in frames.iter() {
+            let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
+            work += file.throttle.read(1024, |type_id, body| {
                 if let Ok(frame) = Frame::decode(type_id, body) {
                     self.on_throttle(frame);
                 }
-            }
-            frames.clear();
-            self.frames = frames;
+            });
         }
         self.plumbing.notify_peers();
         work

@@ -9,6 +9,7 @@ pub mod command;
 pub mod control;
 pub mod echo;
 pub mod frame;
+pub mod metrics;
 pub mod plumbing;
 pub mod runner;
 pub mod slab;
@@ -41,44 +42,5 @@ impl Hasher for IdHasher {
 
     fn write_i64(&mut self, n: i64) {
         self.0 = n as u64;
-    }
-}
-
-/// Frames copied out of a ring so that handling them may write to other
-/// rings of the same nukleus. Reused: no allocation in steady state.
-#[derive(Debug, Default)]
-pub struct FrameBatch {
-    data: Vec<u8>,
-    index: Vec<(i32, usize, usize)>,
-}
-
-impl FrameBatch {
-    /// Appends a frame.
-    pub fn push(&mut self, type_id: i32, body: &[u8]) {
-        let start = self.data.len();
-        self.data.extend_from_slice(body);
-        self.index.push((type_id, start, self.data.len()));
-    }
-
-    /// The frames in order.
-    pub fn iter(&self) -> impl Iterator<Item = (i32, &[u8])> {
-        self.index
-            .iter()
-            .map(|&(type_id, start, end)| (type_id, &self.data[start..end]))
-    }
-
-    /// Empties the batch, keeping its buffers (but not huge ones).
-    pub fn clear(&mut self) {
-        self.index.clear();
-        if self.data.capacity() > 4 << 20 {
-            self.data = Vec::new();
-        } else {
-            self.data.clear();
-        }
-    }
-
-    /// True when the batch holds no frames.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
     }
 }

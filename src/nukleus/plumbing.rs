@@ -23,8 +23,10 @@ use crate::stream::{ControlFile, ControlLayout, CountersManager, Ring, StreamsFi
 pub struct Source {
     /// The writing nukleus.
     pub name: String,
-    /// The file: `forward` is read here, `throttle` written here.
-    pub file: StreamsFile,
+    /// The file: `forward` is read here, `throttle` written here. Shared so
+    /// that a nukleus can read a ring while handling its frames with `&mut
+    /// self`.
+    pub file: Arc<StreamsFile>,
     /// Wakes the writer after we wrote to its throttle ring.
     pub signal: Option<Arc<Signal>>,
     /// Throttle frames were written and the writer not yet woken.
@@ -36,7 +38,7 @@ pub struct Target {
     /// The reading nukleus.
     pub name: String,
     /// The file: `forward` is written here, `throttle` read here.
-    pub file: StreamsFile,
+    pub file: Arc<StreamsFile>,
     /// Wakes the reader after we wrote to the forward ring.
     pub signal: Option<Arc<Signal>>,
     /// Frames were written and the reader not yet woken.
@@ -204,7 +206,10 @@ impl Plumbing {
         if self.sources.iter().any(|s| s.name == source) {
             return Ok(());
         }
-        let file = StreamsFile::create(&self.dir.join("streams").join(source), self.capacity)?;
+        let file = Arc::new(StreamsFile::create(
+            &self.dir.join("streams").join(source),
+            self.capacity,
+        )?);
         self.sources.push(Source {
             name: source.to_string(),
             file,
@@ -230,7 +235,7 @@ impl Plumbing {
             return Ok(());
         }
         let path = self.run_dir.join(target).join("streams").join(&self.name);
-        let file = StreamsFile::open(&path)?;
+        let file = Arc::new(StreamsFile::open(&path)?);
         self.targets.push(Target {
             name: target.to_string(),
             file,

@@ -28,7 +28,7 @@ use super::frame::{self, Frame, FrameError, Reader, StreamId, StreamIds, Writer}
 use super::plumbing::{Pending, Plumbing};
 use super::runner::{Agent, Signals};
 use super::slab::Slab;
-use super::{FrameBatch, IdMap};
+use super::IdMap;
 
 /// Ciphertext credit granted to tcp per connection.
 const WINDOW: i64 = 64 * 1024;
@@ -130,7 +130,6 @@ pub struct TlsNukleus {
     by_app_in: HashMap<(usize, StreamId), usize>,
     initial_ids: StreamIds,
     reply_ids: StreamIds,
-    frames: FrameBatch,
     commands: Vec<Pending>,
     plain: Box<[u8]>,
     cipher: Vec<u8>,
@@ -156,7 +155,6 @@ impl TlsNukleus {
             by_app_in: HashMap::new(),
             initial_ids: StreamIds::initial(),
             reply_ids: StreamIds::reply(),
-            frames: FrameBatch::default(),
             commands: Vec::new(),
             plain: vec![0u8; PLAIN_CHUNK].into_boxed_slice(),
             cipher: Vec::new(),
@@ -457,32 +455,20 @@ impl Agent for TlsNukleus {
             self.on_command(pending);
         }
         for source in 0..self.plumbing.sources.len() {
-            let mut frames = std::mem::take(&mut self.frames);
-            work += self.plumbing.sources[source]
-                .file
-                .forward
-                .read(1024, |t, b| frames.push(t, b));
-            for (type_id, body) in frames.iter() {
+            let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
+            work += file.forward.read(1024, |type_id, body| {
                 if let Ok(frame) = Frame::decode(type_id, body) {
                     self.on_source_frame(source, frame);
                 }
-            }
-            frames.clear();
-            self.frames = frames;
+            });
         }
         for target in 0..self.plumbing.targets.len() {
-            let mut frames = std::mem::take(&mut self.frames);
-            work += self.plumbing.targets[target]
-                .file
-                .throttle
-                .read(1024, |t, b| frames.push(t, b));
-            for (type_id, body) in frames.iter() {
+            let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
+            work += file.throttle.read(1024, |type_id, body| {
                 if let Ok(frame) = Frame::decode(type_id, body) {
                     self.on_throttle(frame);
                 }
-            }
-            frames.clear();
-            self.frames = frames;
+            });
         }
         self.plumbing.notify_peers();
         work

@@ -215,7 +215,8 @@ pub fn check_capacity(capacity: usize) -> Result<(), LayoutError> {
 /// Checks that `len` bytes at `offset` (a multiple of [`ALIGNMENT`]) fit a
 /// region of `region` bytes.
 pub fn check_bounds(offset: usize, len: usize, region: usize) -> Result<(), LayoutError> {
-    let fits = offset.is_multiple_of(ALIGNMENT) && offset.checked_add(len).is_some_and(|end| end <= region);
+    let fits = offset.is_multiple_of(ALIGNMENT)
+        && offset.checked_add(len).is_some_and(|end| end <= region);
     if fits {
         Ok(())
     } else {

@@ -29,10 +29,11 @@ use mio::{Events, Interest, Poll, Token};
 
 use self::conn::Conn;
 use super::frame::{self, StreamId, StreamIds, Writer};
+use super::metrics::Metric;
 use super::plumbing::{Pending, Plumbing};
 use super::runner::{Agent, Signal, Signals};
 use super::slab::Slab;
-use super::{FrameBatch, IdMap};
+use super::IdMap;
 
 const WAKER: Token = Token(usize::MAX);
 const READ_CHUNK: usize = 64 * 1024;
@@ -84,8 +85,17 @@ pub struct TcpNukleus {
     dirty: Vec<Token>,
     commands: Vec<Pending>,
     connections: usize,
-    scratch_frames: FrameBatch,
     stalled: Vec<Token>,
+    metrics: TcpMetrics,
+}
+
+/// What the tcp nukleus counts (labels `tcp.*`).
+struct TcpMetrics {
+    connections: Metric,
+    accepted: Metric,
+    refused: Metric,
+    bytes_in: Metric,
+    bytes_out: Metric,
 }
 
 impl TcpNukleus {
@@ -99,6 +109,13 @@ impl TcpNukleus {
         let signal = Signal::for_poller(mio::Waker::new(poll.registry(), WAKER)?);
         signals.register("tcp", signal.clone());
         let plumbing = Plumbing::create(run_dir, "tcp", settings.ring_capacity, signals)?;
+        let metrics = TcpMetrics {
+            connections: Metric::new(&plumbing.counters, "tcp.connections"),
+            accepted: Metric::new(&plumbing.counters, "tcp.accepted"),
+            refused: Metric::new(&plumbing.counters, "tcp.refused"),
+            bytes_in: Metric::new(&plumbing.counters, "tcp.bytes_in"),
+            bytes_out: Metric::new(&plumbing.counters, "tcp.bytes_out"),
+        };
         let nukleus = TcpNukleus {
             plumbing,
             settings,
@@ -116,8 +133,8 @@ impl TcpNukleus {
             dirty: Vec::new(),
             commands: Vec::new(),
             connections: 0,
-            scratch_frames: FrameBatch::default(),
             stalled: Vec::new(),
+            metrics,
         };
         Ok((nukleus, signal))
     }
@@ -182,6 +199,7 @@ impl TcpNukleus {
                 }
             };
             if self.connections >= self.settings.max_connections {
+                self.metrics.refused.add(1);
                 tracing::debug!(%remote, "connection limit reached; closing");
                 continue;
             }
@@ -224,6 +242,8 @@ impl TcpNukleus {
             return None;
         }
         self.connections += 1;
+        self.metrics.accepted.add(1);
+        self.metrics.connections.set(self.connections as u64);
         if let Some(id) = outbound {
             self.outbound.insert(id.0, token);
         }
@@ -255,6 +275,7 @@ impl TcpNukleus {
                     }
                 }
                 Ok(n) => {
+                    self.metrics.bytes_in.add(n as u64);
                     conn.credit -= n as i64 + conn.padding;
                     if !target.write(frame::DATA, &[&id.bytes(), &self.scratch[..n]]) {
                         // The ring is shared by every connection; keep the
@@ -298,6 +319,7 @@ impl TcpNukleus {
             conn.dirty = false;
             let written = conn.flush();
             if written > 0 {
+                self.metrics.bytes_out.add(written as u64);
                 if let Some((source, id)) = conn.inbound {
                     let body = frame::window_body(id, written as i32, 0);
                     self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
@@ -314,18 +336,10 @@ impl TcpNukleus {
     fn read_sources(&mut self) -> usize {
         let mut work = 0;
         for source in 0..self.plumbing.sources.len() {
-            let mut frames = std::mem::take(&mut self.scratch_frames);
-            work += self.plumbing.sources[source]
-                .file
-                .forward
-                .read(256, |type_id, body| {
-                    frames.push(type_id, body);
-                });
-            for (type_id, body) in frames.iter() {
+            let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
+            work += file.forward.read(256, |type_id, body| {
                 self.on_source_frame(source, type_id, body);
-            }
-            frames.clear();
-            self.scratch_frames = frames;
+            });
         }
         work
     }

@@ -130,13 +130,10 @@ impl TcpNukleus {
     pub(super) fn read_throttles(&mut self) -> usize {
         let mut work = 0;
         for target in 0..self.plumbing.targets.len() {
-            let mut frames = std::mem::take(&mut self.scratch_frames);
-            work += self.plumbing.targets[target]
-                .file
+            let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
+            work += file
                 .throttle
-                .read(1024, |type_id, body| frames.push(type_id, body));
-            for (type_id, body) in frames.iter() {
-                match Frame::decode(type_id, body) {
+                .read(1024, |type_id, body| match Frame::decode(type_id, body) {
                     Ok(Frame::Window {
                         stream,
                         credit,
@@ -144,10 +141,7 @@ impl TcpNukleus {
                     }) => self.on_window(stream, credit, padding),
                     Ok(Frame::Reset { stream }) => self.on_reset_from_handler(stream),
                     Ok(_) | Err(_) => {}
-                }
-            }
-            frames.clear();
-            self.scratch_frames = frames;
+                });
         }
         work
     }
@@ -223,6 +217,7 @@ impl TcpNukleus {
         };
         let _ = self.poll.registry().deregister(&mut conn.socket);
         self.connections = self.connections.saturating_sub(1);
+        self.metrics.connections.set(self.connections as u64);
         if let Some(id) = conn.outbound {
             self.outbound.remove(&id.0);
             if !conn.read_done || conn.end_pending || !conn.stash.is_empty() {

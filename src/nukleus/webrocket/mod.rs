@@ -25,7 +25,7 @@ use crate::name::{ChannelName, EventName, SessionId};
 use crate::nukleus::frame::{self, Frame, Reader, StreamId, StreamIds};
 use crate::nukleus::plumbing::{Pending, Plumbing};
 use crate::nukleus::runner::{Agent, Signal, Signals};
-use crate::nukleus::{FrameBatch, IdMap};
+use crate::nukleus::IdMap;
 use crate::protocol::CloseReason;
 use crate::storage::{Change, State, StorageError, Store};
 use serde_json::value::RawValue;
@@ -47,7 +47,7 @@ pub enum Task {
         /// What it asks.
         request: BackendRequest,
         /// Called with the outcome, on the broker thread.
-        reply: Box<dyn FnOnce(Result<(), u16>) + Send>,
+        reply: Reply,
     },
     /// The node joined a cluster: broadcasts are routed and interest
     /// reported through `link` from now on.
@@ -75,6 +75,8 @@ pub enum Task {
     /// A backend's `DS` from another node; `reply` says whether the
     /// session is here.
     ClusterDirect {
+        /// The requesting backend's vhost.
+        vhost: VhostPath,
         /// Target session.
         sid: SessionId,
         /// Event name.
@@ -92,6 +94,9 @@ pub enum Task {
         channel: ChannelName,
     },
 }
+
+/// Where the outcome of a backend request goes: `Ok` or the `ER` code.
+pub type Reply = Box<dyn FnOnce(Result<(), u16>) + Send>;
 
 /// A request from a backend program.
 #[derive(Debug)]
@@ -162,7 +167,6 @@ pub struct WebrocketNukleus {
     by_reply: IdMap<i64>,
     overflow: Overflow,
     ids: StreamIds,
-    frames: FrameBatch,
     commands: Vec<Pending>,
     verifier: Verifier,
     tasks: Receiver<Task>,
@@ -198,7 +202,6 @@ impl WebrocketNukleus {
             by_reply: IdMap::default(),
             overflow: Overflow::default(),
             ids: StreamIds::reply(),
-            frames: FrameBatch::default(),
             commands: Vec::new(),
             verifier: Verifier::start(2, signal)?,
             tasks,
@@ -230,19 +233,13 @@ impl WebrocketNukleus {
     fn read_ws(&mut self) -> usize {
         let mut work = 0;
         for source in 0..self.plumbing.sources.len() {
-            let mut frames = std::mem::take(&mut self.frames);
-            work += self.plumbing.sources[source]
-                .file
+            let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
+            work += file
                 .forward
-                .read(1024, |t, b| frames.push(t, b));
-            for (type_id, body) in frames.iter() {
-                match Frame::decode(type_id, body) {
+                .read(1024, |type_id, body| match Frame::decode(type_id, body) {
                     Ok(frame) => self.on_frame(source, frame),
                     Err(error) => tracing::warn!(%error, "bad frame from ws"),
-                }
-            }
-            frames.clear();
-            self.frames = frames;
+                });
         }
         work
     }
@@ -367,17 +364,13 @@ impl WebrocketNukleus {
     fn read_throttles(&mut self) -> usize {
         let mut work = 0;
         for target in 0..self.plumbing.targets.len() {
-            let mut frames = std::mem::take(&mut self.frames);
-            work += self.plumbing.targets[target]
-                .file
-                .throttle
-                .read(1024, |t, b| frames.push(t, b));
-            for (type_id, body) in frames.iter() {
+            let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
+            work += file.throttle.read(1024, |type_id, body| {
                 let Ok(frame) = Frame::decode(type_id, body) else {
-                    continue;
+                    return;
                 };
                 let Some(&initial) = self.by_reply.get(&frame.stream().0) else {
-                    continue;
+                    return;
                 };
                 match frame {
                     Frame::Window {
@@ -393,9 +386,7 @@ impl WebrocketNukleus {
                     }
                     _ => {}
                 }
-            }
-            frames.clear();
-            self.frames = frames;
+            });
         }
         work
     }
@@ -441,14 +432,16 @@ impl WebrocketNukleus {
         &mut self,
         vhost: &VhostPath,
         request: &BackendRequest,
-        reply: Box<dyn FnOnce(Result<(), u16>) + Send>,
-    ) -> Option<Box<dyn FnOnce(Result<(), u16>) + Send>> {
+        reply: Reply,
+    ) -> Option<Reply> {
         let Some(cluster) = &self.cluster else {
             return Some(reply);
         };
         match request {
-            BackendRequest::Direct { sid, event, data } if self.broker.session_by_sid(sid).is_none() => {
-                cluster.direct(sid, event, data.as_deref(), reply);
+            BackendRequest::Direct { sid, event, data }
+                if self.broker.session_by_sid(sid).is_none() =>
+            {
+                cluster.direct(vhost, sid, event, data.as_deref(), reply);
                 None
             }
             BackendRequest::CloseChannel(channel) => {
@@ -484,6 +477,7 @@ impl WebrocketNukleus {
                 Outcome::Done
             }),
             Task::ClusterDirect {
+                vhost,
                 sid,
                 event,
                 data,
@@ -491,7 +485,9 @@ impl WebrocketNukleus {
             } => {
                 let mut found = false;
                 self.with_io(|broker, io| {
-                    found = broker.direct(&sid, &event, data.as_deref(), io).is_ok();
+                    found = broker
+                        .direct(&vhost, &sid, &event, data.as_deref(), io)
+                        .is_ok();
                     Outcome::Done
                 });
                 reply(found);
@@ -506,36 +502,17 @@ impl WebrocketNukleus {
     }
 
     fn close_all(&mut self, reason: CloseReason) {
-        {
-            {
-                {
-                    let mut result = Err(597);
-                    self.with_io(|broker, io| {
-                        result = backend_request(broker, &vhost, request, io);
-                        Outcome::Done
-                    });
-                    reply(result);
-                }
-                Task::CloseAll(reason) => {
-                    let keys: Vec<i64> = self.streams.keys().copied().collect();
-                    for key in keys {
-                        let key = SessionKey(key as u64);
-                        self.broker.close_session(key, reason);
-                        let mut outlet = StreamOutlet {
-                            streams: &mut self.streams,
-                            targets: &mut self.plumbing.targets,
-                            overflow: &mut self.overflow,
-                        };
-                        outlet.end(key, reason.code(), reason.reason());
-                    }
-                }
-            }
+        let keys: Vec<i64> = self.streams.keys().copied().collect();
+        for key in keys {
+            let key = SessionKey(key as u64);
+            self.broker.close_session(key, reason);
+            let mut outlet = StreamOutlet {
+                streams: &mut self.streams,
+                targets: &mut self.plumbing.targets,
+                overflow: &mut self.overflow,
+            };
+            outlet.end(key, reason.code(), reason.reason());
         }
-        while let Some((check, verified)) = self.verifier.try_result() {
-            work += 1;
-            self.with_io(|broker, io| broker.finish_authenticate(check, verified, io));
-        }
-        work
     }
 }
 
@@ -591,6 +568,11 @@ impl Agent for WebrocketNukleus {
         if now >= self.next_stats {
             self.next_stats = now + STATS_PERIOD;
             self.stats.publish(self.broker.stats());
+            self.stats
+                .publish_vhosts(&self.plumbing.counters, &self.broker.vhost_stats());
+            if let Some(cluster) = &self.cluster {
+                cluster.publish(&self.plumbing.counters);
+            }
         }
         self.plumbing.notify_peers();
         work

@@ -1,13 +1,20 @@
 //! Publishes the broker's counters into the counters region of the control
 //! file, where the monitor reads them without costing the server anything.
 
-use crate::broker::BrokerStats;
+use std::collections::HashMap;
+
+use crate::broker::{BrokerStats, VhostStats};
+use crate::name::VhostPath;
+use crate::nukleus::metrics::Metric;
 use crate::protocol::{CloseReason, ErrorId};
 use crate::stream::{Counter, CountersManager};
 
 /// Counter handles in the order [`Publisher::publish`] fills them.
 pub struct Publisher {
     counters: Vec<Counter>,
+    /// `broker.vhosts.<path>.{sessions,subscriptions,channels}`, made when a
+    /// vhost first shows up.
+    vhosts: HashMap<VhostPath, [Metric; 3]>,
 }
 
 const SCALARS: [&str; 14] = [
@@ -54,7 +61,27 @@ impl Publisher {
                 }
             })
             .collect();
-        Publisher { counters }
+        Publisher {
+            counters,
+            vhosts: HashMap::new(),
+        }
+    }
+
+    /// Copies the per-vhost gauges out.
+    pub fn publish_vhosts(&mut self, manager: &CountersManager, vhosts: &[VhostStats]) {
+        for v in vhosts {
+            let metrics = self.vhosts.entry(v.vhost.clone()).or_insert_with(|| {
+                let label = |what: &str| format!("broker.vhosts.{}.{what}", v.vhost);
+                [
+                    Metric::new(manager, &label("sessions")),
+                    Metric::new(manager, &label("subscriptions")),
+                    Metric::new(manager, &label("channels")),
+                ]
+            });
+            metrics[0].set(v.sessions);
+            metrics[1].set(v.subscriptions);
+            metrics[2].set(v.channels);
+        }
     }
 
     /// Copies the current values out.

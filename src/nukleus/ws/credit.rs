@@ -20,13 +20,10 @@ impl WsNukleus {
     pub(super) fn read_throttles(&mut self, now: Instant) -> usize {
         let mut work = 0;
         for target in 0..self.plumbing.targets.len() {
-            let mut frames = std::mem::take(&mut self.frames);
-            work += self.plumbing.targets[target]
-                .file
+            let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
+            work += file
                 .throttle
-                .read(1024, |type_id, body| frames.push(type_id, body));
-            for (type_id, body) in frames.iter() {
-                match Frame::decode(type_id, body) {
+                .read(1024, |type_id, body| match Frame::decode(type_id, body) {
                     Ok(Frame::Window {
                         stream,
                         credit,
@@ -34,10 +31,7 @@ impl WsNukleus {
                     }) => self.on_window(stream, credit, padding),
                     Ok(Frame::Reset { stream }) => self.on_reset(stream, now),
                     _ => {}
-                }
-            }
-            frames.clear();
-            self.frames = frames;
+                });
         }
         work
     }
@@ -69,12 +63,9 @@ impl WsNukleus {
             conn.handler.ended = true;
             if let Phase::Accepting { .. } = conn.phase {
                 // The handler refused the session (e.g. its vhost is full).
-                let targets = &mut self.plumbing.targets;
                 let response = handshake::error_response(503, "Service Unavailable");
-                conn.client.send(targets, &response);
-                conn.client.end(targets);
-                conn.phase = Phase::Done;
-                conn.closing_since.get_or_insert(now);
+                conn.refuse(&mut self.plumbing.targets, &response, now);
+                self.metrics.rejected.add(1);
             } else if let Phase::Open(ws) = &mut conn.phase {
                 self.encoded.clear();
                 ws.close(CLOSE_HANDLER_GONE, "", &mut self.encoded);
@@ -163,10 +154,12 @@ impl WsNukleus {
         let targets = &mut self.plumbing.targets;
         match &mut conn.phase {
             Phase::Handshake { .. } | Phase::Accepting { .. } => {
-                conn.client
-                    .send(targets, &handshake::error_response(408, "Request Timeout"));
-                conn.client.end(targets);
-                conn.phase = Phase::Done;
+                conn.refuse(
+                    targets,
+                    &handshake::error_response(408, "Request Timeout"),
+                    now,
+                );
+                self.metrics.rejected.add(1);
             }
             Phase::Open(ws) => {
                 self.encoded.clear();

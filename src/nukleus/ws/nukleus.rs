@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 use super::{WsConnection, WsSettings};
 use crate::nukleus::command::{self, Response};
 use crate::nukleus::frame::{self, FrameError, Reader, StreamId, StreamIds, Writer};
+use crate::nukleus::metrics::Metric;
 use crate::nukleus::plumbing::{Pending, Plumbing, Target};
 use crate::nukleus::runner::{Agent, Signals};
 use crate::nukleus::slab::Slab;
-use crate::nukleus::{FrameBatch, IdMap};
+use crate::nukleus::IdMap;
 
 /// Largest header of a server frame: the padding handlers count per DATA.
 pub const FRAME_PADDING: i32 = 10;
@@ -283,6 +284,24 @@ pub(super) struct Conn {
     pub(super) touched: bool,
 }
 
+impl Conn {
+    /// Answers the upgrade request with an HTTP error and ends the
+    /// connection (the client then closes it, or the grace period does).
+    pub(super) fn refuse(&mut self, targets: &mut [Target], response: &[u8], now: Instant) {
+        self.client.send(targets, response);
+        self.client.end(targets);
+        self.phase = Phase::Done;
+        self.closing_since.get_or_insert(now);
+    }
+}
+
+/// What the ws nukleus counts (labels `ws.*`).
+pub(super) struct WsMetrics {
+    pub(super) connections: Metric,
+    pub(super) upgrades: Metric,
+    pub(super) rejected: Metric,
+}
+
 /// The ws nukleus.
 pub struct WsNukleus {
     pub(super) plumbing: Plumbing,
@@ -296,13 +315,13 @@ pub struct WsNukleus {
     pub(super) by_handler_in: HashMap<(usize, StreamId), usize>,
     pub(super) initial_ids: StreamIds,
     pub(super) reply_ids: StreamIds,
-    pub(super) frames: FrameBatch,
     pub(super) encoded: Vec<u8>,
     pub(super) touched: Vec<usize>,
     /// Bytes for the client produced while decoding, sent after the feed.
     pub(super) held: Vec<u8>,
     /// Connections known (all phases), for the node connection limit.
     pub(super) conns_len: usize,
+    pub(super) metrics: WsMetrics,
     pub(super) commands: Vec<Pending>,
     pub(super) next_tick: Instant,
 }
@@ -318,6 +337,11 @@ impl WsNukleus {
         signals: Arc<Signals>,
     ) -> std::io::Result<Self> {
         let plumbing = Plumbing::create(run_dir, "ws", settings.ring_capacity, signals)?;
+        let metrics = WsMetrics {
+            connections: Metric::new(&plumbing.counters, "ws.connections"),
+            upgrades: Metric::new(&plumbing.counters, "ws.upgrades"),
+            rejected: Metric::new(&plumbing.counters, "ws.rejected"),
+        };
         Ok(WsNukleus {
             plumbing,
             settings,
@@ -330,11 +354,11 @@ impl WsNukleus {
             by_handler_in: HashMap::new(),
             initial_ids: StreamIds::initial(),
             reply_ids: StreamIds::reply(),
-            frames: FrameBatch::default(),
             encoded: Vec::new(),
             touched: Vec::new(),
             held: Vec::new(),
             conns_len: 0,
+            metrics,
             commands: Vec::new(),
             next_tick: Instant::now(),
         })

@@ -12,19 +12,13 @@ impl WsNukleus {
     pub(super) fn read_sources(&mut self, now: Instant) -> usize {
         let mut work = 0;
         for source in 0..self.plumbing.sources.len() {
-            let mut frames = std::mem::take(&mut self.frames);
-            work += self.plumbing.sources[source]
-                .file
+            let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
+            work += file
                 .forward
-                .read(1024, |type_id, body| frames.push(type_id, body));
-            for (type_id, body) in frames.iter() {
-                match Frame::decode(type_id, body) {
+                .read(1024, |type_id, body| match Frame::decode(type_id, body) {
                     Ok(frame) => self.on_source_frame(source, frame, now),
                     Err(error) => tracing::warn!(%error, "bad frame"),
-                }
-            }
-            frames.clear();
-            self.frames = frames;
+                });
         }
         work
     }
@@ -112,6 +106,7 @@ impl WsNukleus {
         };
         let key = self.conns.insert(conn);
         self.conns_len += 1;
+        self.metrics.connections.set(self.conns_len as u64);
         self.by_tcp_in.insert((source, stream), key);
         self.by_tcp_out.insert(reply.0, key);
         let body = frame::window_body(stream, window as i32, 0);
@@ -148,19 +143,13 @@ impl WsNukleus {
                 if buf.len() >= self.settings.engine.max_handshake_size =>
             {
                 let response = handshake::error_response(431, "Request Header Fields Too Large");
-                let targets = &mut self.plumbing.targets;
-                conn.client.send(targets, &response);
-                conn.client.end(targets);
-                conn.phase = Phase::Done;
-                conn.closing_since = Some(now);
+                conn.refuse(&mut self.plumbing.targets, &response, now);
+                self.metrics.rejected.add(1);
             }
             HandshakeOutcome::Incomplete => {}
             HandshakeOutcome::Reject { response, .. } => {
-                let targets = &mut self.plumbing.targets;
-                conn.client.send(targets, &response);
-                conn.client.end(targets);
-                conn.phase = Phase::Done;
-                conn.closing_since = Some(now);
+                conn.refuse(&mut self.plumbing.targets, &response, now);
+                self.metrics.rejected.add(1);
             }
             HandshakeOutcome::Request { request, consumed } => {
                 let rest = buf[consumed..].to_vec();
@@ -193,13 +182,12 @@ impl WsNukleus {
             });
         let targets = &mut self.plumbing.targets;
         if self.conns_len > self.settings.max_connections {
-            conn.client.send(
+            conn.refuse(
                 targets,
                 &handshake::error_response(503, "Too many connections"),
+                now,
             );
-            conn.client.end(targets);
-            conn.phase = Phase::Done;
-            conn.closing_since = Some(now);
+            self.metrics.rejected.add(1);
             return;
         }
         let Some((&reference, binding)) = chosen else {
@@ -209,11 +197,8 @@ impl WsNukleus {
             } else {
                 (404, "Not Found")
             };
-            conn.client
-                .send(targets, &handshake::error_response(status, reason));
-            conn.client.end(targets);
-            conn.phase = Phase::Done;
-            conn.closing_since = Some(now);
+            conn.refuse(targets, &handshake::error_response(status, reason), now);
+            self.metrics.rejected.add(1);
             return;
         };
         let Some(handler_target) = self.plumbing.target_index(&binding.bind.handler) else {
@@ -339,6 +324,7 @@ impl WsNukleus {
                 return;
             };
             conn.client.send(&mut self.plumbing.targets, &accept);
+            self.metrics.upgrades.add(1);
             conn.phase = Phase::Open(ws);
             self.decode(key, None);
         }
@@ -388,6 +374,7 @@ impl WsNukleus {
             return;
         };
         self.conns_len -= 1;
+        self.metrics.connections.set(self.conns_len as u64);
         let targets = &mut self.plumbing.targets;
         if reset {
             conn.client.reset(targets);

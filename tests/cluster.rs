@@ -1,0 +1,290 @@
+//! Three real webrocket-server processes on loopback forming one cluster:
+//! cross-node delivery in one order per channel, no traffic to nodes
+//! without interest, a frozen and a killed node, triggers and direct
+//! messages across nodes.
+
+#[path = "common/backend.rs"]
+mod backend;
+mod common;
+#[path = "common/cluster.rs"]
+mod nodes;
+
+use std::time::Duration;
+
+use backend::{
+    backend_addr, dealer, identity, message, next_non_heartbeat, req, request, runtime, vhost_token,
+};
+use nodes::{wait_until, TestCluster, Ws as Client};
+use serde_json::{json, Value};
+use webrocket::cluster::rendezvous;
+use zeromq::SocketSend;
+
+const CONFIG: &str = r#"
+[[vhost]]
+path = "/chat"
+anonymous = ["READ", "WRITE"]
+channels = ["news", "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"]
+"#;
+
+const FORM: Duration = Duration::from_secs(15);
+/// Interest deltas travel asynchronously after `subscribed`.
+const SETTLE: Duration = Duration::from_millis(500);
+
+fn subscriber(cluster: &TestCluster, node: usize, channel: &str) -> Client {
+    let mut client = Client::connect(&cluster.node(node).url("/chat"));
+    let reply = client.request("subscribe", json!({ "channel": channel }));
+    assert_eq!(reply, json!({ "subscribed": channel }));
+    client
+}
+
+/// The first channel among `c0..c9` whose sequencer (over all of `nodes`)
+/// is `wanted`.
+fn channel_sequenced_by(nodes: &[&str], wanted: &str) -> String {
+    (0..10)
+        .map(|i| format!("c{i}"))
+        .find(|c| rendezvous::choose(nodes.iter().copied(), "/chat", c) == Some(wanted))
+        .expect("some channel has that sequencer")
+}
+
+/// The `n` of each delivery `{"m": {"data": {"p": p, "n": n}}}` received.
+fn read_deliveries(client: &mut Client, count: usize) -> Vec<(u64, u64)> {
+    (0..count)
+        .map(|_| {
+            let message = client.recv();
+            let data = &message["m"]["data"];
+            (
+                data["p"].as_u64().expect("p"),
+                data["n"].as_u64().expect("n"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn publishers_on_every_node_and_subscribers_see_one_order() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    let mut subscribers: Vec<Client> = (0..3).map(|i| subscriber(&cluster, i, "news")).collect();
+    std::thread::sleep(SETTLE);
+    const EACH: u64 = 100;
+    let publishers: Vec<_> = (0..3)
+        .map(|p| {
+            let url = cluster.node(p).url("/chat");
+            std::thread::spawn(move || {
+                let mut client = Client::connect(&url);
+                for n in 0..EACH {
+                    client.send(
+                        "broadcast",
+                        json!({"event": "m", "channel": "news", "data": {"p": p, "n": n}}),
+                    );
+                }
+                for _ in 0..EACH {
+                    assert_eq!(client.recv(), json!({"broadcasted": "news"}));
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.join().expect("publisher");
+    }
+    let seen: Vec<Vec<(u64, u64)>> = subscribers
+        .iter_mut()
+        .map(|s| read_deliveries(s, 3 * EACH as usize))
+        .collect();
+    assert_eq!(
+        seen[0], seen[1],
+        "n0 and n1 subscribers disagree on the order"
+    );
+    assert_eq!(
+        seen[0], seen[2],
+        "n0 and n2 subscribers disagree on the order"
+    );
+    for p in 0..3 {
+        let own: Vec<u64> = seen[0]
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(
+            own,
+            (0..EACH).collect::<Vec<_>>(),
+            "publisher {p}'s messages in its order"
+        );
+    }
+    // Exactly one node ordered them; the two others received each once.
+    let sequencer = rendezvous::choose(["n0", "n1", "n2"], "/chat", "news").unwrap();
+    let expected: Vec<i64> = (0..3)
+        .map(|i| {
+            if format!("n{i}") == sequencer {
+                0
+            } else {
+                3 * EACH as i64
+            }
+        })
+        .collect();
+    let delivered = || -> Vec<i64> {
+        (0..3)
+            .map(|i| cluster.counter(i, "cluster.deliveries_in"))
+            .collect()
+    };
+    // Counters are published every 200 ms.
+    wait_until(Duration::from_secs(2), || delivered() == expected);
+    assert_eq!(delivered(), expected, "deliveries_in per node");
+}
+
+#[test]
+fn a_node_without_subscribers_receives_no_broadcast_traffic() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    // A channel n0 orders: n1 forwards to it, n2 (no subscribers) must get
+    // neither forwards nor deliveries.
+    let channel = channel_sequenced_by(&["n0", "n1", "n2"], "n0");
+    let mut on_n0 = subscriber(&cluster, 0, &channel);
+    let mut on_n1 = subscriber(&cluster, 1, &channel);
+    std::thread::sleep(SETTLE);
+    let before = cluster.counter(2, "cluster.peer.n0.bytes_in")
+        + cluster.counter(2, "cluster.peer.n1.bytes_in");
+    let big = "x".repeat(2000);
+    for p in [0usize, 1] {
+        let mut publisher = Client::connect(&cluster.node(p).url("/chat"));
+        for n in 0..20 {
+            let reply = publisher.request(
+                "broadcast",
+                json!({"event": "m", "channel": channel, "data": {"p": p, "n": n, "pad": big}}),
+            );
+            assert_eq!(reply, json!({"broadcasted": channel}));
+        }
+    }
+    assert_eq!(
+        read_deliveries(&mut on_n0, 40),
+        read_deliveries(&mut on_n1, 40)
+    );
+    // Counters are published every 200 ms.
+    assert!(wait_until(Duration::from_secs(2), || {
+        cluster.counter(1, "cluster.deliveries_in") == 40
+            && cluster.counter(0, "cluster.forwards_in") == 20
+    }));
+    assert_eq!(cluster.counter(2, "cluster.deliveries_in"), 0);
+    assert_eq!(cluster.counter(2, "cluster.forwards_in"), 0);
+    // 40 messages of 2 kB never went to n2: it only got heartbeats.
+    let after = cluster.counter(2, "cluster.peer.n0.bytes_in")
+        + cluster.counter(2, "cluster.peer.n1.bytes_in");
+    assert!(
+        after - before < 20_000,
+        "n2 received {} bytes",
+        after - before
+    );
+}
+
+/// Broadcasts from node `from` until a subscriber on `to` gets one (views
+/// settle after a failure); returns how many tries it took.
+fn delivered_across(cluster: &TestCluster, from: usize, sub: &mut Client, channel: &str) -> usize {
+    let mut publisher = Client::connect(&cluster.node(from).url("/chat"));
+    for attempt in 1..=40 {
+        let reply = publisher.request(
+            "broadcast",
+            json!({"event": "m", "channel": channel, "data": {"p": from, "n": attempt}}),
+        );
+        assert_eq!(reply, json!({"broadcasted": channel}));
+        // The subscriber's socket times out after 5 s; poll briefly instead.
+        if let Some(message) = try_recv(sub, Duration::from_millis(250)) {
+            assert_eq!(message["m"]["channel"], channel);
+            // Drain anything else that got through.
+            while try_recv(sub, Duration::from_millis(100)).is_some() {}
+            return attempt;
+        }
+    }
+    panic!("nothing from n{from} reached the subscriber");
+}
+
+fn try_recv(client: &mut Client, wait: Duration) -> Option<Value> {
+    client.try_recv(wait)
+}
+
+#[test]
+fn frozen_and_killed_nodes_are_marked_down_and_taken_back() {
+    let mut cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    let mut on_n0 = subscriber(&cluster, 0, "news");
+    std::thread::sleep(SETTLE);
+    delivered_across(&cluster, 1, &mut on_n0, "news");
+
+    // Frozen: the others mark it down within a few seconds and carry on.
+    cluster.signal(2, "-STOP");
+    cluster.wait_peer(0, 2, false, Duration::from_secs(8));
+    cluster.wait_peer(1, 2, false, Duration::from_secs(8));
+    delivered_across(&cluster, 1, &mut on_n0, "news");
+    cluster.signal(2, "-CONT");
+    cluster.wait_formed(FORM);
+    delivered_across(&cluster, 2, &mut on_n0, "news");
+
+    // Killed: marked down; a restart on the same addresses is taken back.
+    let dir = cluster.kill(1);
+    cluster.wait_peer(0, 1, false, Duration::from_secs(8));
+    cluster.wait_peer(2, 1, false, Duration::from_secs(8));
+    delivered_across(&cluster, 2, &mut on_n0, "news");
+    cluster.restart(1, dir);
+    cluster.wait_formed(FORM);
+    delivered_across(&cluster, 1, &mut on_n0, "news");
+    assert!(cluster.counter(0, "cluster.peers_lost") >= 2);
+}
+
+#[test]
+fn triggers_reach_a_worker_on_another_node_and_ds_finds_the_session() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    let mut client = Client::connect(&cluster.node(0).url("/chat"));
+    let reply = client.request("trigger", json!({"event": "hello", "data": 1}));
+    assert_eq!(
+        reply["err"], "ASSIGNATION_FAILED",
+        "no worker anywhere yet: {reply}"
+    );
+
+    // A worker on n2 answers each trigger with a DS through n2.
+    let n2 = cluster.node(2);
+    let addr = backend_addr(&n2.ready_line);
+    let token = vhost_token(&n2.dir.path().join("data"), "/chat");
+    let rt = runtime();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<(Value, Vec<Vec<u8>>)>();
+    rt.spawn(async move {
+        let mut worker = dealer(addr, &identity("dlr", "/chat", &token)).await;
+        let mut requests = req(addr, &identity("req", "/chat", &token)).await;
+        worker.send(message(&[b"", b"RD"])).await.unwrap();
+        while let Some(frames) = next_non_heartbeat(&mut worker, Duration::from_secs(60)).await {
+            let trigger: Value = serde_json::from_slice(&frames[2]).unwrap();
+            let sid = trigger["hello"]["sid"].as_str().unwrap_or("").to_string();
+            let answer = request(
+                &mut requests,
+                &[b"DS", sid.as_bytes(), b"hi", b"{\"from\":\"n2\"}"],
+            )
+            .await;
+            let missing = request(
+                &mut requests,
+                &[b"DS", "0".repeat(32).as_bytes(), b"hi", b"1"],
+            )
+            .await;
+            let _ = seen_tx.send((trigger, vec![answer.concat(), missing.concat()]));
+        }
+    });
+    // Worker counts reach n0 with n2's heartbeats.
+    assert!(wait_until(Duration::from_secs(10), || {
+        let reply = client.request("trigger", json!({"event": "hello", "data": {"n": 1}}));
+        reply.get("triggered").is_some()
+    }));
+    let (trigger, replies) = seen_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the worker on n2 got it");
+    assert_eq!(trigger["hello"]["data"], json!({"n": 1}));
+    assert_eq!(
+        client.recv(),
+        json!({"hi": {"from": "n2"}}),
+        "DS from n2 reached the session on n0"
+    );
+    assert_eq!(replies[0], b"OK".to_vec());
+    assert_eq!(replies[1], b"ER404".to_vec(), "a sid no node holds");
+    assert!(wait_until(Duration::from_secs(2), || {
+        cluster.counter(0, "cluster.triggers_out") >= 1
+            && cluster.counter(2, "cluster.triggers_in") >= 1
+    }));
+    assert_eq!(cluster.counter(2, "cluster.triggers_lost"), 0);
+}
