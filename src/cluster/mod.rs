@@ -5,6 +5,7 @@
 //! - [`membership`]: members, liveness, interest and workers per peer (pure).
 //! - [`rendezvous`]: which node orders a channel (pure).
 //! - `shared`: state shared by the tasks and the broker thread; dispatch.
+//! - `direct`: `DS` for sessions on other nodes.
 //! - `link`: one DEALER per peer address (tokio).
 //! - `hook`: [`BrokerLink`] (the broker's routing hook) and the trigger
 //!   backend.
@@ -24,6 +25,7 @@
 //! broker gets [`Cluster::backend`]), [`Cluster::start`] once its handle
 //! exists.
 
+mod direct;
 mod hook;
 mod link;
 pub mod mac;

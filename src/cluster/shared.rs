@@ -7,22 +7,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
+use super::direct::PendingDirect;
 use super::mac::{hmac_sha1_hex, same_mac, SeenNonces};
 use super::membership::{Event, LocalInterest, Membership};
 use super::stats::Counters;
 use super::wire::{Heartbeat, Hello, InterestUpdate, Member, PeerMessage};
 use crate::admin::WorkerDirectory;
 use crate::broker::Backend;
-use crate::name::{ChannelName, EventName, SessionId, VhostPath};
+use crate::name::{ChannelName, VhostPath};
 use crate::server::{Handle, Task};
 
 /// How far a HELLO's clock may be from ours.
 const HELLO_FRESHNESS: Duration = Duration::from_secs(60);
-/// How long a `DS` waits for the other nodes' answers.
-const DIRECT_WAIT: Duration = Duration::from_secs(1);
 /// Routing ids remembered per node incarnation (links reconnect).
 const ROUTES_PER_NODE: usize = 8;
 
@@ -70,13 +68,6 @@ pub struct Inner {
     pub next_peer: usize,
 }
 
-type DirectReply = Box<dyn FnOnce(Result<(), u16>) + Send>;
-
-struct PendingDirect {
-    waiting: usize,
-    reply: DirectReply,
-}
-
 /// Shared by the cluster's tasks, the broker hook and the trigger backend.
 pub struct Shared {
     /// Identity and timing.
@@ -95,9 +86,9 @@ pub struct Shared {
     pub workers: OnceLock<Arc<dyn WorkerDirectory>>,
     /// Asks for new links (address to dial).
     pub dial: mpsc::UnboundedSender<String>,
-    directs: Mutex<HashMap<u64, PendingDirect>>,
-    next_request: AtomicU64,
-    runtime: tokio::runtime::Handle,
+    pub(super) directs: Mutex<HashMap<u64, PendingDirect>>,
+    pub(super) next_request: AtomicU64,
+    pub(super) runtime: tokio::runtime::Handle,
 }
 
 /// Locks `mutex`, carrying on after a panic elsewhere (the data stays
@@ -425,111 +416,6 @@ impl Shared {
                 }
             }
             PeerMessage::Hello(_) | PeerMessage::Heartbeat(_) | PeerMessage::Interest(_) => {}
-        }
-    }
-
-    fn on_direct(
-        self: &Arc<Self>,
-        handle: &Handle,
-        from: &str,
-        request: u64,
-        [vhost, sid, event]: [&str; 3],
-        data: Option<String>,
-    ) {
-        let parsed = (|| {
-            let data = match data {
-                Some(text) => Some(RawValue::from_string(text).ok()?),
-                None => None,
-            };
-            Some((
-                VhostPath::parse(vhost).ok()?,
-                SessionId::parse(sid).ok()?,
-                EventName::parse(event).ok()?,
-                data,
-            ))
-        })();
-        let shared = Arc::clone(self);
-        let from = from.to_owned();
-        let answer = move |found: bool| {
-            let mut inner = shared.inner();
-            shared.send_control(
-                &mut inner,
-                &from,
-                &PeerMessage::DirectReply { request, found },
-            );
-        };
-        match parsed {
-            Some((vhost, sid, event, data)) => handle.task(Task::ClusterDirect {
-                vhost,
-                sid,
-                event,
-                data,
-                reply: Box::new(answer),
-            }),
-            None => answer(false),
-        }
-    }
-
-    /// Sends a `DS` for a session not on this node to every peer that is
-    /// up; `reply` gets `Ok` from the first that has it, 404 when all say
-    /// no or after [`DIRECT_WAIT`].
-    pub fn direct(
-        self: &Arc<Self>,
-        vhost: &VhostPath,
-        sid: &SessionId,
-        event: &EventName,
-        data: Option<&RawValue>,
-        reply: DirectReply,
-    ) {
-        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let message = PeerMessage::Direct {
-            request,
-            vhost: vhost.as_str().to_owned(),
-            sid: sid.as_str().to_owned(),
-            event: event.as_str().to_owned(),
-            data: data.map(|d| d.get().to_owned()),
-        };
-        let mut inner = self.inner();
-        let peers: Vec<String> = inner.membership.up().cloned().collect();
-        if peers.is_empty() {
-            drop(inner);
-            reply(Err(404));
-            return;
-        }
-        lock(&self.directs).insert(
-            request,
-            PendingDirect {
-                waiting: peers.len(),
-                reply,
-            },
-        );
-        for peer in &peers {
-            self.send_control(&mut inner, peer, &message);
-        }
-        drop(inner);
-        let shared = Arc::clone(self);
-        self.runtime.spawn(async move {
-            tokio::time::sleep(DIRECT_WAIT).await;
-            if let Some(pending) = lock(&shared.directs).remove(&request) {
-                (pending.reply)(Err(404));
-            }
-        });
-    }
-
-    fn direct_answered(&self, request: u64, found: bool) {
-        let mut directs = lock(&self.directs);
-        let done = match directs.get_mut(&request) {
-            Some(pending) => {
-                pending.waiting = pending.waiting.saturating_sub(1);
-                found || pending.waiting == 0
-            }
-            None => false,
-        };
-        if done {
-            if let Some(pending) = directs.remove(&request) {
-                drop(directs);
-                (pending.reply)(if found { Ok(()) } else { Err(404) });
-            }
         }
     }
 

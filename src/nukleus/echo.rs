@@ -6,14 +6,13 @@
 //! granted, with the same padding, on the matching initial stream, so every
 //! message received can be sent back at once and nothing is buffered here.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::frame::{self, Frame, StreamId, StreamIds};
 use super::plumbing::{Pending, Plumbing};
 use super::runner::{Agent, Signals};
-use super::IdMap;
+use super::{IdMap, StreamMap};
 use crate::nukleus::command::Response;
 
 struct Echo {
@@ -26,7 +25,7 @@ struct Echo {
 /// The echo nukleus.
 pub struct EchoNukleus {
     plumbing: Plumbing,
-    by_initial: HashMap<(usize, StreamId), Echo>,
+    by_initial: StreamMap<Echo>,
     by_reply: IdMap<(usize, StreamId)>,
     ids: StreamIds,
     commands: Vec<Pending>,
@@ -41,7 +40,7 @@ impl EchoNukleus {
     ) -> std::io::Result<Self> {
         Ok(EchoNukleus {
             plumbing: Plumbing::create(run_dir, "echo", ring_capacity, signals)?,
-            by_initial: HashMap::new(),
+            by_initial: StreamMap::default(),
             by_reply: IdMap::default(),
             ids: StreamIds::reply(),
             commands: Vec::new(),
@@ -129,19 +128,23 @@ impl Agent for EchoNukleus {
         }
         for source in 0..self.plumbing.sources.len() {
             let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
-            work += file.forward.read(1024, |type_id, body| {
-                if let Ok(frame) = Frame::decode(type_id, body) {
-                    self.on_frame(source, frame);
-                }
-            });
+            work += file
+                .forward
+                .read(crate::nukleus::ROUND_FRAMES, |type_id, body| {
+                    if let Ok(frame) = Frame::decode(type_id, body) {
+                        self.on_frame(source, frame);
+                    }
+                });
         }
         for target in 0..self.plumbing.targets.len() {
             let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
-            work += file.throttle.read(1024, |type_id, body| {
-                if let Ok(frame) = Frame::decode(type_id, body) {
-                    self.on_throttle(frame);
-                }
-            });
+            work += file
+                .throttle
+                .read(crate::nukleus::ROUND_FRAMES, |type_id, body| {
+                    if let Ok(frame) = Frame::decode(type_id, body) {
+                        self.on_throttle(frame);
+                    }
+                });
         }
         self.plumbing.notify_peers();
         work

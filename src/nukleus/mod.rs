@@ -25,6 +25,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// hashing them is wasted work.
 pub type IdMap<V> = HashMap<i64, V, BuildHasherDefault<IdHasher>>;
 
+/// A map keyed by (streams file index, stream id), hashed the same cheap way.
+pub type StreamMap<V> = HashMap<(usize, frame::StreamId), V, BuildHasherDefault<IdHasher>>;
+
+/// Frames a nukleus handles from one ring per round: large enough that a
+/// round sees several frames for the same connection (so they leave in one
+/// write), bounded so that other rings are not starved.
+pub const ROUND_FRAMES: usize = 16 * 1024;
+
 /// Identity hasher for [`IdMap`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct IdHasher(u64);
@@ -41,6 +49,10 @@ impl Hasher for IdHasher {
     }
 
     fn write_i64(&mut self, n: i64) {
-        self.0 = n as u64;
+        self.0 = self.0.rotate_left(29) ^ n as u64;
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = self.0.rotate_left(29) ^ n as u64;
     }
 }

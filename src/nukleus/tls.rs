@@ -16,7 +16,6 @@
 //! the credit tcp gave for the reply, with a padding that covers one TLS
 //! record's overhead per DATA frame.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +27,7 @@ use super::frame::{self, Frame, FrameError, Reader, StreamId, StreamIds, Writer}
 use super::plumbing::{Pending, Plumbing};
 use super::runner::{Agent, Signals};
 use super::slab::Slab;
-use super::IdMap;
+use super::{IdMap, StreamMap};
 
 /// Ciphertext credit granted to tcp per connection.
 const WINDOW: i64 = 64 * 1024;
@@ -124,10 +123,10 @@ pub struct TlsNukleus {
     bindings: IdMap<(TlsBind, usize)>,
     next_ref: i64,
     conns: Slab<Conn>,
-    by_net_in: HashMap<(usize, StreamId), usize>,
+    by_net_in: StreamMap<usize>,
     by_net_out: IdMap<usize>,
     by_app_out: IdMap<usize>,
-    by_app_in: HashMap<(usize, StreamId), usize>,
+    by_app_in: StreamMap<usize>,
     initial_ids: StreamIds,
     reply_ids: StreamIds,
     commands: Vec<Pending>,
@@ -149,10 +148,10 @@ impl TlsNukleus {
             bindings: IdMap::default(),
             next_ref: 1,
             conns: Slab::default(),
-            by_net_in: HashMap::new(),
+            by_net_in: StreamMap::default(),
             by_net_out: IdMap::default(),
             by_app_out: IdMap::default(),
-            by_app_in: HashMap::new(),
+            by_app_in: StreamMap::default(),
             initial_ids: StreamIds::initial(),
             reply_ids: StreamIds::reply(),
             commands: Vec::new(),
@@ -456,19 +455,23 @@ impl Agent for TlsNukleus {
         }
         for source in 0..self.plumbing.sources.len() {
             let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
-            work += file.forward.read(1024, |type_id, body| {
-                if let Ok(frame) = Frame::decode(type_id, body) {
-                    self.on_source_frame(source, frame);
-                }
-            });
+            work += file
+                .forward
+                .read(crate::nukleus::ROUND_FRAMES, |type_id, body| {
+                    if let Ok(frame) = Frame::decode(type_id, body) {
+                        self.on_source_frame(source, frame);
+                    }
+                });
         }
         for target in 0..self.plumbing.targets.len() {
             let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
-            work += file.throttle.read(1024, |type_id, body| {
-                if let Ok(frame) = Frame::decode(type_id, body) {
-                    self.on_throttle(frame);
-                }
-            });
+            work += file
+                .throttle
+                .read(crate::nukleus::ROUND_FRAMES, |type_id, body| {
+                    if let Ok(frame) = Frame::decode(type_id, body) {
+                        self.on_throttle(frame);
+                    }
+                });
         }
         self.plumbing.notify_peers();
         work

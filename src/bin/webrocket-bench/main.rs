@@ -220,6 +220,9 @@ async fn fanout(
         );
         let hist = std::rc::Rc::clone(&hist);
         tasks.push(tokio::task::spawn_local(async move {
+            // Held for the task's life: dropping the write half would
+            // half-close the connection.
+            let _writer = tx;
             let mut stamps = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let Ok(message) = rx.next().await else { break };
@@ -233,7 +236,6 @@ async fn fanout(
                 delivered.fetch_add(stamps.len() as u64, Ordering::Relaxed);
                 progress[i].fetch_add(stamps.len() as u64, Ordering::Relaxed);
             }
-            let _ = tx;
         }));
     }
     let (mut ptx, mut prx) = wsclient::connect(&addr, &path).await?;

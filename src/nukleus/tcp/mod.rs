@@ -28,12 +28,12 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use self::conn::Conn;
-use super::frame::{self, StreamId, StreamIds, Writer};
+use super::frame::{self, StreamIds, Writer};
 use super::metrics::Metric;
 use super::plumbing::{Pending, Plumbing};
 use super::runner::{Agent, Signal, Signals};
 use super::slab::Slab;
-use super::IdMap;
+use super::{IdMap, StreamMap};
 
 const WAKER: Token = Token(usize::MAX);
 const READ_CHUNK: usize = 64 * 1024;
@@ -75,7 +75,7 @@ pub struct TcpNukleus {
     bindings: HashMap<i64, Binding>,
     prepared: HashMap<i64, Prepared>,
     /// Streams we read, by (source index, stream id) -> token.
-    inbound: HashMap<(usize, StreamId), Token>,
+    inbound: StreamMap<Token>,
     /// Streams we write, by stream id -> token.
     outbound: IdMap<Token>,
     initial_ids: StreamIds,
@@ -124,7 +124,7 @@ impl TcpNukleus {
             entries: Slab::default(),
             bindings: HashMap::new(),
             prepared: HashMap::new(),
-            inbound: HashMap::new(),
+            inbound: StreamMap::default(),
             outbound: IdMap::default(),
             initial_ids: StreamIds::initial(),
             reply_ids: StreamIds::reply(),
@@ -337,9 +337,11 @@ impl TcpNukleus {
         let mut work = 0;
         for source in 0..self.plumbing.sources.len() {
             let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
-            work += file.forward.read(256, |type_id, body| {
-                self.on_source_frame(source, type_id, body);
-            });
+            work += file
+                .forward
+                .read(crate::nukleus::ROUND_FRAMES, |type_id, body| {
+                    self.on_source_frame(source, type_id, body);
+                });
         }
         work
     }

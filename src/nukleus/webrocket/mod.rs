@@ -234,12 +234,14 @@ impl WebrocketNukleus {
         let mut work = 0;
         for source in 0..self.plumbing.sources.len() {
             let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
-            work += file
-                .forward
-                .read(1024, |type_id, body| match Frame::decode(type_id, body) {
-                    Ok(frame) => self.on_frame(source, frame),
-                    Err(error) => tracing::warn!(%error, "bad frame from ws"),
-                });
+            work +=
+                file.forward.read(
+                    crate::nukleus::ROUND_FRAMES,
+                    |type_id, body| match Frame::decode(type_id, body) {
+                        Ok(frame) => self.on_frame(source, frame),
+                        Err(error) => tracing::warn!(%error, "bad frame from ws"),
+                    },
+                );
         }
         work
     }
@@ -365,28 +367,30 @@ impl WebrocketNukleus {
         let mut work = 0;
         for target in 0..self.plumbing.targets.len() {
             let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
-            work += file.throttle.read(1024, |type_id, body| {
-                let Ok(frame) = Frame::decode(type_id, body) else {
-                    return;
-                };
-                let Some(&initial) = self.by_reply.get(&frame.stream().0) else {
-                    return;
-                };
-                match frame {
-                    Frame::Window {
-                        credit, padding, ..
-                    } => {
-                        if let Some(stream) = self.streams.get_mut(&initial) {
-                            stream.credit += i64::from(credit);
-                            stream.padding = i64::from(padding.max(0));
+            work += file
+                .throttle
+                .read(crate::nukleus::ROUND_FRAMES, |type_id, body| {
+                    let Ok(frame) = Frame::decode(type_id, body) else {
+                        return;
+                    };
+                    let Some(&initial) = self.by_reply.get(&frame.stream().0) else {
+                        return;
+                    };
+                    match frame {
+                        Frame::Window {
+                            credit, padding, ..
+                        } => {
+                            if let Some(stream) = self.streams.get_mut(&initial) {
+                                stream.credit += i64::from(credit);
+                                stream.padding = i64::from(padding.max(0));
+                            }
                         }
+                        Frame::Reset { .. } => {
+                            self.forget(StreamId(initial), CloseReason::ConnectionLost)
+                        }
+                        _ => {}
                     }
-                    Frame::Reset { .. } => {
-                        self.forget(StreamId(initial), CloseReason::ConnectionLost)
-                    }
-                    _ => {}
-                }
-            });
+                });
         }
         work
     }

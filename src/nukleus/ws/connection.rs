@@ -137,6 +137,18 @@ impl WsConnection {
         self.outgoing.encode(flags, payload, out);
     }
 
+    /// Writes the frame header for a data message that goes out
+    /// uncompressed (no deflate on this connection) and returns its length;
+    /// `None` when the message must go through [`WsConnection::encode_message`].
+    pub fn plain_header(
+        &self,
+        flags: u8,
+        len: usize,
+        header: &mut [u8; crate::nukleus::ws::frame::MAX_SERVER_HEADER_LEN],
+    ) -> Option<usize> {
+        self.outgoing.plain_header(flags, len, header)
+    }
+
     /// Starts the closing handshake from the server side (e.g. 1001 on
     /// shutdown, 1008 for a slow consumer): appends the close frame to `out`.
     /// Incoming data is ignored from now on; the client's close reply ends the

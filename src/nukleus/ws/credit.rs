@@ -21,17 +21,19 @@ impl WsNukleus {
         let mut work = 0;
         for target in 0..self.plumbing.targets.len() {
             let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
-            work += file
-                .throttle
-                .read(1024, |type_id, body| match Frame::decode(type_id, body) {
-                    Ok(Frame::Window {
-                        stream,
-                        credit,
-                        padding,
-                    }) => self.on_window(stream, credit, padding),
-                    Ok(Frame::Reset { stream }) => self.on_reset(stream, now),
-                    _ => {}
-                });
+            work +=
+                file.throttle.read(
+                    crate::nukleus::ROUND_FRAMES,
+                    |type_id, body| match Frame::decode(type_id, body) {
+                        Ok(Frame::Window {
+                            stream,
+                            credit,
+                            padding,
+                        }) => self.on_window(stream, credit, padding),
+                        Ok(Frame::Reset { stream }) => self.on_reset(stream, now),
+                        _ => {}
+                    },
+                );
         }
         work
     }

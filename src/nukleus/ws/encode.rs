@@ -51,6 +51,22 @@ impl Outgoing {
 
     /// Appends the frame for `payload` to `out`; `flags` as in
     /// [`super::WsConnection::encode_message`].
+    /// The header of a data frame that goes out uncompressed, when this
+    /// connection compresses nothing: the caller can then send header and
+    /// payload without copying the payload into a frame buffer. `None` means
+    /// use [`Outgoing::encode`].
+    pub fn plain_header(
+        &self,
+        flags: u8,
+        len: usize,
+        header: &mut [u8; MAX_SERVER_HEADER_LEN],
+    ) -> Option<usize> {
+        if self.window_bits.is_some() || flags & 0x08 != 0 {
+            return None;
+        }
+        Some(write_header(header, flags & (FIN | 0x0F), len))
+    }
+
     pub fn encode(&mut self, flags: u8, payload: &[u8], out: &mut Vec<u8>) {
         let opcode = flags & 0x0F;
         let fin = flags & FIN != 0;

@@ -16,7 +16,6 @@
 //! path) and `i32 max message size` (0: the default). Requests for a path no
 //! binding serves are answered 404 before any upgrade.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ use crate::nukleus::metrics::Metric;
 use crate::nukleus::plumbing::{Pending, Plumbing, Target};
 use crate::nukleus::runner::{Agent, Signals};
 use crate::nukleus::slab::Slab;
-use crate::nukleus::IdMap;
+use crate::nukleus::{IdMap, StreamMap};
 
 /// Largest header of a server frame: the padding handlers count per DATA.
 pub const FRAME_PADDING: i32 = 10;
@@ -153,17 +152,25 @@ impl ClientOut {
     }
 
     pub(super) fn send(&mut self, targets: &mut [Target], bytes: &[u8]) {
+        self.send_parts(targets, &[], bytes);
+    }
+
+    /// Sends `head` then `body` as one DATA frame when credit and ring allow,
+    /// else queues both.
+    pub(super) fn send_parts(&mut self, targets: &mut [Target], head: &[u8], body: &[u8]) {
         if self.ended || self.end_when_flushed {
             return;
         }
+        let len = (head.len() + body.len()) as i64;
         if self.pending.is_empty()
-            && self.credit >= bytes.len() as i64
-            && targets[self.target].write(frame::DATA, &[&self.stream.bytes(), bytes])
+            && self.credit >= len
+            && targets[self.target].write(frame::DATA, &[&self.stream.bytes(), head, body])
         {
-            self.credit -= bytes.len() as i64;
+            self.credit -= len;
             return;
         }
-        self.pending.extend_from_slice(bytes);
+        self.pending.extend_from_slice(head);
+        self.pending.extend_from_slice(body);
     }
 
     /// Sends what waited; returns true when something went.
@@ -309,10 +316,10 @@ pub struct WsNukleus {
     pub(super) bindings: IdMap<Binding>,
     pub(super) next_ref: i64,
     pub(super) conns: Slab<Conn>,
-    pub(super) by_tcp_in: HashMap<(usize, StreamId), usize>,
+    pub(super) by_tcp_in: StreamMap<usize>,
     pub(super) by_tcp_out: IdMap<usize>,
     pub(super) by_handler_out: IdMap<usize>,
-    pub(super) by_handler_in: HashMap<(usize, StreamId), usize>,
+    pub(super) by_handler_in: StreamMap<usize>,
     pub(super) initial_ids: StreamIds,
     pub(super) reply_ids: StreamIds,
     pub(super) encoded: Vec<u8>,
@@ -348,10 +355,10 @@ impl WsNukleus {
             bindings: IdMap::default(),
             next_ref: 1,
             conns: Slab::default(),
-            by_tcp_in: HashMap::new(),
+            by_tcp_in: StreamMap::default(),
             by_tcp_out: IdMap::default(),
             by_handler_out: IdMap::default(),
-            by_handler_in: HashMap::new(),
+            by_handler_in: StreamMap::default(),
             initial_ids: StreamIds::initial(),
             reply_ids: StreamIds::reply(),
             encoded: Vec::new(),

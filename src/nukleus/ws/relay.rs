@@ -13,12 +13,14 @@ impl WsNukleus {
         let mut work = 0;
         for source in 0..self.plumbing.sources.len() {
             let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
-            work += file
-                .forward
-                .read(1024, |type_id, body| match Frame::decode(type_id, body) {
-                    Ok(frame) => self.on_source_frame(source, frame, now),
-                    Err(error) => tracing::warn!(%error, "bad frame"),
-                });
+            work +=
+                file.forward.read(
+                    crate::nukleus::ROUND_FRAMES,
+                    |type_id, body| match Frame::decode(type_id, body) {
+                        Ok(frame) => self.on_source_frame(source, frame, now),
+                        Err(error) => tracing::warn!(%error, "bad frame"),
+                    },
+                );
         }
         work
     }
@@ -340,9 +342,16 @@ impl WsNukleus {
         else {
             return;
         };
-        self.encoded.clear();
-        ws.encode_message(flags, message, &mut self.encoded);
-        conn.client.send(&mut self.plumbing.targets, &self.encoded);
+        let targets = &mut self.plumbing.targets;
+        let mut header = [0u8; super::frame::MAX_SERVER_HEADER_LEN];
+        if let Some(n) = ws.plain_header(flags, message.len(), &mut header) {
+            // Uncompressed: header and payload go out without a frame copy.
+            conn.client.send_parts(targets, &header[..n], message);
+        } else {
+            self.encoded.clear();
+            ws.encode_message(flags, message, &mut self.encoded);
+            conn.client.send(targets, &self.encoded);
+        }
         self.touch(key);
     }
 

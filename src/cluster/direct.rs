@@ -1,0 +1,132 @@
+//! A backend's `DS` for a session that is not on this node: asked of
+//! every peer that is up, answered by the first that holds the session, or
+//! `ER 404` when all say no or after [`DIRECT_WAIT`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+
+use super::shared::{lock, Shared};
+use super::wire::PeerMessage;
+use crate::name::{EventName, SessionId, VhostPath};
+use crate::server::{Handle, Task};
+
+/// How long a `DS` waits for the other nodes' answers.
+const DIRECT_WAIT: Duration = Duration::from_secs(1);
+
+/// Where a `DS`'s outcome goes.
+type DirectReply = Box<dyn FnOnce(Result<(), u16>) + Send>;
+
+pub(super) struct PendingDirect {
+    waiting: usize,
+    reply: DirectReply,
+}
+
+impl Shared {
+    pub(super) fn on_direct(
+        self: &Arc<Self>,
+        handle: &Handle,
+        from: &str,
+        request: u64,
+        [vhost, sid, event]: [&str; 3],
+        data: Option<String>,
+    ) {
+        let parsed = (|| {
+            let data = match data {
+                Some(text) => Some(RawValue::from_string(text).ok()?),
+                None => None,
+            };
+            Some((
+                VhostPath::parse(vhost).ok()?,
+                SessionId::parse(sid).ok()?,
+                EventName::parse(event).ok()?,
+                data,
+            ))
+        })();
+        let shared = Arc::clone(self);
+        let from = from.to_owned();
+        let answer = move |found: bool| {
+            let mut inner = shared.inner();
+            shared.send_control(
+                &mut inner,
+                &from,
+                &PeerMessage::DirectReply { request, found },
+            );
+        };
+        match parsed {
+            Some((vhost, sid, event, data)) => handle.task(Task::ClusterDirect {
+                vhost,
+                sid,
+                event,
+                data,
+                reply: Box::new(answer),
+            }),
+            None => answer(false),
+        }
+    }
+
+    /// Sends a `DS` for a session not on this node to every peer that is
+    /// up; `reply` gets `Ok` from the first that has it, 404 when all say
+    /// no or after [`DIRECT_WAIT`].
+    pub fn direct(
+        self: &Arc<Self>,
+        vhost: &VhostPath,
+        sid: &SessionId,
+        event: &EventName,
+        data: Option<&RawValue>,
+        reply: DirectReply,
+    ) {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let message = PeerMessage::Direct {
+            request,
+            vhost: vhost.as_str().to_owned(),
+            sid: sid.as_str().to_owned(),
+            event: event.as_str().to_owned(),
+            data: data.map(|d| d.get().to_owned()),
+        };
+        let mut inner = self.inner();
+        let peers: Vec<String> = inner.membership.up().cloned().collect();
+        if peers.is_empty() {
+            drop(inner);
+            reply(Err(404));
+            return;
+        }
+        lock(&self.directs).insert(
+            request,
+            PendingDirect {
+                waiting: peers.len(),
+                reply,
+            },
+        );
+        for peer in &peers {
+            self.send_control(&mut inner, peer, &message);
+        }
+        drop(inner);
+        let shared = Arc::clone(self);
+        self.runtime.spawn(async move {
+            tokio::time::sleep(DIRECT_WAIT).await;
+            if let Some(pending) = lock(&shared.directs).remove(&request) {
+                (pending.reply)(Err(404));
+            }
+        });
+    }
+
+    pub(super) fn direct_answered(&self, request: u64, found: bool) {
+        let mut directs = lock(&self.directs);
+        let done = match directs.get_mut(&request) {
+            Some(pending) => {
+                pending.waiting = pending.waiting.saturating_sub(1);
+                found || pending.waiting == 0
+            }
+            None => false,
+        };
+        if done {
+            if let Some(pending) = directs.remove(&request) {
+                drop(directs);
+                (pending.reply)(if found { Ok(()) } else { Err(404) });
+            }
+        }
+    }
+}
