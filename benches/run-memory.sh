@@ -22,15 +22,19 @@ listen: 127.0.0.1:14223
 websocket { listen: "127.0.0.1:9105", no_tls: true }
 CONF
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-measure() { # name pid addr path proto
-  local before after
+# Private memory only: excludes the shared ring pages the traffic touched.
+anon() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
+measure() { # name pid addr path proto source-net
+  local before after abefore aafter
   before=$(rss "$2")
-  "$bin"/webrocket-bench idle --addr "$3" --path "$4" --connections "$N" --seconds 15 --proto "$5" > "$tmp/$1.idle" &
+  abefore=$(anon "$2")
+  "$bin"/webrocket-bench idle --addr "$3" --path "$4" --connections "$N" --seconds 15 --proto "$5" --source-net "$6" > "$tmp/$1.idle" &
   local bench=$!
   until grep -q ready "$tmp/$1.idle" 2>/dev/null; do sleep 0.5; kill -0 $bench || { echo "$1: load generator failed"; return 1; }; done
   sleep 2
   after=$(rss "$2")
-  echo "$1: rss before=${before}KiB after=${after}KiB connections=$N per_connection=$(( (after - before) * 1024 / N )) bytes"
+  aafter=$(anon "$2")
+  echo "$1: rss before=${before}KiB after=${after}KiB connections=$N per_connection=$(( (after - before) * 1024 / N )) bytes; private (RssAnon) per_connection=$(( (aafter - abefore) * 1024 / N )) bytes"
   kill $bench 2>/dev/null || true
   wait $bench 2>/dev/null || true
 }
@@ -41,5 +45,5 @@ wpid=$!
 nats-server -c "$tmp/nats.conf" > "$tmp/nats.log" 2>&1 &
 npid=$!
 sleep 1.5
-measure webrocket $wpid 127.0.0.1:9104 /bench webrocket
-measure nats-server $npid 127.0.0.1:9105 / nats
+measure webrocket $wpid 127.0.0.1:9104 /bench webrocket 11
+measure nats-server $npid 127.0.0.1:9105 / nats 12

@@ -87,7 +87,9 @@ pub struct ServerConfig {
     pub run_dir: Option<PathBuf>,
     /// Path of the echo endpoint; `None` (the default) turns it off.
     pub echo_path: Option<VhostPath>,
-    /// I/O threads; 0 (the default) means one per CPU.
+    /// Data-path threads: 1 (the default) runs every nukleus on one thread;
+    /// 2 or more give the tcp nukleus a thread of its own; 0 means one per
+    /// CPU.
     pub threads: usize,
 }
 
@@ -194,7 +196,7 @@ impl Default for ServerConfig {
             storage_dir: PathBuf::from("./data"),
             run_dir: None,
             echo_path: None,
-            threads: 0,
+            threads: 1,
         }
     }
 }

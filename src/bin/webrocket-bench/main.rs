@@ -82,6 +82,10 @@ enum Mode {
         seconds: u64,
         #[arg(long, value_enum, default_value = "webrocket")]
         proto: ProtoArg,
+        /// Source addresses are 127.0.N.x: runs back to back should use
+        /// different N, so that ports in TIME_WAIT do not collide.
+        #[arg(long, default_value_t = 1)]
+        source_net: u8,
     },
 }
 
@@ -123,7 +127,8 @@ fn main() -> std::io::Result<()> {
                 connections,
                 seconds,
                 proto: p,
-            } => idle(addr, path, connections, seconds, proto(p)).await,
+                source_net,
+            } => idle(addr, path, connections, seconds, proto(p), source_net).await,
         }
     })
 }
@@ -289,10 +294,11 @@ async fn idle(
     connections: usize,
     seconds: u64,
     proto: Proto,
+    source_net: u8,
 ) -> std::io::Result<()> {
     let mut held = Vec::with_capacity(connections);
     for i in 0..connections {
-        let (mut tx, mut rx) = wsclient::connect_from(&addr, &path, i).await?;
+        let (mut tx, mut rx) = wsclient::connect_from(&addr, &path, source_net, i).await?;
         proto.subscribe(&mut tx, &mut rx, "idle").await?;
         held.push((tx, rx));
     }

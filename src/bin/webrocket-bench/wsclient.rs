@@ -27,14 +27,19 @@ pub async fn connect(addr: &str, path: &str) -> io::Result<(Sender, Receiver)> {
     upgrade(stream, addr, path).await
 }
 
-/// Like [`connect`], from source address 127.0.0.N chosen by `index`, so
-/// that tens of thousands of connections do not run out of ports.
-pub async fn connect_from(addr: &str, path: &str, index: usize) -> io::Result<(Sender, Receiver)> {
+/// Like [`connect`], from source address 127.0.`net`.N chosen by `index`,
+/// so that tens of thousands of connections do not run out of ports.
+pub async fn connect_from(
+    addr: &str,
+    path: &str,
+    net: u8,
+    index: usize,
+) -> io::Result<(Sender, Receiver)> {
     let target: std::net::SocketAddr = addr
         .parse()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
     let socket = tokio::net::TcpSocket::new_v4()?;
-    let source = std::net::Ipv4Addr::new(127, 0, 1, 1 + (index / 20_000) as u8);
+    let source = std::net::Ipv4Addr::new(127, 0, net, 1 + (index / 20_000) as u8);
     socket.bind((source, 0).into())?;
     let stream = socket.connect(target).await?;
     upgrade(stream, addr, path).await
