@@ -1,6 +1,6 @@
 //! Worker and node routes. Workers come from the [`WorkerDirectory`] the
-//! exchange plugs in; nodes are this node until the cluster lists its
-//! peers here too.
+//! exchange plugs in; nodes are this node, followed by the cluster's peers
+//! (with their state, heartbeat age and traffic) when it runs in a cluster.
 //!
 //! [`WorkerDirectory`]: super::WorkerDirectory
 
@@ -50,5 +50,22 @@ pub(super) async fn list_nodes(State(api): State<ApiState>) -> Json<Value> {
         "admin_addr": api.admin_addr.to_string(),
         "cluster_addr": api.handle.config.cluster.addr.map(|a| a.to_string()),
     });
-    Json(json!({ "nodes": [node] }))
+    let mut nodes = vec![node];
+    for peer in api.handle.cluster_nodes() {
+        if peer.state == "self" {
+            continue;
+        }
+        nodes.push(json!({
+            "name": peer.name,
+            "state": peer.state,
+            "self": false,
+            "cluster_addr": peer.addr,
+            "last_heartbeat_ms": peer.last_heartbeat_ms,
+            "messages_in": peer.messages_in,
+            "messages_out": peer.messages_out,
+            "bytes_in": peer.bytes_in,
+            "bytes_out": peer.bytes_out,
+        }));
+    }
+    Json(json!({ "nodes": nodes }))
 }

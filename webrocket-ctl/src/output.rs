@@ -128,6 +128,22 @@ fn worker(value: &Value) -> String {
 }
 
 fn node(value: &Value) -> String {
+    if value["self"] == Value::Bool(false) {
+        // A cluster peer: its state, heartbeat age and traffic.
+        let heartbeat = match value["last_heartbeat_ms"].as_u64() {
+            Some(ms) => format!("{ms}ms ago"),
+            None => "never".to_string(),
+        };
+        return format!(
+            "{}  {}  heartbeat {}  cluster={} in={} out={} messages",
+            text(&value["name"]),
+            text(&value["state"]),
+            heartbeat,
+            text(&value["cluster_addr"]),
+            value["messages_in"],
+            value["messages_out"],
+        );
+    }
     let mut line = format!(
         "{}  {}  uptime {}s  websocket={} backend={} admin={}",
         text(&value["name"]),
