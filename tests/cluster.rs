@@ -288,3 +288,36 @@ fn triggers_reach_a_worker_on_another_node_and_ds_finds_the_session() {
     }));
     assert_eq!(cluster.counter(2, "cluster.triggers_lost"), 0);
 }
+
+#[test]
+fn list_nodes_shows_every_peer_up() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(Duration::from_secs(15));
+    let node = cluster.node(0);
+    let cookie = std::fs::read_to_string(node.dir.path().join("data").join("n0.cookie"))
+        .expect("node cookie");
+    let request = format!(
+        "GET /nodes HTTP/1.1\r\nHost: x\r\nX-WebRocket-Cookie: {}\r\nConnection: close\r\n\r\n",
+        cookie.trim()
+    );
+    let response = common::http(node.admin, &request);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = &response[response.find("\r\n\r\n").expect("body") + 4..];
+    let json: Value = serde_json::from_str(body).expect("json");
+    let nodes = json["nodes"].as_array().expect("nodes");
+    let names: Vec<&str> = nodes.iter().filter_map(|n| n["name"].as_str()).collect();
+    assert_eq!(names.len(), 3, "{json}");
+    for peer in ["n1", "n2"] {
+        let row = nodes
+            .iter()
+            .find(|n| n["name"] == peer)
+            .expect("peer listed");
+        assert_eq!(row["state"], "up", "{json}");
+        assert!(
+            row["last_heartbeat_ms"]
+                .as_u64()
+                .is_some_and(|ms| ms < 5_000),
+            "{json}"
+        );
+    }
+}
