@@ -5,6 +5,8 @@
 //! again as soon as one arrives. Data messages do not count as signs of
 //! life, so whatever a frozen peer had queued before it froze arrives while
 //! it is still down here and is dropped (see ARCHITECTURE.md, "Cluster").
+//! A peer that says `LEAVE` is *left* at once, without waiting for the
+//! timeout, and stays left until it comes back with a new incarnation.
 //!
 //! Each peer also carries what it told us: the `(vhost, channel)` pairs it
 //! has subscribers for and its ready workers per vhost.
@@ -27,15 +29,19 @@ pub enum PeerState {
     Up,
     /// Silent for longer than the timeout.
     Down,
+    /// Said it was leaving (graceful shutdown); only a restart (a new
+    /// incarnation) brings it back.
+    Left,
 }
 
 impl PeerState {
-    /// `joining`, `up` or `down`.
+    /// `joining`, `up`, `down` or `left`.
     pub fn as_str(self) -> &'static str {
         match self {
             PeerState::Joining => "joining",
             PeerState::Up => "up",
             PeerState::Down => "down",
+            PeerState::Left => "left",
         }
     }
 }
@@ -80,6 +86,8 @@ pub enum Event {
     Up(String),
     /// The peer went silent.
     Down(String),
+    /// The peer said it was leaving.
+    Left(String),
 }
 
 /// The member table of one node.
@@ -89,6 +97,8 @@ pub struct Membership {
     my_addr: String,
     timeout: Duration,
     peers: BTreeMap<String, Peer>,
+    /// This node is leaving: it no longer orders any channel.
+    leaving: bool,
 }
 
 impl Membership {
@@ -100,6 +110,7 @@ impl Membership {
             my_addr: my_addr.to_owned(),
             timeout,
             peers: BTreeMap::new(),
+            leaving: false,
         }
     }
 
@@ -148,12 +159,49 @@ impl Membership {
             peer.incarnation = incarnation;
             peer.interest.clear();
             peer.workers.clear();
+        } else if peer.state == PeerState::Left {
+            // A leaving node keeps its links (and heartbeats) until it
+            // exits; they do not bring it back.
+            return None;
         }
         if restarted || peer.state != PeerState::Up {
             peer.state = PeerState::Up;
             return Some(Event::Up(name.to_owned()));
         }
         None
+    }
+
+    /// `name` (at `incarnation`) said it is leaving: it is left at once, and
+    /// what it told us is forgotten. `None` if it had already left, or the
+    /// message is from an incarnation we do not know.
+    pub fn left(&mut self, name: &str, incarnation: u64) -> Option<Event> {
+        let peer = self.peers.get_mut(name)?;
+        if peer.incarnation != incarnation || peer.state == PeerState::Left {
+            return None;
+        }
+        peer.state = PeerState::Left;
+        peer.interest.clear();
+        peer.workers.clear();
+        Some(Event::Left(name.to_owned()))
+    }
+
+    /// This node is leaving: from now on it orders no channel, so the
+    /// broadcasts its clients still send go to the peers' sequencers (the
+    /// ones the peers use once they have our `LEAVE`).
+    pub fn leave(&mut self) {
+        self.leaving = true;
+    }
+
+    /// Whether [`Membership::leave`] was called.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+
+    /// Whether `name` has left (and not come back).
+    pub fn has_left(&self, name: &str) -> bool {
+        self.peers
+            .get(name)
+            .is_some_and(|p| p.state == PeerState::Left)
     }
 
     /// Marks peers silent for longer than the timeout down.
@@ -215,9 +263,10 @@ impl Membership {
     }
 
     /// The node that orders `(vhost, channel)`: rendezvous hashing over this
-    /// node and the peers that are up.
+    /// node (unless it is leaving) and the peers that are up.
     pub fn sequencer(&self, vhost: &str, channel: &str) -> &str {
-        let live = std::iter::once(self.me.as_str()).chain(self.up().map(String::as_str));
+        let me = (!self.leaving).then_some(self.me.as_str());
+        let live = me.into_iter().chain(self.up().map(String::as_str));
         rendezvous::choose(live, vhost, channel).unwrap_or(&self.me)
     }
 
@@ -307,152 +356,5 @@ impl LocalInterest {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T: Duration = Duration::from_secs(3);
-
-    fn member(name: &str, addr: &str) -> Member {
-        Member {
-            name: name.into(),
-            addr: addr.into(),
-        }
-    }
-
-    fn pair(v: &str, c: &str) -> Pair {
-        (v.into(), c.into())
-    }
-
-    #[test]
-    fn learns_members_once_and_never_itself() {
-        let mut m = Membership::new("a", "h:1", T);
-        assert_eq!(m.learn(&member("a", "h:1")), None);
-        assert_eq!(m.learn(&member("x", "h:1")), None, "my own address");
-        assert_eq!(m.learn(&member("b", "h:2")), Some("h:2".into()));
-        assert_eq!(m.learn(&member("b", "h:2")), None);
-        assert_eq!(m.peer("b").unwrap().state, PeerState::Joining);
-        // A member that moved is dialled at its new address.
-        assert_eq!(m.learn(&member("b", "h:3")), Some("h:3".into()));
-        let names: Vec<String> = m.members().into_iter().map(|x| x.name).collect();
-        assert_eq!(names, ["a", "b"]);
-    }
-
-    #[test]
-    fn silence_marks_down_and_a_heartbeat_brings_back() {
-        let t0 = Instant::now();
-        let mut m = Membership::new("a", "h:1", T);
-        assert_eq!(m.heard("b", "h:2", 5, t0), Some(Event::Up("b".into())));
-        assert_eq!(m.heard("b", "h:2", 5, t0 + Duration::from_secs(1)), None);
-        assert!(m.tick(t0 + Duration::from_secs(3)).is_empty());
-        assert_eq!(
-            m.tick(t0 + Duration::from_millis(4001)),
-            [Event::Down("b".into())]
-        );
-        assert!(!m.is_up("b"));
-        assert!(
-            m.tick(t0 + Duration::from_secs(10)).is_empty(),
-            "down only once"
-        );
-        assert_eq!(
-            m.heard("b", "h:2", 5, t0 + Duration::from_secs(11)),
-            Some(Event::Up("b".into()))
-        );
-        assert!(m.is_up("b"));
-    }
-
-    #[test]
-    fn a_restart_forgets_what_the_peer_said() {
-        let t0 = Instant::now();
-        let mut m = Membership::new("a", "h:1", T);
-        m.heard("b", "h:2", 1, t0);
-        m.apply_interest(
-            "b",
-            InterestUpdate {
-                snapshot: false,
-                add: vec![pair("/v", "c")],
-                remove: vec![],
-            },
-        );
-        m.set_workers("b", [("/v".to_string(), 2)].into());
-        assert_eq!(m.interested("/v", "c"), ["b"]);
-        assert_eq!(m.with_workers("/v"), ["b"]);
-        // Same state (up), new incarnation: an Up event and a clean slate.
-        assert_eq!(m.heard("b", "h:2", 2, t0), Some(Event::Up("b".into())));
-        assert!(m.interested("/v", "c").is_empty());
-        assert!(m.with_workers("/v").is_empty());
-    }
-
-    #[test]
-    fn interest_deltas_and_snapshots() {
-        let t0 = Instant::now();
-        let mut m = Membership::new("a", "h:1", T);
-        m.heard("b", "h:2", 1, t0);
-        m.heard("c", "h:3", 1, t0);
-        let delta = |add: Vec<Pair>, remove: Vec<Pair>| InterestUpdate {
-            snapshot: false,
-            add,
-            remove,
-        };
-        m.apply_interest("b", delta(vec![pair("/v", "x"), pair("/v", "y")], vec![]));
-        m.apply_interest("c", delta(vec![pair("/v", "x")], vec![]));
-        assert_eq!(m.interested("/v", "x"), ["b", "c"]);
-        m.apply_interest("b", delta(vec![], vec![pair("/v", "x")]));
-        assert_eq!(m.interested("/v", "x"), ["c"]);
-        assert_eq!(m.interested("/v", "y"), ["b"]);
-        m.apply_interest(
-            "b",
-            InterestUpdate {
-                snapshot: true,
-                add: vec![pair("/v", "z")],
-                remove: vec![],
-            },
-        );
-        assert!(m.interested("/v", "y").is_empty());
-        assert_eq!(m.interested("/v", "z"), ["b"]);
-        // Down peers get nothing.
-        m.tick(t0 + Duration::from_secs(5));
-        assert!(m.interested("/v", "z").is_empty());
-        assert!(m.interested("/v", "x").is_empty());
-    }
-
-    #[test]
-    fn the_sequencer_is_chosen_over_live_nodes_only() {
-        let t0 = Instant::now();
-        let mut a = Membership::new("a", "h:1", T);
-        let mut b = Membership::new("b", "h:2", T);
-        a.heard("b", "h:2", 1, t0);
-        a.heard("c", "h:3", 1, t0);
-        b.heard("a", "h:1", 1, t0);
-        b.heard("c", "h:3", 1, t0);
-        for i in 0..50 {
-            let channel = format!("c{i}");
-            assert_eq!(a.sequencer("/v", &channel), b.sequencer("/v", &channel));
-        }
-        // Find a channel c sequences; when c is down, both agree on another.
-        let channel = (0..)
-            .map(|i| format!("c{i}"))
-            .find(|ch| a.sequencer("/v", ch) == "c")
-            .unwrap();
-        let later = t0 + Duration::from_secs(2);
-        a.heard("b", "h:2", 1, later);
-        b.heard("a", "h:1", 1, later);
-        a.tick(t0 + Duration::from_millis(3500));
-        b.tick(t0 + Duration::from_millis(3500));
-        let next = a.sequencer("/v", &channel).to_owned();
-        assert_ne!(next, "c");
-        assert_eq!(b.sequencer("/v", &channel), next);
-    }
-
-    #[test]
-    fn local_interest_snapshot() {
-        let mut local = LocalInterest::default();
-        assert!(local.set(pair("/v", "b"), true));
-        assert!(!local.set(pair("/v", "b"), true));
-        assert!(local.set(pair("/v", "a"), true));
-        assert!(local.set(pair("/v", "b"), false));
-        assert!(!local.set(pair("/v", "b"), false));
-        let snap = local.snapshot();
-        assert!(snap.snapshot);
-        assert_eq!(snap.add, [pair("/v", "a")]);
-    }
-}
+#[path = "membership_tests.rs"]
+mod tests;

@@ -15,6 +15,7 @@
 //! | `DS` | request vhost sid event data | a backend's direct message for a session, maybe here (empty data: none) |
 //! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
 //! | `CC` | vhost channel | a backend closed this channel |
+//! | `LEAVE` | json [`Leave`] | I am leaving: count me out now, not after the heartbeat timeout |
 
 use std::collections::BTreeMap;
 
@@ -86,6 +87,8 @@ pub enum PeerMessage {
         /// Channel name.
         channel: String,
     },
+    /// `LEAVE`.
+    Leave(Leave),
 }
 
 /// A cluster member as gossiped: its name and where it listens.
@@ -135,6 +138,14 @@ pub struct Heartbeat {
     pub members: Vec<Member>,
     /// Ready workers per vhost on the sender.
     pub workers: BTreeMap<String, u32>,
+}
+
+/// Sent once on every link by a node shutting down gracefully.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leave {
+    /// Sender's incarnation: only this run of the node has left; a restart
+    /// (a new incarnation) is taken back.
+    pub incarnation: u64,
 }
 
 /// Interest in `(vhost, channel)` pairs.
@@ -238,7 +249,14 @@ impl PeerMessage {
                 ]
             }
             PeerMessage::CloseChannel { vhost, channel } => vec![b("CC"), b(vhost), b(channel)],
+            PeerMessage::Leave(l) => vec![b("LEAVE"), to_json(l)],
         }
+    }
+
+    /// Whether encoded `frames` are a `LEAVE` (the link writes it after the
+    /// data queued before it, like a heartbeat).
+    pub fn is_leave(frames: &[Vec<u8>]) -> bool {
+        frames.first().is_some_and(|tag| tag == b"LEAVE")
     }
 
     /// Decodes the frames after the routing id.
@@ -263,6 +281,7 @@ impl PeerMessage {
             (b"HELLO", 2) => PeerMessage::Hello(json(f[1], "HELLO")?),
             (b"HB", 2) => PeerMessage::Heartbeat(json(f[1], "HB")?),
             (b"INT", 2) => PeerMessage::Interest(json(f[1], "INT")?),
+            (b"LEAVE", 2) => PeerMessage::Leave(json(f[1], "LEAVE")?),
             (b"FWD", 5) => PeerMessage::Forward {
                 vhost: text(f[1], "vhost")?,
                 channel: text(f[2], "channel")?,
@@ -368,6 +387,14 @@ mod tests {
             vhost: "/chat".into(),
             channel: "news".into(),
         });
+        round_trip(PeerMessage::Leave(Leave { incarnation: 42 }));
+        assert!(PeerMessage::is_leave(
+            &PeerMessage::Leave(Leave::default()).encode()
+        ));
+        assert!(!PeerMessage::is_leave(
+            &PeerMessage::Heartbeat(Heartbeat::default()).encode()
+        ));
+        assert!(!PeerMessage::is_leave(&[]));
     }
 
     #[test]
@@ -393,6 +420,8 @@ mod tests {
         assert!(PeerMessage::decode(&empty).is_err());
         assert!(PeerMessage::decode(&[b"NOPE".as_slice()]).is_err());
         assert!(PeerMessage::decode(&[b"HB".as_slice(), b"{"]).is_err());
+        assert!(PeerMessage::decode(&[b"LEAVE".as_slice()]).is_err());
+        assert!(PeerMessage::decode(&[b"LEAVE".as_slice(), b"{}", b"x"]).is_err());
         assert!(PeerMessage::decode(&[b"DLV".as_slice(), b"/a", b"c"]).is_err());
         assert!(PeerMessage::decode(&[b"DLV".as_slice(), &[0xff], b"c", b"x"]).is_err());
         assert!(PeerMessage::decode(&[b"FWD".as_slice(), b"/a", b"c", b"", b"x"]).is_err());

@@ -308,6 +308,13 @@ impl Ring {
 
     /// Writes the padding record of a wrapping claim; returns the record's
     /// data index.
+    /// One writer: returns the last `bytes` of the newest claim to the ring.
+    fn give_back(&self, bytes: usize) {
+        let tail = self.region.load_i64(self.tail, Relaxed);
+        self.region
+            .store_i64(self.tail, tail - bytes as i64, Release);
+    }
+
     fn place(&self, index: usize, padding: usize) -> usize {
         if padding == 0 {
             return index;
@@ -352,6 +359,34 @@ impl Claim<'_> {
     /// Gives the space up explicitly (same as dropping).
     pub fn abort(mut self) {
         self.finish(Some(record::PADDING));
+    }
+
+    /// Shortens the body to `len` bytes, giving the rest back to the ring
+    /// (one-writer rings; a many-writer claim keeps its length). Bytes past
+    /// `len` must not have been written: the space given back has to stay
+    /// zeroed for the next record's header.
+    pub fn truncate(&mut self, len: usize) {
+        let new_length = record::HEADER + len;
+        if self.ring.writers != Writers::One || !self.open || new_length >= self.length {
+            return;
+        }
+        let given_back = align(self.length) - align(new_length);
+        self.ring.give_back(given_back);
+        self.length = new_length;
+    }
+
+    /// Gives the whole claim back without leaving a padding record
+    /// (one-writer rings; elsewhere the same as [`Claim::abort`]). The body
+    /// must not have been written.
+    pub fn cancel(mut self) {
+        if self.ring.writers != Writers::One {
+            return self.abort();
+        }
+        self.open = false;
+        let region = &self.ring.region;
+        region.store_i32(self.at + record::TYPE, 0, Relaxed);
+        region.store_i32(self.at + record::LENGTH, 0, Release);
+        self.ring.give_back(align(self.length));
     }
 
     fn finish(&mut self, retype: Option<i32>) {

@@ -285,3 +285,48 @@ fn hammer_one_writer() {
 fn hammer_two_writers() {
     hammer(Writers::Many, 2, 50_000);
 }
+
+#[test]
+fn truncated_claim_gives_the_rest_back() {
+    let ring = Ring::anonymous(2048, Writers::One).unwrap();
+    let mut claim = ring.try_claim(7, 200).unwrap();
+    claim[..3].copy_from_slice(b"abc");
+    claim.truncate(3);
+    claim.commit();
+    // Header 8 + body 3, aligned to 16: the other 192 bytes came back.
+    assert_eq!(ring.size(), 16);
+    ring.write(8, &[b"next"]).unwrap();
+    let mut seen = Vec::new();
+    ring.read(10, |t, body| seen.push((t, body.to_vec())));
+    assert_eq!(seen, [(7, b"abc".to_vec()), (8, b"next".to_vec())]);
+    assert!(ring.is_empty());
+}
+
+#[test]
+fn cancelled_claim_leaves_nothing_behind() {
+    let ring = Ring::anonymous(2048, Writers::One).unwrap();
+    let claim = ring.try_claim(7, 250).unwrap();
+    claim.cancel();
+    assert!(ring.is_empty());
+    assert_eq!(ring.size(), 0);
+    // The space is reusable at once, with no padding record in the way.
+    ring.write(9, &[b"x"]).unwrap();
+    let mut seen = Vec::new();
+    ring.read(10, |t, body| seen.push((t, body.to_vec())));
+    assert_eq!(seen, [(9, b"x".to_vec())]);
+}
+
+#[test]
+fn truncate_and_cancel_across_a_wrap() {
+    let ring = Ring::anonymous(256, Writers::One).unwrap();
+    for round in 0..50u8 {
+        let mut claim = ring.try_claim(1, 24).unwrap();
+        claim[0] = round;
+        claim.truncate(1);
+        claim.commit();
+        ring.try_claim(2, 20).unwrap().cancel();
+        let mut seen = Vec::new();
+        ring.read(10, |t, body| seen.push((t, body.to_vec())));
+        assert_eq!(seen, [(1, vec![round])], "round {round}");
+    }
+}

@@ -30,8 +30,6 @@ pub(super) struct Conn {
     pub writable: bool,
     /// Waiting for an outbound connect to complete.
     pub connecting: bool,
-    /// Bytes read but not yet accepted by the handler's ring.
-    pub stash: Vec<u8>,
     pub stalled: bool,
     /// END could not be written yet (ring full).
     pub end_pending: bool,
@@ -68,7 +66,6 @@ impl Conn {
             readable: false,
             writable: false,
             connecting,
-            stash: Vec::new(),
             stalled: false,
             end_pending: false,
             out: Vec::new(),
@@ -83,12 +80,35 @@ impl Conn {
 
     /// Both directions are over.
     pub fn finished(&self) -> bool {
-        self.read_done && self.write_done && !self.end_pending && self.stash.is_empty()
+        self.read_done && self.write_done && !self.end_pending
     }
 
     /// Queued, unwritten bytes.
     pub fn queued(&self) -> usize {
         self.out.len() - self.out_pos
+    }
+
+    /// Writes `payload` straight from where it lies (the handler's ring)
+    /// when nothing is queued before it; what the socket does not take is
+    /// queued. Returns the bytes written.
+    pub fn write_direct(&mut self, payload: &[u8]) -> usize {
+        let mut written = 0;
+        while written < payload.len() && self.writable && !self.failed {
+            match self.socket.write(&payload[written..]) {
+                Ok(0) => self.failed = true,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(error) => {
+                    tracing::debug!(%error, "write failed");
+                    self.failed = true;
+                }
+            }
+        }
+        if !self.failed {
+            self.out.extend_from_slice(&payload[written..]);
+        }
+        written
     }
 
     /// Writes what is queued in as few writes as the socket allows; returns

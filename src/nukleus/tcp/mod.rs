@@ -81,7 +81,6 @@ pub struct TcpNukleus {
     initial_ids: StreamIds,
     reply_ids: StreamIds,
     next_ref: i64,
-    scratch: Box<[u8]>,
     dirty: Vec<Token>,
     commands: Vec<Pending>,
     connections: usize,
@@ -129,7 +128,6 @@ impl TcpNukleus {
             initial_ids: StreamIds::initial(),
             reply_ids: StreamIds::reply(),
             next_ref: 1,
-            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
             dirty: Vec::new(),
             commands: Vec::new(),
             connections: 0,
@@ -260,14 +258,26 @@ impl TcpNukleus {
         };
         let target = &mut self.plumbing.targets[conn.target];
         let max_body = target.ring().max_body().saturating_sub(8);
+        conn.stalled = false;
         while conn.readable && !conn.read_done {
             let room = conn.credit - conn.padding;
             if room <= 0 {
                 break;
             }
-            let want = (room as usize).min(self.scratch.len()).min(max_body);
-            match conn.socket.read(&mut self.scratch[..want]) {
+            let want = (room as usize).min(READ_CHUNK).min(max_body);
+            // Read straight into the handler's ring: claim the most the
+            // credit allows, keep what the socket gave.
+            let Ok(mut claim) = target.ring().try_claim(frame::DATA, 8 + want) else {
+                // The ring is shared by every connection: stop reading until
+                // the handler has made room.
+                conn.stalled = true;
+                self.stalled.push(token);
+                return;
+            };
+            claim[..8].copy_from_slice(&id.bytes());
+            match conn.socket.read(&mut claim[8..]) {
                 Ok(0) => {
+                    claim.cancel();
                     conn.read_done = true;
                     if !target.write(frame::END, &[&id.bytes()]) {
                         conn.end_pending = true;
@@ -275,24 +285,23 @@ impl TcpNukleus {
                     }
                 }
                 Ok(n) => {
+                    claim.truncate(8 + n);
+                    claim.commit();
+                    target.dirty = true;
                     self.metrics.bytes_in.add(n as u64);
                     conn.credit -= n as i64 + conn.padding;
-                    if !target.write(frame::DATA, &[&id.bytes(), &self.scratch[..n]]) {
-                        // The ring is shared by every connection; keep the
-                        // bytes and stop reading until they are through.
-                        conn.stash.extend_from_slice(&self.scratch[..n]);
-                        conn.readable = false;
-                        conn.stalled = true;
-                        self.stalled.push(token);
-                        return;
-                    }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => conn.readable = false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(error) => {
-                    tracing::debug!(%error, "read failed");
-                    conn.failed = true;
-                    break;
+                Err(e) => {
+                    claim.cancel();
+                    match e.kind() {
+                        ErrorKind::WouldBlock => conn.readable = false,
+                        ErrorKind::Interrupted => {}
+                        _ => {
+                            tracing::debug!(error = %e, "read failed");
+                            conn.failed = true;
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -318,14 +327,10 @@ impl TcpNukleus {
             };
             conn.dirty = false;
             let written = conn.flush();
-            if written > 0 {
-                self.metrics.bytes_out.add(written as u64);
-                if let Some((source, id)) = conn.inbound {
-                    let body = frame::window_body(id, written as i32, 0);
-                    self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
-                }
-            }
-            if conn.failed || conn.finished() {
+            let inbound = conn.inbound;
+            let done = conn.failed || conn.finished();
+            self.credit_back(inbound, written);
+            if done {
                 self.close(token);
             }
         }

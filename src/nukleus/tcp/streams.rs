@@ -5,6 +5,9 @@ use mio::Token;
 
 use super::conn::Conn;
 use super::{Entry, TcpNukleus};
+
+/// Frames at least this large are written without being queued first.
+const DIRECT_WRITE: usize = 2048;
 use crate::nukleus::frame::{self, Frame, StreamId, Writer};
 
 impl TcpNukleus {
@@ -25,10 +28,7 @@ impl TcpNukleus {
             } => self.on_reply_begin(source, stream, StreamId(reference)),
             Frame::Data { stream, payload } => {
                 if let Some(&token) = self.inbound.get(&(source, stream)) {
-                    if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
-                        conn.out.extend_from_slice(payload);
-                    }
-                    self.mark_dirty(token);
+                    self.on_data(token, payload);
                 }
             }
             Frame::End { stream, .. } => {
@@ -49,6 +49,39 @@ impl TcpNukleus {
                 }
             }
             Frame::Window { .. } => {}
+        }
+    }
+
+    /// Queues DATA for the connection's next write. A large frame for a
+    /// connection with nothing queued goes to the socket at once, from the
+    /// ring, saving a copy; small ones are gathered so that a connection
+    /// gets one write per round.
+    fn on_data(&mut self, token: Token, payload: &[u8]) {
+        let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) else {
+            return;
+        };
+        if payload.len() < DIRECT_WRITE || conn.dirty || conn.queued() > 0 || !conn.writable {
+            conn.out.extend_from_slice(payload);
+            self.mark_dirty(token);
+            return;
+        }
+        let written = conn.write_direct(payload);
+        let (inbound, unfinished) = (conn.inbound, conn.queued() > 0 || conn.failed);
+        self.credit_back(inbound, written);
+        if unfinished {
+            self.mark_dirty(token);
+        }
+    }
+
+    /// Returns `written` bytes of credit to the handler of `inbound`.
+    pub(super) fn credit_back(&mut self, inbound: Option<(usize, StreamId)>, written: usize) {
+        if written == 0 {
+            return;
+        }
+        self.metrics.bytes_out.add(written as u64);
+        if let Some((source, id)) = inbound {
+            let body = frame::window_body(id, written as i32, 0);
+            self.plumbing.sources[source].throttle(frame::WINDOW, &[&body]);
         }
     }
 
@@ -165,7 +198,6 @@ impl TcpNukleus {
         };
         if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
             conn.read_done = true;
-            conn.stash.clear();
             conn.end_pending = false;
             let _ = conn.socket.shutdown(std::net::Shutdown::Read);
             if conn.finished() || conn.inbound.is_none() {
@@ -189,16 +221,6 @@ impl TcpNukleus {
                 continue;
             };
             let target = &mut self.plumbing.targets[target];
-            if !conn.stash.is_empty() {
-                if !target.write(frame::DATA, &[&id.bytes(), &conn.stash]) {
-                    self.stalled.push(token);
-                    continue;
-                }
-                conn.stash = Vec::new();
-                conn.stalled = false;
-                conn.readable = true;
-                work += 1;
-            }
             if conn.end_pending {
                 if !target.write(frame::END, &[&id.bytes()]) {
                     self.stalled.push(token);
@@ -222,7 +244,7 @@ impl TcpNukleus {
         self.metrics.connections.set(self.connections as u64);
         if let Some(id) = conn.outbound {
             self.outbound.remove(&id.0);
-            if !conn.read_done || conn.end_pending || !conn.stash.is_empty() {
+            if !conn.read_done || conn.end_pending {
                 self.plumbing.targets[conn.target].write(frame::RESET, &[&id.bytes()]);
             }
         }
