@@ -13,6 +13,8 @@ const CLOSE_HANDLER_GONE: u16 = 1011;
 /// Close code and reason sent when the client sent nothing for the idle
 /// timeout: a normal closure, nothing failed.
 const CLOSE_IDLE: u16 = 1000;
+/// A connection this long without input gives its buffers back.
+const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// The reason handlers see on the END of an idle connection.
 pub const IDLE_REASON: &str = "idle timeout";
 
@@ -127,6 +129,12 @@ impl WsNukleus {
                     expired.push(key);
                 }
                 return;
+            }
+            if let Phase::Open(ws) = &mut conn.phase {
+                if !conn.released && now.duration_since(conn.last_input) >= RELEASE_AFTER {
+                    ws.release_memory();
+                    conn.released = true;
+                }
             }
             let late = match &conn.phase {
                 Phase::Handshake { since, .. } | Phase::Accepting { since, .. } => {

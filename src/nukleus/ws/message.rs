@@ -11,9 +11,10 @@ use super::frame::{apply_mask, close_code, FIN, OP_TEXT};
 use super::utf8::Utf8Validator;
 use super::Action;
 
-/// Capacity kept in `buf` between messages; larger buffers are freed so an
-/// idle connection holds little memory after a big message.
-const RETAIN_CAPACITY: usize = 4096;
+/// Capacity kept in `buf` between messages, so a stream of large messages
+/// does not allocate for each; larger buffers are freed at once, and the
+/// driver frees the rest with `release_memory` once a connection is idle.
+const RETAIN_CAPACITY: usize = 64 * 1024;
 /// Masked compressed bytes are unmasked into a stack buffer of this size.
 const UNMASK_STEP: usize = 4096;
 /// Smallest output space offered to the inflater.

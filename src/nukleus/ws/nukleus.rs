@@ -284,6 +284,8 @@ pub(super) struct Conn {
     /// Credit we gave the handler for `handler_in` not used yet.
     pub(super) handler_granted: i64,
     pub(super) last_input: Instant,
+    /// Buffers were released since the last input.
+    pub(super) released: bool,
     pub(super) closing_since: Option<Instant>,
     /// Bytes for the client held back until the handler has answered
     /// everything received before the connection ended (a close frame).

@@ -102,6 +102,7 @@ impl WsNukleus {
             handler_in: None,
             handler_granted: 0,
             last_input: now,
+            released: true,
             closing_since: None,
             held_close: None,
             touched: false,
@@ -121,6 +122,7 @@ impl WsNukleus {
         };
         conn.tcp_granted -= payload.len() as i64;
         conn.last_input = now;
+        conn.released = false;
         match &mut conn.phase {
             Phase::Handshake { buf, .. } => {
                 buf.extend_from_slice(payload);
