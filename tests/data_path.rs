@@ -169,3 +169,115 @@ fn one_thread_runs_every_nukleus() {
         .unwrap();
     assert_eq!(chat.read().unwrap(), Message::text(r#"{"subscribed":"c"}"#));
 }
+
+/// This process plays a nukleus called "tool": tcp captures its streams and
+/// routes to it, a PREPAREd ref opens an outbound connection, and bytes flow
+/// both ways through the rings.
+#[test]
+fn prepare_opens_an_outbound_connection_for_another_process() {
+    use std::io::{Read, Write};
+    use webrocket::nukleus::frame::{self, Frame, StreamId};
+    use webrocket::stream::StreamsFile;
+
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let remote = listener.local_addr().unwrap();
+
+    // Our side: the file tcp writes into, then tcp's capture of us.
+    let ours = StreamsFile::create(&server.run_dir.join("tool/streams/tcp"), 1 << 20).unwrap();
+    let mut tcp = Controller::open(&server.run_dir, "tcp", None).unwrap();
+    tcp.call(Command::Capture("tool"), T).expect("CAPTURED");
+    tcp.call(Command::Route("tool"), T).expect("ROUTED");
+    let theirs = StreamsFile::open(&server.run_dir.join("tcp/streams/tool")).unwrap();
+    let body = webrocket::nukleus::tcp::control::encode_prepare("tool", remote);
+    let reference = tcp
+        .call(Command::Prepare(&body), T)
+        .unwrap()
+        .reference
+        .unwrap();
+
+    // BEGIN an initial stream with the prepared ref: tcp connects.
+    let initial = StreamId(1);
+    theirs
+        .forward
+        .write(frame::BEGIN, &[&frame::begin_head(initial, reference)])
+        .unwrap();
+    let (mut peer, _) = listener.accept().expect("tcp connected out");
+
+    // tcp answers with a reply stream and credit for ours.
+    let deadline = std::time::Instant::now() + T;
+    let (mut reply, mut credit) = (None, 0);
+    let mut received = Vec::new();
+    let pump = |reply: &mut Option<StreamId>, credit: &mut i32, received: &mut Vec<u8>| {
+        ours.forward
+            .read(64, |t, b| match Frame::decode(t, b).unwrap() {
+                Frame::Begin {
+                    stream, reference, ..
+                } => {
+                    assert_eq!(reference, initial.0);
+                    *reply = Some(stream);
+                }
+                Frame::Data { payload, .. } => received.extend_from_slice(payload),
+                _ => {}
+            });
+        theirs.throttle.read(64, |t, b| {
+            if let Ok(Frame::Window { credit: c, .. }) = Frame::decode(t, b) {
+                *credit += c;
+            }
+        });
+    };
+    while (reply.is_none() || credit == 0) && std::time::Instant::now() < deadline {
+        pump(&mut reply, &mut credit, &mut received);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let reply = reply.expect("reply BEGIN");
+    assert!(credit > 0, "tcp granted credit for our stream");
+
+    // Our DATA reaches the remote socket...
+    theirs
+        .forward
+        .write(frame::DATA, &[&initial.bytes(), b"hello remote"])
+        .unwrap();
+    let mut buf = [0u8; 12];
+    peer.set_read_timeout(Some(T)).unwrap();
+    peer.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello remote");
+
+    // ...and the remote's bytes come back on the reply stream once we grant
+    // credit for it.
+    ours.throttle
+        .write(frame::WINDOW, &[&frame::window_body(reply, 1024, 0)])
+        .unwrap();
+    peer.write_all(b"hello tool").unwrap();
+    while received.len() < 10 && std::time::Instant::now() < deadline {
+        pump(&mut None, &mut 0, &mut received);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(received, b"hello tool");
+}
+
+#[test]
+fn tcp_binds_ipv6_loopback() {
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    let mut tcp = Controller::open(&server.run_dir, "tcp", None).expect("open tcp control");
+    let bind = Bind {
+        handler: "ws".into(),
+        address: BindAddress::Ip("::1".parse().unwrap()),
+        port: 0,
+    };
+    match tcp.call(Command::Bind(&bind.encode()), T) {
+        Ok(bound) => {
+            let address = bound.address.expect("bound address");
+            assert!(address.is_ipv6());
+            std::net::TcpStream::connect(address).expect("IPv6 listener accepts");
+        }
+        // A machine without IPv6 refuses the bind: that is an ERROR, not a crash.
+        Err(ControlError::Refused { .. }) => {
+            assert!(
+                std::net::TcpListener::bind("[::1]:0").is_err(),
+                "IPv6 works here, so BIND should too"
+            );
+        }
+        Err(other) => panic!("{other}"),
+    }
+}
