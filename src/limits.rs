@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::units::{duration, size};
 
+const GIB: usize = 1024 * 1024 * 1024;
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
@@ -204,6 +205,34 @@ impl Limits {
             if value == 0 {
                 out.push((field, "must be greater than zero".to_owned()));
             }
+        }
+        // Credit travels in i32 WINDOW frames; sizes past 1 GiB could wrap.
+        let bounded = [
+            ("max_message_size", self.max_message_size),
+            ("max_frame_size", self.max_frame_size),
+            ("echo_max_message_size", self.echo_max_message_size),
+            ("echo_max_frame_size", self.echo_max_frame_size),
+            ("max_pending_bytes", self.max_pending_bytes),
+            ("max_backend_message_size", self.max_backend_message_size),
+        ];
+        for (field, value) in bounded {
+            if value > GIB {
+                out.push((field, format!("{value} is more than 1GiB")));
+            }
+        }
+        // A broker message or backend broadcast must fit one ring record
+        // (a ring's records are at most an eighth of it).
+        let largest = self.max_message_size.max(self.max_backend_message_size) + 1024;
+        if self.ring_capacity.is_power_of_two() && self.ring_capacity / 8 < largest {
+            out.push((
+                "ring_capacity",
+                format!(
+                    "{} holds records of at most {} bytes, less than the largest message ({})",
+                    self.ring_capacity,
+                    self.ring_capacity / 8,
+                    largest
+                ),
+            ));
         }
         if self.handshake_timeout.is_zero() {
             out.push(("handshake_timeout", "must be greater than zero".to_owned()));

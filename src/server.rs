@@ -216,6 +216,8 @@ pub struct Server {
     pub handle: Arc<Handle>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    accepting: AtomicBool,
+    sessions_closed: bool,
 }
 
 fn engine_settings(limits: &Limits) -> WsSettings {
@@ -350,6 +352,8 @@ impl Server {
             handle,
             stop,
             threads,
+            accepting: AtomicBool::new(true),
+            sessions_closed: false,
         };
         server.wire(config, &vhosts)?;
         Ok(server)
@@ -422,18 +426,39 @@ impl Server {
         Ok(())
     }
 
-    /// Stops accepting, closes every session with 1001, drains briefly and
-    /// stops the threads. Calling it twice is harmless.
-    pub fn shutdown(&mut self) {
-        if self.stop.load(Ordering::Acquire) {
+    /// Stops accepting new connections (existing ones carry on). Once.
+    pub fn stop_accepting(&self) {
+        if !self.accepting.swap(false, Ordering::AcqRel) {
             return;
         }
         let handle = &self.handle;
         if let Ok(mut tcp) = handle.controller("tcp") {
             let _ = tcp.call(Command::Unbind(*lock(&handle.tcp_ref)), COMMAND_TIMEOUT);
         }
-        handle.task(Task::CloseAll(CloseReason::Shutdown));
+    }
+
+    /// Closes every session with `reason` and waits briefly for the close
+    /// frames to drain. Once: a later call (or [`Server::shutdown`]) does
+    /// nothing more.
+    pub fn close_sessions(&mut self, reason: CloseReason) {
+        if std::mem::replace(&mut self.sessions_closed, true) {
+            return;
+        }
+        self.handle.task(Task::CloseAll(reason));
         std::thread::sleep(DRAIN);
+    }
+
+    /// Stops accepting, closes every session with 1001 (unless
+    /// [`Server::close_sessions`] already closed them, e.g. with 1012 when
+    /// leaving a cluster), drains briefly and stops the threads. Calling it
+    /// twice is harmless.
+    pub fn shutdown(&mut self) {
+        if self.stop.load(Ordering::Acquire) {
+            return;
+        }
+        self.stop_accepting();
+        self.close_sessions(CloseReason::Shutdown);
+        let handle = &self.handle;
         self.stop.store(true, Ordering::Release);
         handle.signals.wake_all();
         for thread in self.threads.drain(..) {

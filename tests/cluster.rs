@@ -1,7 +1,7 @@
 //! Three real webrocket-server processes on loopback forming one cluster:
 //! cross-node delivery in one order per channel, no traffic to nodes
 //! without interest, a frozen and a killed node, triggers and direct
-//! messages across nodes.
+//! messages across nodes, a node leaving gracefully.
 
 #[path = "common/backend.rs"]
 mod backend;
@@ -9,7 +9,8 @@ mod common;
 #[path = "common/cluster.rs"]
 mod nodes;
 
-use std::time::Duration;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use backend::{
     backend_addr, dealer, identity, message, next_non_heartbeat, req, request, runtime, vhost_token,
@@ -289,12 +290,10 @@ fn triggers_reach_a_worker_on_another_node_and_ds_finds_the_session() {
     assert_eq!(cluster.counter(2, "cluster.triggers_lost"), 0);
 }
 
-#[test]
-fn list_nodes_shows_every_peer_up() {
-    let cluster = TestCluster::start(3, CONFIG);
-    cluster.wait_formed(Duration::from_secs(15));
-    let node = cluster.node(0);
-    let cookie = std::fs::read_to_string(node.dir.path().join("data").join("n0.cookie"))
+/// Node `i`'s `/nodes` answer (its admin API).
+fn list_nodes(cluster: &TestCluster, i: usize) -> Value {
+    let node = cluster.node(i);
+    let cookie = std::fs::read_to_string(node.dir.path().join("data").join(format!("n{i}.cookie")))
         .expect("node cookie");
     let request = format!(
         "GET /nodes HTTP/1.1\r\nHost: x\r\nX-WebRocket-Cookie: {}\r\nConnection: close\r\n\r\n",
@@ -303,7 +302,26 @@ fn list_nodes_shows_every_peer_up() {
     let response = common::http(node.admin, &request);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let body = &response[response.find("\r\n\r\n").expect("body") + 4..];
-    let json: Value = serde_json::from_str(body).expect("json");
+    serde_json::from_str(body).expect("json")
+}
+
+/// The state node `i` lists for `peer`.
+fn state_of(cluster: &TestCluster, i: usize, peer: &str) -> String {
+    let json = list_nodes(cluster, i);
+    let row = json["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == peer)
+        .unwrap_or_else(|| panic!("{peer} listed: {json}"));
+    row["state"].as_str().expect("state").to_owned()
+}
+
+#[test]
+fn list_nodes_shows_every_peer_up() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(Duration::from_secs(15));
+    let json = list_nodes(&cluster, 0);
     let nodes = json["nodes"].as_array().expect("nodes");
     let names: Vec<&str> = nodes.iter().filter_map(|n| n["name"].as_str()).collect();
     assert_eq!(names.len(), 3, "{json}");
@@ -320,4 +338,83 @@ fn list_nodes_shows_every_peer_up() {
             "{json}"
         );
     }
+}
+
+/// Reads until the close frame; returns its code.
+fn close_code(
+    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
+) -> u16 {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => return u16::from(frame.code),
+            Ok(tungstenite::Message::Close(None)) => panic!("a close frame without a code"),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_node_leaving_on_sigterm_hands_over_at_once() {
+    let mut cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    // A channel n2 orders: once n2 has left, n0 and n1 must move it to
+    // another sequencer without waiting for the heartbeat timeout.
+    let channel = channel_sequenced_by(&["n0", "n1", "n2"], "n2");
+    let mut on_n1 = subscriber(&cluster, 1, &channel);
+    let (mut on_n2, _) = tungstenite::connect(cluster.node(2).url("/chat")).expect("ws connect");
+    on_n2
+        .send(tungstenite::Message::text(
+            json!({"subscribe": {"channel": channel}}).to_string(),
+        ))
+        .expect("send");
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = on_n2.get_ref() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+    }
+    std::thread::sleep(SETTLE);
+    delivered_across(&cluster, 0, &mut on_n1, &channel);
+
+    let sigterm = Instant::now();
+    cluster.signal(2, "-TERM");
+    // Its peers count it out within 1 s (the heartbeat timeout is 3 s).
+    for i in [0, 1] {
+        let left = Duration::from_secs(1).saturating_sub(sigterm.elapsed());
+        cluster.wait_peer(i, 2, false, left);
+    }
+    assert!(
+        sigterm.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        sigterm.elapsed()
+    );
+    for i in [0, 1] {
+        assert_eq!(state_of(&cluster, i, "n2"), "left");
+        assert_eq!(cluster.counter(i, "cluster.peers_left"), 1);
+        assert_eq!(cluster.counter(i, "cluster.peers_lost"), 0);
+    }
+    // Its client is told to reconnect elsewhere; new clients are refused.
+    assert_eq!(close_code(&mut on_n2), 1012, "Service Restart");
+    assert!(TcpStream::connect(cluster.node(2).websocket).is_err());
+    // The others carry on: n0 -> (new sequencer) -> n1, well before n2
+    // would have timed out.
+    let mut publisher = Client::connect(&cluster.node(0).url("/chat"));
+    let reply = publisher.request(
+        "broadcast",
+        json!({"event": "m", "channel": channel, "data": {"p": 0, "n": 1}}),
+    );
+    assert_eq!(reply, json!({"broadcasted": channel}));
+    let message = on_n1
+        .try_recv(Duration::from_secs(1))
+        .expect("the broadcast reached n1");
+    assert_eq!(message["m"]["data"], json!({"p": 0, "n": 1}));
+    assert!(
+        sigterm.elapsed() < Duration::from_millis(2_500),
+        "{:?}",
+        sigterm.elapsed()
+    );
+    assert_eq!(cluster.counter(1, "cluster.dropped_not_sequencer"), 0);
+    let mut n2 = cluster.nodes[2].take().expect("n2 running");
+    let status = n2.child.wait().expect("wait n2");
+    assert!(status.success(), "n2 exits cleanly: {status}");
 }

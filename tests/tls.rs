@@ -63,6 +63,23 @@ fn wss_echo_and_vhost_through_the_tls_nukleus() {
         ws.close(None).unwrap();
     }
 
+    // Messages larger than a few TLS records, both ways, pipelined.
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::clone(&config), name).unwrap();
+    let stream = rustls::StreamOwned::new(conn, TcpStream::connect(server.websocket).unwrap());
+    let url = format!("wss://localhost:{}/echo", server.websocket.port());
+    let (mut ws, _) = tungstenite::client(url, stream).expect("wss handshake");
+    let big: Vec<String> = (0..3).map(|i| format!("{i}").repeat(300 * 1024)).collect();
+    for message in &big {
+        ws.send(Message::text(message.as_str())).unwrap();
+    }
+    for message in &big {
+        match ws.read().unwrap() {
+            Message::Text(text) => assert!(text.as_str() == message.as_str(), "echo differs"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
     // A plaintext client on the TLS port gets nothing it can use.
     let plain = common::http(
         server.websocket,

@@ -9,6 +9,7 @@ use webrocket::admin::Admin;
 use webrocket::cluster::Cluster;
 use webrocket::config::{Config, ServerArgs};
 use webrocket::exchange;
+use webrocket::protocol::CloseReason;
 use webrocket::server::Server;
 
 fn load(args: &ServerArgs) -> Result<Config, String> {
@@ -141,6 +142,14 @@ fn main() -> ExitCode {
         }
     });
     tracing::info!("shutting down");
+    // A clustered node leaves gracefully: no new clients, the peers count it
+    // out at once (and take over its channels), then its clients are told
+    // to reconnect elsewhere (1012) rather than that the service is gone.
+    if let Some(cluster) = &cluster {
+        server.stop_accepting();
+        runtime.block_on(cluster.leave());
+        server.close_sessions(CloseReason::Leaving);
+    }
     let _ = stop_admin.send(());
     runtime.block_on(async {
         let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;

@@ -44,7 +44,7 @@ mod vhost;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub use auth::{Outcome, SecretCheck};
 pub use backend::{BackendError, NotFound};
@@ -102,14 +102,15 @@ pub struct Broker {
 #[derive(Debug, Default)]
 struct Outbox {
     stats: BrokerStats,
-    slow: Vec<SessionKey>,
+    /// A set: a fan-out checks every subscriber against it.
+    slow: HashSet<SessionKey>,
 }
 
 impl Outbox {
     /// The slow-consumer policy (see the module docs): offer `payload` to
     /// `key` unless it is already found slow; on refusal, mark it slow.
     fn offer(&mut self, outlet: &mut dyn Outlet, key: SessionKey, payload: &[u8]) -> bool {
-        if self.slow.contains(&key) {
+        if !self.slow.is_empty() && self.slow.contains(&key) {
             return false;
         }
         if outlet.send(key, payload) {
@@ -117,7 +118,7 @@ impl Outbox {
             self.stats.bytes_out += payload.len() as u64;
             true
         } else {
-            self.slow.push(key);
+            self.slow.insert(key);
             false
         }
     }
@@ -355,7 +356,7 @@ impl Broker {
 
     /// Closes the sessions found slow during the operation that just ended.
     fn reap(&mut self, outlet: &mut dyn Outlet) {
-        while let Some(key) = self.outbox.slow.pop() {
+        for key in std::mem::take(&mut self.outbox.slow) {
             if self.sessions.contains_key(&key) {
                 self.outbox.stats.slow_consumers += 1;
                 self.close(key, CloseReason::SlowConsumer, outlet);

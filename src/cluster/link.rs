@@ -5,7 +5,9 @@
 //! heartbeat right after it: a heartbeat is never written ahead of data
 //! queued before it, which is what lets a peer drop the stale data of a
 //! node returning from a freeze (see `membership`), and it is never
-//! starved by a steady flow of data.
+//! starved by a steady flow of data. A `LEAVE` is written the same way,
+//! after the data queued before it: the last broadcasts this node ordered
+//! reach the peer while it still takes this node as their sequencer.
 //!
 //! The zeromq crate does not reconnect a DEALER whose peer went away, so a
 //! failed write makes the task drop the socket and dial again. Data queued
@@ -21,6 +23,7 @@ use tokio::time::{timeout, Instant};
 use zeromq::{DealerSocket, Socket, SocketSend, ZmqMessage};
 
 use super::shared::Shared;
+use super::wire::PeerMessage;
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -96,8 +99,15 @@ pub async fn run(
                     None => return,
                 },
             };
+            let leave = PeerMessage::is_leave(&frames);
+            if leave && !flush(&mut socket, &mut data).await {
+                break false;
+            }
             if !send(&mut socket, frames).await {
                 break false;
+            }
+            if leave {
+                shared.leave_written();
             }
         };
         if !connected {

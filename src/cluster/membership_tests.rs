@@ -170,7 +170,11 @@ fn a_leave_is_immediate_and_sticky_until_a_restart() {
         m.heard("b", "h:2", 7, t0 + Duration::from_millis(100)),
         None
     );
-    assert!(m.tick(t0 + Duration::from_secs(10)).is_empty());
+    assert_eq!(
+        m.tick(t0 + Duration::from_secs(10)),
+        [Event::Down("c".into())],
+        "only the silent peer goes down"
+    );
     assert!(m.has_left("b"));
     // A restart does.
     assert_eq!(

@@ -24,6 +24,13 @@
 //! Like the exchange: [`Cluster::bind`] before the node starts (so the
 //! broker gets [`Cluster::backend`]), [`Cluster::start`] once its handle
 //! exists.
+//!
+//! # Leaving
+//!
+//! A node shutting down gracefully stops accepting clients, calls
+//! [`Cluster::leave`] (a `LEAVE` to every peer that is up: they count it out
+//! at once and move its channels to other sequencers), closes its sessions
+//! with 1012 ("reconnect elsewhere"), then [`Cluster::shutdown`].
 
 mod direct;
 mod hook;
@@ -36,6 +43,7 @@ pub mod stats;
 pub mod wire;
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,6 +55,7 @@ use zeromq::{RouterSocket, Socket, SocketRecv};
 pub use self::hook::{BrokerLink, ClusterBackend};
 use self::shared::{lock, LinkQueues, Settings, Shared};
 pub use self::stats::ClusterStats;
+use self::wire::{Leave, PeerMessage};
 use crate::admin::WorkerDirectory;
 use crate::broker::Backend;
 use crate::config::Config;
@@ -60,6 +69,8 @@ pub const PEER_TIMEOUT: Duration = Duration::from_secs(3);
 pub const LINK_QUEUE: usize = 65_536;
 /// How often liveness is checked and ready workers are counted.
 const TICK: Duration = Duration::from_millis(100);
+/// How long [`Cluster::leave`] waits for its `LEAVE`s to be written.
+pub const LEAVE_WAIT: Duration = Duration::from_secs(1);
 
 /// Why the cluster could not start.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +95,8 @@ pub struct NodeStatus {
     pub name: String,
     /// Cluster address.
     pub addr: String,
-    /// `self`, `up`, `down` or `joining`.
+    /// `self` (`leaving` once it left), `up`, `down`, `joining` or
+    /// `left`.
     pub state: &'static str,
     /// Milliseconds since its last HELLO or heartbeat (`None`: never, or
     /// this node).
@@ -193,7 +205,11 @@ impl Cluster {
         let mut all = vec![NodeStatus {
             name: self.shared.settings.name.clone(),
             addr: self.shared.settings.addr.clone(),
-            state: "self",
+            state: if inner.membership.is_leaving() {
+                "leaving"
+            } else {
+                "self"
+            },
             last_heartbeat_ms: None,
             messages_in: 0,
             messages_out: 0,
@@ -230,6 +246,41 @@ impl Cluster {
             .membership
             .sequencer(vhost, channel)
             .to_owned()
+    }
+
+    /// Leaves the cluster gracefully: from now on this node orders no
+    /// channel (its clients' broadcasts go to the other nodes' sequencers),
+    /// and every peer that is up gets a `LEAVE`, written after the data
+    /// already queued to it, so it counts this node out at once instead of
+    /// after [`PEER_TIMEOUT`]. Waits at most [`LEAVE_WAIT`] for the links to
+    /// write them; returns how many were written (a peer that missed its
+    /// `LEAVE` notices the silence after the timeout). Call it once the node
+    /// stops accepting clients and before closing their sessions.
+    pub async fn leave(&self) -> usize {
+        let shared = &self.shared;
+        let told = {
+            let mut inner = shared.inner();
+            inner.membership.leave();
+            let message = PeerMessage::Leave(Leave {
+                incarnation: shared.incarnation,
+            });
+            let peers: Vec<String> = inner.membership.up().cloned().collect();
+            for peer in &peers {
+                shared.send_control(&mut inner, peer, &message);
+            }
+            peers.len() as u64
+        };
+        let deadline = tokio::time::Instant::now() + LEAVE_WAIT;
+        let written = || shared.leaves_written.load(Ordering::Acquire);
+        while written() < told {
+            let notified = shared.leave_written.notified();
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        let written = written().min(told);
+        tracing::info!(node = %shared.settings.name, told, written, "left the cluster");
+        written as usize
     }
 
     /// Stops every cluster task (peers see this node go silent).

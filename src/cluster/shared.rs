@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::direct::PendingDirect;
 use super::mac::{hmac_sha1_hex, same_mac, SeenNonces};
@@ -89,6 +89,9 @@ pub struct Shared {
     pub(super) directs: Mutex<HashMap<u64, PendingDirect>>,
     pub(super) next_request: AtomicU64,
     pub(super) runtime: tokio::runtime::Handle,
+    /// `LEAVE`s the links have written (see `Cluster::leave`).
+    pub(super) leaves_written: AtomicU64,
+    pub(super) leave_written: Notify,
 }
 
 /// Locks `mutex`, carrying on after a panic elsewhere (the data stays
@@ -137,6 +140,8 @@ impl Shared {
             directs: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             runtime: tokio::runtime::Handle::current(),
+            leaves_written: AtomicU64::new(0),
+            leave_written: Notify::new(),
         }
     }
 
@@ -219,6 +224,10 @@ impl Shared {
                     tracing::warn!(peer = %name, "cluster peer down");
                     self.counters.peers_lost.fetch_add(1, Ordering::Relaxed);
                 }
+                Event::Left(name) => {
+                    tracing::info!(peer = %name, "cluster peer left");
+                    self.counters.peers_left.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -274,6 +283,13 @@ impl Shared {
             peer.traffic.messages_in += 1;
             peer.traffic.bytes_in += size;
         }
+        // A node that left still forwards what its clients sent before
+        // their close frame, and answers `DS` questions: taken, since
+        // nothing of it is stale (unlike a frozen node's backlog).
+        let last_words = matches!(
+            message,
+            PeerMessage::Forward { .. } | PeerMessage::DirectReply { .. }
+        ) && inner.membership.has_left(&from);
         match message {
             PeerMessage::Hello(hello) => {
                 let event = inner
@@ -305,9 +321,15 @@ impl Shared {
                 self.learn(&mut inner, &hb.members);
                 self.on_events(&mut inner, event.into_iter().collect());
             }
+            PeerMessage::Leave(leave) => {
+                if leave.incarnation == incarnation {
+                    let event = inner.membership.left(&from, incarnation);
+                    self.on_events(&mut inner, event.into_iter().collect());
+                }
+            }
             // Anything else only from a peer that is up here (see
             // `membership`: stale traffic of a returning peer is dropped).
-            _ if !inner.membership.is_up(&from) => {
+            _ if !inner.membership.is_up(&from) && !last_words => {
                 self.counters.dropped_down.fetch_add(1, Ordering::Relaxed);
             }
             PeerMessage::Interest(update) => inner.membership.apply_interest(&from, update),
@@ -415,8 +437,17 @@ impl Shared {
                     handle.task(Task::ClusterCloseChannel { vhost, channel });
                 }
             }
-            PeerMessage::Hello(_) | PeerMessage::Heartbeat(_) | PeerMessage::Interest(_) => {}
+            PeerMessage::Hello(_)
+            | PeerMessage::Heartbeat(_)
+            | PeerMessage::Interest(_)
+            | PeerMessage::Leave(_) => {}
         }
+    }
+
+    /// A link wrote a `LEAVE`.
+    pub fn leave_written(&self) {
+        self.leaves_written.fetch_add(1, Ordering::AcqRel);
+        self.leave_written.notify_one();
     }
 
     /// Tells every peer that is up about a backend's `CC`.

@@ -25,7 +25,7 @@ macro_rules! counters {
         pub struct ClusterStats {
             /// Peers up now.
             pub peers_up: u64,
-            /// Peers down now.
+            /// Peers down or left now.
             pub peers_down: u64,
             $($(#[$doc])* pub $name: u64,)*
         }
@@ -76,6 +76,8 @@ counters!(
     refused,
     /// Times a peer went down.
     peers_lost,
+    /// Times a peer left gracefully (`LEAVE`).
+    peers_left,
 );
 
 impl Shared {
@@ -87,7 +89,7 @@ impl Shared {
         for (_, peer) in inner.membership.peers() {
             match peer.state {
                 PeerState::Up => stats.peers_up += 1,
-                PeerState::Down => stats.peers_down += 1,
+                PeerState::Down | PeerState::Left => stats.peers_down += 1,
                 PeerState::Joining => {}
             }
         }
@@ -150,6 +152,7 @@ mod tests {
         let labelled = stats.labelled();
         assert!(labelled.contains(&("cluster.deliveries_in".to_owned(), 3)));
         assert!(labelled.iter().any(|(l, _)| l == "cluster.peers_lost"));
-        assert_eq!(labelled.len(), 15);
+        assert!(labelled.iter().any(|(l, _)| l == "cluster.peers_left"));
+        assert_eq!(labelled.len(), 16);
     }
 }

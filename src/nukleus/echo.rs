@@ -71,9 +71,19 @@ impl EchoNukleus {
                 );
             }
             Frame::Data { payload, .. } => {
-                if let Some(echo) = self.by_initial.get(&key) {
-                    let reply = echo.reply.bytes();
-                    self.plumbing.targets[echo.target].write(frame::DATA, &[&reply, payload]);
+                let Some(echo) = self.by_initial.get(&key) else {
+                    return;
+                };
+                let reply = echo.reply.bytes();
+                if !self.plumbing.targets[echo.target].write(frame::DATA, &[&reply, payload]) {
+                    // A hole in the echoed stream would be worse than no
+                    // stream: a full ring aborts this one, visibly.
+                    if let Some(echo) = self.by_initial.remove(&key) {
+                        self.by_reply.remove(&echo.reply.0);
+                        self.plumbing.targets[echo.target].write(frame::RESET, &[&reply]);
+                        let initial = echo.initial.bytes();
+                        self.plumbing.sources[echo.source].throttle(frame::RESET, &[&initial]);
+                    }
                 }
             }
             Frame::End { .. } | Frame::Reset { .. } => {

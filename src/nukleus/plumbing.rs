@@ -43,6 +43,8 @@ pub struct Target {
     pub signal: Option<Arc<Signal>>,
     /// Frames were written and the reader not yet woken.
     pub dirty: bool,
+    /// A write was refused (ring full) since the flag was last cleared.
+    pub refused: bool,
 }
 
 impl Source {
@@ -58,6 +60,7 @@ impl Target {
     pub fn write(&mut self, type_id: i32, parts: &[&[u8]]) -> bool {
         let ok = self.file.forward.write(type_id, parts).is_ok();
         self.dirty |= ok;
+        self.refused |= !ok;
         ok
     }
 
@@ -241,6 +244,7 @@ impl Plumbing {
             file,
             signal: self.signals.get(target),
             dirty: false,
+            refused: false,
         });
         Ok(())
     }

@@ -113,6 +113,8 @@ struct Conn {
     app_granted: i64,
     /// Ciphertext waiting for tcp credit.
     pending: Vec<u8>,
+    /// Ciphertext from the client not yet taken by rustls.
+    cipher_in: Vec<u8>,
     ended: bool,
 }
 
@@ -130,8 +132,9 @@ pub struct TlsNukleus {
     initial_ids: StreamIds,
     reply_ids: StreamIds,
     commands: Vec<Pending>,
-    plain: Box<[u8]>,
     cipher: Vec<u8>,
+    /// Connections whose plaintext waits for room in the handler's ring.
+    stalled: Vec<usize>,
 }
 
 impl TlsNukleus {
@@ -155,8 +158,8 @@ impl TlsNukleus {
             initial_ids: StreamIds::initial(),
             reply_ids: StreamIds::reply(),
             commands: Vec::new(),
-            plain: vec![0u8; PLAIN_CHUNK].into_boxed_slice(),
             cipher: Vec::new(),
+            stalled: Vec::new(),
         })
     }
 
@@ -227,7 +230,12 @@ impl TlsNukleus {
             .find(|(_, (b, _))| b.source_ref == reference && &b.source == name)
             .map(|(&r, (_, t))| (r, *t));
         let net_target = self.plumbing.target_index(name);
-        let tls = ServerConnection::new(Arc::clone(&self.config));
+        let tls = ServerConnection::new(Arc::clone(&self.config)).map(|mut tls| {
+            // The credit granted to the handler bounds what it sends; rustls
+            // must not refuse part of a large DATA frame.
+            tls.set_buffer_limit(None);
+            tls
+        });
         let (Some((binding, app_target)), Some(net_target), Ok(tls)) = (found, net_target, tls)
         else {
             self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
@@ -256,6 +264,7 @@ impl TlsNukleus {
             app_in: None,
             app_granted: 0,
             pending: Vec::new(),
+            cipher_in: Vec::new(),
             ended: false,
         });
         self.by_net_in.insert((source, stream), conn);
@@ -278,52 +287,93 @@ impl TlsNukleus {
     }
 
     /// Ciphertext from the client.
-    fn on_cipher(&mut self, conn: usize, mut payload: &[u8]) {
+    fn on_cipher(&mut self, conn: usize, payload: &[u8]) {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
         c.net_granted -= payload.len() as i64;
-        while !payload.is_empty() {
-            let read = c.tls.read_tls(&mut payload);
-            let processed = c.tls.process_new_packets();
-            if read.is_err() || processed.is_err() {
+        c.cipher_in.extend_from_slice(payload);
+        self.decrypt(conn);
+        self.flush(conn);
+        self.regrant(conn);
+    }
+
+    /// Feeds waiting ciphertext to rustls record by record, handing the
+    /// plaintext on as it comes. rustls holds at most a few records of
+    /// plaintext, so what it cannot take yet waits in `cipher_in` until the
+    /// handler grants credit.
+    fn decrypt(&mut self, conn: usize) {
+        loop {
+            self.pump_plain(conn);
+            let Some(c) = self.conns.get_mut(conn) else {
+                return;
+            };
+            if c.cipher_in.is_empty() || c.ended {
+                // After close_notify nothing more is read (RFC 8446 6.1).
+                if c.ended {
+                    c.cipher_in.clear();
+                }
+                return;
+            }
+            let mut input = &c.cipher_in[..];
+            match c.tls.read_tls(&mut input) {
+                // Nothing taken: its plaintext buffer is full, or the
+                // stream is closed. Wait for credit.
+                Ok(0) => return,
+                Ok(n) => {
+                    c.cipher_in.drain(..n);
+                }
+                // Reading from a slice cannot fail: rustls refuses because
+                // its plaintext buffer is full. Wait for credit.
+                Err(_) => return,
+            }
+            if c.tls.process_new_packets().is_err() {
                 // A TLS alert may be queued for the client; send it, then go.
                 self.flush(conn);
                 self.finish(conn);
                 return;
             }
         }
-        self.pump_plain(conn);
-        self.flush(conn);
-        self.regrant(conn);
     }
 
-    /// Decrypted bytes to the handler, as far as its credit goes.
+    /// Decrypted bytes to the handler, as far as its credit and the ring
+    /// allow: read straight into a claim on the handler's ring, so nothing
+    /// is taken out of rustls that cannot be delivered.
     fn pump_plain(&mut self, conn: usize) {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
+        let target = &mut self.plumbing.targets[c.app_target];
         loop {
-            let room = (c.app_credit - c.app_padding).clamp(0, self.plain.len() as i64) as usize;
+            let room = (c.app_credit - c.app_padding).clamp(0, PLAIN_CHUNK as i64) as usize;
             if room == 0 {
                 return;
             }
-            match c.tls.reader().read(&mut self.plain[..room]) {
+            let Ok(mut claim) = target.ring().try_claim(frame::DATA, 8 + room) else {
+                self.stalled.push(conn);
+                return;
+            };
+            claim[..8].copy_from_slice(&c.app_out.bytes());
+            match c.tls.reader().read(&mut claim[8..]) {
                 Ok(0) => {
+                    claim.cancel();
                     // close_notify: the client's stream ends.
                     if !c.ended {
                         c.ended = true;
-                        self.plumbing.targets[c.app_target]
-                            .write(frame::END, &[&c.app_out.bytes()]);
+                        target.write(frame::END, &[&c.app_out.bytes()]);
                     }
                     return;
                 }
                 Ok(n) => {
+                    claim.truncate(8 + n);
+                    claim.commit();
+                    target.dirty = true;
                     c.app_credit -= n as i64 + c.app_padding;
-                    let parts: [&[u8]; 2] = [&c.app_out.bytes(), &self.plain[..n]];
-                    self.plumbing.targets[c.app_target].write(frame::DATA, &parts);
                 }
-                Err(_) => return,
+                Err(_) => {
+                    claim.cancel();
+                    return;
+                }
             }
         }
     }
@@ -370,7 +420,7 @@ impl TlsNukleus {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        let give = WINDOW - c.net_granted;
+        let give = WINDOW - c.net_granted - c.cipher_in.len() as i64;
         if give >= WINDOW / 2 && c.app_credit > 0 {
             c.net_granted += give;
             let body = frame::window_body(c.net_in, give as i32, 0);
@@ -433,7 +483,8 @@ impl TlsNukleus {
                         c.app_credit += i64::from(credit);
                         c.app_padding = i64::from(padding.max(0));
                     }
-                    self.pump_plain(conn);
+                    self.decrypt(conn);
+                    self.flush(conn);
                     self.regrant(conn);
                 }
                 Frame::Reset { .. } => self.finish(conn),
@@ -452,6 +503,10 @@ impl Agent for TlsNukleus {
         let mut work = self.plumbing.poll_commands(&mut self.commands);
         for pending in std::mem::take(&mut self.commands) {
             self.on_command(pending);
+        }
+        for conn in std::mem::take(&mut self.stalled) {
+            self.decrypt(conn);
+            self.regrant(conn);
         }
         for source in 0..self.plumbing.sources.len() {
             let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);

@@ -209,6 +209,9 @@ pub enum CloseReason {
     Overloaded,
     /// The server is shutting down.
     Shutdown,
+    /// This cluster node is leaving gracefully; the client should reconnect
+    /// to another node.
+    Leaving,
     /// The session's vhost was deleted by an administrator.
     VhostDeleted,
     /// The transport failed (reset, I/O error); no close frame was exchanged.
@@ -219,7 +222,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in the order of [`CloseReason::index`].
-    pub const ALL: [CloseReason; 14] = [
+    pub const ALL: [CloseReason; 15] = [
         CloseReason::ClientClosed,
         CloseReason::Disconnect,
         CloseReason::ProtocolError,
@@ -231,6 +234,7 @@ impl CloseReason {
         CloseReason::HandshakeTimeout,
         CloseReason::Overloaded,
         CloseReason::Shutdown,
+        CloseReason::Leaving,
         CloseReason::VhostDeleted,
         CloseReason::ConnectionLost,
         CloseReason::Internal,
@@ -254,6 +258,8 @@ impl CloseReason {
             CloseReason::SlowConsumer | CloseReason::PolicyViolation => 1008,
             CloseReason::MessageTooBig => 1009,
             CloseReason::Internal => 1011,
+            // 1012 (service restart): the service goes on elsewhere.
+            CloseReason::Leaving => 1012,
             // 1013 (try again later): the refusal is temporary.
             CloseReason::Overloaded => 1013,
         }
@@ -274,6 +280,7 @@ impl CloseReason {
             CloseReason::HandshakeTimeout => "handshake timeout",
             CloseReason::Overloaded => "too many connections",
             CloseReason::Shutdown => "server shutting down",
+            CloseReason::Leaving => "node leaving, reconnect elsewhere",
             CloseReason::VhostDeleted => "vhost deleted",
             CloseReason::ConnectionLost => "connection lost",
             CloseReason::Internal => "internal error",
@@ -294,6 +301,7 @@ impl CloseReason {
             CloseReason::HandshakeTimeout => "handshake_timeout",
             CloseReason::Overloaded => "overloaded",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Leaving => "leaving",
             CloseReason::VhostDeleted => "vhost_deleted",
             CloseReason::ConnectionLost => "connection_lost",
             CloseReason::Internal => "internal",
@@ -379,6 +387,7 @@ mod tests {
         assert_eq!(CloseReason::SlowConsumer.code(), 1008);
         assert_eq!(CloseReason::MessageTooBig.code(), 1009);
         assert_eq!(CloseReason::Shutdown.code(), 1001);
+        assert_eq!(CloseReason::Leaving.code(), 1012);
         for r in CloseReason::ALL {
             assert!((1000..=1015).contains(&r.code()), "{r}");
         }

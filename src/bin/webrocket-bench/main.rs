@@ -5,6 +5,11 @@
 //!     webrocket-bench echo   --addr HOST:PORT --path /echo --connections 100 --size 64
 //!     webrocket-bench fanout --addr HOST:PORT --path /bench --subscribers 1000 --size 100 [--rate N] [--proto nats]
 //!     webrocket-bench idle   --addr HOST:PORT --path /bench --connections 10000 [--proto nats]
+//!     webrocket-bench sequencer --nodes n0,n1,n2 --vhost /bench --channel bench
+//!
+//! `fanout --sub-addr A,B,C` spreads the subscribers round robin over
+//! several nodes of a cluster (the publisher stays on `--addr`);
+//! `sequencer` prints which of the named nodes orders a channel.
 //!
 //! Every run is bounded by `--seconds`; results are printed as one JSON line.
 
@@ -69,6 +74,10 @@ enum Mode {
         seconds: u64,
         #[arg(long, value_enum, default_value = "webrocket")]
         proto: ProtoArg,
+        /// Subscribers connect round robin to these `HOST:PORT`s
+        /// (comma-separated) instead of `--addr`.
+        #[arg(long, value_delimiter = ',')]
+        sub_addr: Vec<String>,
     },
     /// Opens subscribed connections and holds them (memory per connection).
     Idle {
@@ -87,6 +96,17 @@ enum Mode {
         #[arg(long, default_value_t = 1)]
         source_net: u8,
     },
+    /// Prints the node among `--nodes` that orders `(vhost, channel)`
+    /// when all of them are up (the cluster's rendezvous hash).
+    Sequencer {
+        /// Node names, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<String>,
+        #[arg(long, default_value = "/bench")]
+        vhost: String,
+        #[arg(long, default_value = "bench")]
+        channel: String,
+    },
 }
 
 fn proto(arg: ProtoArg) -> Proto {
@@ -98,6 +118,17 @@ fn proto(arg: ProtoArg) -> Proto {
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    if let Mode::Sequencer {
+        nodes,
+        vhost,
+        channel,
+    } = &args.mode
+    {
+        let nodes = nodes.iter().map(String::as_str);
+        let chosen = webrocket::cluster::rendezvous::choose(nodes, vhost, channel);
+        println!("{}", chosen.unwrap_or_default());
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -120,7 +151,16 @@ fn main() -> std::io::Result<()> {
                 rate,
                 seconds,
                 proto: p,
-            } => fanout(addr, path, subscribers, size, rate, seconds, proto(p)).await,
+                sub_addr,
+            } => {
+                let load = Load {
+                    subscribers,
+                    size,
+                    rate,
+                    seconds,
+                };
+                fanout(addr, sub_addr, path, load, proto(p)).await
+            }
             Mode::Idle {
                 addr,
                 path,
@@ -129,6 +169,7 @@ fn main() -> std::io::Result<()> {
                 proto: p,
                 source_net,
             } => idle(addr, path, connections, seconds, proto(p), source_net).await,
+            Mode::Sequencer { .. } => Ok(()),
         }
     })
 }
@@ -197,16 +238,27 @@ async fn echo(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn fanout(
-    addr: String,
-    path: String,
+/// What `fanout` sends and for how long.
+struct Load {
     subscribers: usize,
     size: usize,
     rate: u64,
     seconds: u64,
+}
+
+async fn fanout(
+    addr: String,
+    sub_addrs: Vec<String>,
+    path: String,
+    load: Load,
     proto: Proto,
 ) -> std::io::Result<()> {
+    let Load {
+        subscribers,
+        size,
+        rate,
+        seconds,
+    } = load;
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
@@ -216,7 +268,11 @@ async fn fanout(
     let hist = std::rc::Rc::new(std::cell::RefCell::new(Histogram::default()));
     let mut tasks = Vec::new();
     for i in 0..subscribers {
-        let (mut tx, mut rx) = wsclient::connect(&addr, &path).await?;
+        let sub_addr = match sub_addrs.len() {
+            0 => &addr,
+            n => &sub_addrs[i % n],
+        };
+        let (mut tx, mut rx) = wsclient::connect(sub_addr, &path).await?;
         proto.subscribe(&mut tx, &mut rx, "bench").await?;
         let (stop, delivered, progress) = (
             Arc::clone(&stop),
@@ -242,6 +298,10 @@ async fn fanout(
                 progress[i].fetch_add(stamps.len() as u64, Ordering::Relaxed);
             }
         }));
+    }
+    if !sub_addrs.is_empty() {
+        // Other nodes learn of their subscribers' interest asynchronously.
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let (mut ptx, mut prx) = wsclient::connect(&addr, &path).await?;
     proto.hello(&mut ptx, &mut prx).await?;

@@ -80,6 +80,42 @@ impl WsNukleus {
         }
     }
 
+    /// Retries what a full ring refused: queued bytes for clients that have
+    /// credit, and deliveries to handlers. Nothing else would wake them.
+    pub(super) fn retry_blocked(&mut self) -> usize {
+        if !self.plumbing.targets.iter().any(|t| t.refused) {
+            return 0;
+        }
+        let mut keys = Vec::new();
+        self.conns.for_each_mut(|key, conn| {
+            let output = !conn.client.pending.is_empty() && conn.client.credit > 0;
+            if output || conn.handler.blocked {
+                keys.push(key);
+            }
+        });
+        if keys.is_empty() {
+            self.plumbing
+                .targets
+                .iter_mut()
+                .for_each(|t| t.refused = false);
+            return 0;
+        }
+        let mut work = 0;
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.client.flush(&mut self.plumbing.targets) {
+                work += 1;
+            }
+            if std::mem::take(&mut conn.handler.blocked) {
+                self.decode(key, None);
+            }
+            self.touch(key);
+        }
+        work
+    }
+
     /// Grants tcp room for more client bytes and the handler the credit tcp
     /// gave for the client, for every connection touched this round.
     pub(super) fn regrant(&mut self) {
@@ -92,7 +128,12 @@ impl WsNukleus {
                 Phase::Handshake { buf, .. } => {
                     (self.settings.engine.max_handshake_size, buf.len())
                 }
-                Phase::Open(_) => (self.settings.input_window, conn.input.len()),
+                // What waits to go out counts too: a client that sends pings
+                // but never reads gets no more input window.
+                Phase::Open(_) => (
+                    self.settings.input_window,
+                    conn.input.len() + conn.client.pending.len(),
+                ),
                 Phase::Accepting { .. } | Phase::Done => (0, 0),
             };
             let give = want as i64 - held as i64 - conn.tcp_granted;

@@ -219,6 +219,8 @@ impl ClientOut {
 
 /// The stream towards the handler (our initial stream).
 pub(super) struct HandlerOut {
+    /// A delivery was refused by a full ring (not by missing credit).
+    pub(super) blocked: bool,
     pub(super) target: usize,
     pub(super) stream: Option<StreamId>,
     pub(super) credit: i64,
@@ -229,6 +231,7 @@ pub(super) struct HandlerOut {
 impl HandlerOut {
     pub(super) fn new(target: usize) -> Self {
         HandlerOut {
+            blocked: false,
             target,
             stream: None,
             credit: 0,
@@ -246,6 +249,8 @@ impl HandlerOut {
             return false;
         }
         if !targets[self.target].write(frame::DATA, &[&stream.bytes(), &[flags], payload]) {
+            // The ring is full: not the client's doing; retried next round.
+            self.blocked = true;
             return false;
         }
         self.credit -= cost;
@@ -422,6 +427,7 @@ impl Agent for WsNukleus {
         }
         work += self.read_sources(now);
         work += self.read_throttles(now);
+        work += self.retry_blocked();
         self.regrant();
         if now >= self.next_tick {
             self.next_tick = now + TIMER_TICK;

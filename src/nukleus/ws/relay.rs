@@ -185,6 +185,16 @@ impl WsNukleus {
                 None => true,
             });
         let targets = &mut self.plumbing.targets;
+        if request.path.len() > frame::MAX_STRING {
+            // Handlers get the path in a frame string; it could not be named.
+            conn.refuse(
+                targets,
+                &handshake::error_response(414, "URI Too Long"),
+                now,
+            );
+            self.metrics.rejected.add(1);
+            return;
+        }
         if self.conns_len > self.settings.max_connections {
             conn.refuse(
                 targets,
