@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::frame::{self, Frame, StreamId, StreamIds};
-use super::plumbing::{Pending, Plumbing};
+use super::plumbing::{drain, Frames, Pending, Plumbing};
 use super::runner::{Agent, Signals};
 use super::{IdMap, StreamMap};
 use crate::nukleus::command::Response;
@@ -125,6 +125,20 @@ impl EchoNukleus {
     }
 }
 
+impl Frames for EchoNukleus {
+    fn plumbing(&self) -> &Plumbing {
+        &self.plumbing
+    }
+
+    fn on_source_frame(&mut self, source: usize, frame: Frame<'_>) {
+        self.on_frame(source, frame);
+    }
+
+    fn on_throttle_frame(&mut self, _target: usize, frame: Frame<'_>) {
+        self.on_throttle(frame);
+    }
+}
+
 impl Agent for EchoNukleus {
     fn name(&self) -> &str {
         "echo"
@@ -136,26 +150,7 @@ impl Agent for EchoNukleus {
             // Echo takes no bindings: ws binds a path to it.
             self.plumbing.respond(Response::error(pending.correlation));
         }
-        for source in 0..self.plumbing.sources.len() {
-            let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
-            work += file
-                .forward
-                .read(crate::nukleus::ROUND_FRAMES, |type_id, body| {
-                    if let Ok(frame) = Frame::decode(type_id, body) {
-                        self.on_frame(source, frame);
-                    }
-                });
-        }
-        for target in 0..self.plumbing.targets.len() {
-            let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
-            work += file
-                .throttle
-                .read(crate::nukleus::ROUND_FRAMES, |type_id, body| {
-                    if let Ok(frame) = Frame::decode(type_id, body) {
-                        self.on_throttle(frame);
-                    }
-                });
-        }
+        work += drain(self);
         self.plumbing.notify_peers();
         work
     }

@@ -296,3 +296,42 @@ fn not_found(name: &str) -> std::io::Error {
         format!("no stream file for {name:?}"),
     )
 }
+
+/// A nukleus whose frames [`drain`] hands over one at a time.
+pub trait Frames {
+    /// Its files.
+    fn plumbing(&self) -> &Plumbing;
+    /// A frame from the forward ring of captured source `source`.
+    fn on_source_frame(&mut self, source: usize, frame: super::frame::Frame<'_>);
+    /// A frame (WINDOW, RESET) from the throttle ring of routed target
+    /// `target`.
+    fn on_throttle_frame(&mut self, target: usize, frame: super::frame::Frame<'_>);
+}
+
+/// Hands every waiting frame to `nukleus`, where it lies in the mapped file:
+/// first the forward rings of its sources, then the throttle rings of its
+/// targets, up to [`ROUND_FRAMES`](super::ROUND_FRAMES) from each. A frame
+/// that does not decode is logged and skipped. Returns how many were read.
+pub fn drain(nukleus: &mut impl Frames) -> usize {
+    use super::frame::Frame;
+    let mut work = 0;
+    for source in 0..nukleus.plumbing().sources.len() {
+        let file = Arc::clone(&nukleus.plumbing().sources[source].file);
+        work += file.forward.read(super::ROUND_FRAMES, |type_id, body| {
+            match Frame::decode(type_id, body) {
+                Ok(frame) => nukleus.on_source_frame(source, frame),
+                Err(error) => tracing::warn!(%error, "bad frame"),
+            }
+        });
+    }
+    for target in 0..nukleus.plumbing().targets.len() {
+        let file = Arc::clone(&nukleus.plumbing().targets[target].file);
+        work += file.throttle.read(super::ROUND_FRAMES, |type_id, body| {
+            match Frame::decode(type_id, body) {
+                Ok(frame) => nukleus.on_throttle_frame(target, frame),
+                Err(error) => tracing::warn!(%error, "bad frame"),
+            }
+        });
+    }
+    work
+}

@@ -24,7 +24,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use super::command::{self, Response};
 use super::frame::{self, Frame, FrameError, Reader, StreamId, StreamIds, Writer};
-use super::plumbing::{Pending, Plumbing};
+use super::plumbing::{drain, Frames, Pending, Plumbing};
 use super::runner::{Agent, Signals};
 use super::slab::Slab;
 use super::{IdMap, StreamMap};
@@ -187,7 +187,7 @@ impl TlsNukleus {
             .respond(response.unwrap_or(Response::error(correlation)));
     }
 
-    fn on_source_frame(&mut self, source: usize, frame: Frame<'_>) {
+    fn on_source(&mut self, source: usize, frame: Frame<'_>) {
         let key = (source, frame.stream());
         if let Some(&conn) = self.by_net_in.get(&key) {
             match frame {
@@ -494,6 +494,20 @@ impl TlsNukleus {
     }
 }
 
+impl Frames for TlsNukleus {
+    fn plumbing(&self) -> &Plumbing {
+        &self.plumbing
+    }
+
+    fn on_source_frame(&mut self, source: usize, frame: Frame<'_>) {
+        self.on_source(source, frame);
+    }
+
+    fn on_throttle_frame(&mut self, _target: usize, frame: Frame<'_>) {
+        self.on_throttle(frame);
+    }
+}
+
 impl Agent for TlsNukleus {
     fn name(&self) -> &str {
         "tls"
@@ -508,26 +522,7 @@ impl Agent for TlsNukleus {
             self.decrypt(conn);
             self.regrant(conn);
         }
-        for source in 0..self.plumbing.sources.len() {
-            let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
-            work += file
-                .forward
-                .read(crate::nukleus::ROUND_FRAMES, |type_id, body| {
-                    if let Ok(frame) = Frame::decode(type_id, body) {
-                        self.on_source_frame(source, frame);
-                    }
-                });
-        }
-        for target in 0..self.plumbing.targets.len() {
-            let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
-            work += file
-                .throttle
-                .read(crate::nukleus::ROUND_FRAMES, |type_id, body| {
-                    if let Ok(frame) = Frame::decode(type_id, body) {
-                        self.on_throttle(frame);
-                    }
-                });
-        }
+        work += drain(self);
         self.plumbing.notify_peers();
         work
     }

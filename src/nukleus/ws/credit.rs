@@ -19,25 +19,18 @@ const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 pub const IDLE_REASON: &str = "idle timeout";
 
 impl WsNukleus {
-    pub(super) fn read_throttles(&mut self, now: Instant) -> usize {
-        let mut work = 0;
-        for target in 0..self.plumbing.targets.len() {
-            let file = std::sync::Arc::clone(&self.plumbing.targets[target].file);
-            work +=
-                file.throttle.read(
-                    crate::nukleus::ROUND_FRAMES,
-                    |type_id, body| match Frame::decode(type_id, body) {
-                        Ok(Frame::Window {
-                            stream,
-                            credit,
-                            padding,
-                        }) => self.on_window(stream, credit, padding),
-                        Ok(Frame::Reset { stream }) => self.on_reset(stream, now),
-                        _ => {}
-                    },
-                );
+    /// WINDOW and RESET from tcp (for what we send clients) and from
+    /// handlers (for what we deliver to them).
+    pub(super) fn on_throttle(&mut self, frame: Frame<'_>, now: Instant) {
+        match frame {
+            Frame::Window {
+                stream,
+                credit,
+                padding,
+            } => self.on_window(stream, credit, padding),
+            Frame::Reset { stream } => self.on_reset(stream, now),
+            _ => {}
         }
-        work
     }
 
     fn on_window(&mut self, stream: StreamId, credit: i32, padding: i32) {

@@ -23,7 +23,7 @@ use super::{WsConnection, WsSettings};
 use crate::nukleus::command::{self, Response};
 use crate::nukleus::frame::{self, FrameError, Reader, StreamId, StreamIds, Writer};
 use crate::nukleus::metrics::Metric;
-use crate::nukleus::plumbing::{Pending, Plumbing, Target};
+use crate::nukleus::plumbing::{drain, Frames, Pending, Plumbing, Target};
 use crate::nukleus::runner::{Agent, Signals};
 use crate::nukleus::slab::Slab;
 use crate::nukleus::{IdMap, StreamMap};
@@ -338,6 +338,8 @@ pub struct WsNukleus {
     pub(super) metrics: WsMetrics,
     pub(super) commands: Vec<Pending>,
     pub(super) next_tick: Instant,
+    /// The time of the current round.
+    pub(super) now: Instant,
 }
 
 pub(super) const KEEP_BUFFER: usize = 16 * 1024;
@@ -375,6 +377,7 @@ impl WsNukleus {
             metrics,
             commands: Vec::new(),
             next_tick: Instant::now(),
+            now: Instant::now(),
         })
     }
 
@@ -415,6 +418,20 @@ impl WsNukleus {
     }
 }
 
+impl Frames for WsNukleus {
+    fn plumbing(&self) -> &Plumbing {
+        &self.plumbing
+    }
+
+    fn on_source_frame(&mut self, source: usize, frame: crate::nukleus::frame::Frame<'_>) {
+        self.on_source(source, frame, self.now);
+    }
+
+    fn on_throttle_frame(&mut self, _target: usize, frame: crate::nukleus::frame::Frame<'_>) {
+        self.on_throttle(frame, self.now);
+    }
+}
+
 impl Agent for WsNukleus {
     fn name(&self) -> &str {
         "ws"
@@ -425,8 +442,8 @@ impl Agent for WsNukleus {
         for pending in std::mem::take(&mut self.commands) {
             self.on_command(pending);
         }
-        work += self.read_sources(now);
-        work += self.read_throttles(now);
+        self.now = now;
+        work += drain(self);
         work += self.retry_blocked();
         self.regrant();
         if now >= self.next_tick {

@@ -9,23 +9,7 @@ use super::{extension, Action, WsConnection};
 use crate::nukleus::frame::{self, Frame, Reader, StreamId, Writer};
 
 impl WsNukleus {
-    pub(super) fn read_sources(&mut self, now: Instant) -> usize {
-        let mut work = 0;
-        for source in 0..self.plumbing.sources.len() {
-            let file = std::sync::Arc::clone(&self.plumbing.sources[source].file);
-            work +=
-                file.forward.read(
-                    crate::nukleus::ROUND_FRAMES,
-                    |type_id, body| match Frame::decode(type_id, body) {
-                        Ok(frame) => self.on_source_frame(source, frame, now),
-                        Err(error) => tracing::warn!(%error, "bad frame"),
-                    },
-                );
-        }
-        work
-    }
-
-    fn on_source_frame(&mut self, source: usize, frame: Frame<'_>, now: Instant) {
+    pub(super) fn on_source(&mut self, source: usize, frame: Frame<'_>, now: Instant) {
         let stream = frame.stream();
         if let Some(&key) = self.by_tcp_in.get(&(source, stream)) {
             match frame {
