@@ -95,6 +95,10 @@ pub enum ChangeError {
     /// The data path did not take the new binding.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The cluster did not confirm the change (no leader with a majority in
+    /// time): it may still be committed later, or never.
+    #[error("the cluster did not confirm the change: {0}")]
+    Cluster(String),
 }
 
 impl Handle {
@@ -126,7 +130,42 @@ impl Handle {
 
     /// Makes `change` durable, applies it, and tells the broker and the data
     /// path (a new vhost is served at once; a deleted one answers 404).
+    ///
+    /// Clustered, the change is first checked against this node's state,
+    /// then committed through the raft leader (forwarded from a follower)
+    /// and returns once it is applied here; without a majority it fails
+    /// after [`crate::cluster::raft::CHANGE_TIMEOUT`]. Blocks: call it off
+    /// the async runtime's workers.
     pub fn change(&self, change: Change) -> Result<(), ChangeError> {
+        let Some(raft) = self.cluster().and_then(|c| c.raft()) else {
+            return self.apply_local(change);
+        };
+        self.with_state(|state| state.check(&change))
+            .map_err(storage::StorageError::State)?;
+        raft.propose_blocking(change).map_err(ChangeError::Cluster)
+    }
+
+    /// Applies a change the cluster committed (every node, in log order):
+    /// the same as an unclustered [`Handle::change`]. A change that no
+    /// longer fits the state is skipped with its reason (it was refused
+    /// everywhere, or this node applied it before a crash and replays it).
+    pub fn apply_committed(&self, change: Change) -> Result<(), String> {
+        self.with_state(|state| state.check(&change))
+            .map_err(|e| e.to_string())?;
+        self.apply_local(change).map_err(|e| e.to_string())
+    }
+
+    /// Replaces the whole durable state (a raft snapshot from the leader).
+    /// The broker learns of it at the next start only.
+    pub fn replace_state(&self, new: State) -> Result<(), storage::StorageError> {
+        let mut guard = lock(&self.durable);
+        let Durable { store, state } = &mut *guard;
+        store.compact(&new)?;
+        *state = new;
+        Ok(())
+    }
+
+    fn apply_local(&self, change: Change) -> Result<(), ChangeError> {
         {
             let mut guard = lock(&self.durable);
             let Durable { store, state } = &mut *guard;

@@ -418,3 +418,119 @@ fn a_node_leaving_on_sigterm_hands_over_at_once() {
     let status = n2.child.wait().expect("wait n2");
     assert!(status.success(), "n2 exits cleanly: {status}");
 }
+
+/// An admin API request to node `i` with its cookie; (status, body).
+fn admin(cluster: &TestCluster, i: usize, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let node = cluster.node(i);
+    let cookie = std::fs::read_to_string(node.dir.path().join(format!("data/n{i}.cookie")))
+        .expect("node cookie");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-WebRocket-Cookie: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        cookie.trim(),
+        body.len()
+    );
+    let response = common::http(node.admin, &request);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn channels_on(cluster: &TestCluster, i: usize) -> Value {
+    admin(cluster, i, "GET", "/vhosts/chat/channels", "").1["channels"].clone()
+}
+
+/// Adds channel `name` through node `i`, retrying while raft elects a
+/// leader (right after the cluster forms, or after a node is killed).
+fn add_channel(cluster: &TestCluster, i: usize, name: &str) {
+    let body = json!({ "name": name }).to_string();
+    let mut last = (0, Value::Null);
+    let added = wait_until(Duration::from_secs(20), || {
+        last = admin(cluster, i, "POST", "/vhosts/chat/channels", &body);
+        last.0 == 201
+    });
+    assert!(added, "adding {name} through n{i}: {last:?}");
+}
+
+#[test]
+fn admin_changes_are_replicated_and_a_killed_node_catches_up() {
+    let mut cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    add_channel(&cluster, 0, "replicated");
+    // Applied on n0 before its answer; on the others once committed there.
+    assert!(channels_on(&cluster, 0)
+        .as_array()
+        .unwrap()
+        .contains(&json!("replicated")));
+    for i in [1, 2] {
+        let seen = wait_until(Duration::from_secs(5), || {
+            channels_on(&cluster, i)
+                .as_array()
+                .is_some_and(|c| c.contains(&json!("replicated")))
+        });
+        assert!(seen, "n{i} has the channel: {}", channels_on(&cluster, i));
+    }
+    // A change made through a follower goes through the leader too.
+    add_channel(&cluster, 1, "from-n1");
+    // The channel exists on every node: a client on n2 can use it.
+    let mut on_n2 = Client::connect(&cluster.node(2).url("/chat"));
+    let reply = on_n2.request("subscribe", json!({ "channel": "replicated" }));
+    assert_eq!(reply, json!({ "subscribed": "replicated" }));
+    drop(on_n2);
+
+    // n2 dies; the majority carries on and n2 catches up when back.
+    let dir = cluster.kill(2);
+    add_channel(&cluster, 0, "while-n2-was-down");
+    assert_eq!(
+        admin(
+            &cluster,
+            0,
+            "POST",
+            "/vhosts/chat/channels",
+            r#"{"name":"replicated"}"#
+        )
+        .0,
+        409,
+        "already exists, checked before proposing"
+    );
+    cluster.restart(2, dir);
+    let caught_up = wait_until(Duration::from_secs(20), || {
+        channels_on(&cluster, 2)
+            .as_array()
+            .is_some_and(|c| c.contains(&json!("while-n2-was-down")))
+    });
+    assert!(caught_up, "n2 caught up: {}", channels_on(&cluster, 2));
+    let all = channels_on(&cluster, 2);
+    for name in ["replicated", "from-n1", "while-n2-was-down"] {
+        assert!(all.as_array().unwrap().contains(&json!(name)), "{all}");
+    }
+
+    // Alone (a minority), n0 commits nothing: the change fails after the
+    // raft timeout and is not applied.
+    let _n1 = cluster.kill(1);
+    let _n2 = cluster.kill(2);
+    let started = Instant::now();
+    let (status, body) = admin(
+        &cluster,
+        0,
+        "POST",
+        "/vhosts/chat/channels",
+        r#"{"name":"minority"}"#,
+    );
+    // No majority: the change is refused as temporarily unavailable.
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "CLUSTER", "{body}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!channels_on(&cluster, 0)
+        .as_array()
+        .unwrap()
+        .contains(&json!("minority")));
+}

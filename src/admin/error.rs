@@ -108,6 +108,12 @@ impl From<ChangeError> for ApiError {
                 "DATA_PATH",
                 format!("change saved, but the data path did not take it: {control}"),
             ),
+            // No majority reachable: a temporary condition worth a retry.
+            ChangeError::Cluster(why) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "CLUSTER",
+                format!("the cluster did not confirm the change: {why}"),
+            ),
         }
     }
 }

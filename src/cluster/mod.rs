@@ -10,6 +10,7 @@
 //! - `hook`: [`BrokerLink`] (the broker's routing hook) and the trigger
 //!   backend.
 //! - [`stats`]: `cluster.*` counters.
+//! - [`raft`]: vhosts, users and channels replicated with openraft.
 //!
 //! Each node binds a ROUTER on `cluster.addr` and dials every member it
 //! knows with a DEALER: a node receives only on its ROUTER and sends only on
@@ -37,6 +38,7 @@ mod hook;
 mod link;
 pub mod mac;
 pub mod membership;
+pub mod raft;
 pub mod rendezvous;
 mod shared;
 pub mod stats;
@@ -195,6 +197,15 @@ impl Cluster {
             )));
         }
         tasks.push(tokio::spawn(tick(Arc::clone(shared))));
+        let seeds = handle
+            .config
+            .cluster
+            .seeds
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|s| *s != shared.settings.addr)
+            .collect();
+        tasks.extend(raft::RaftNode::start(shared, Arc::clone(&handle), seeds));
         tracing::info!(node = %shared.settings.name, addr = %shared.settings.addr, "cluster started");
     }
 
@@ -232,6 +243,12 @@ impl Cluster {
             });
         }
         all
+    }
+
+    /// This node's raft member (replicated vhosts, users, channels), once
+    /// started.
+    pub fn raft(&self) -> Option<&Arc<raft::RaftNode>> {
+        self.shared.raft.get()
     }
 
     /// Counters and gauges of cluster traffic.

@@ -92,6 +92,8 @@ pub struct Shared {
     /// `LEAVE`s the links have written (see `Cluster::leave`).
     pub(super) leaves_written: AtomicU64,
     pub(super) leave_written: Notify,
+    /// This node's raft member, once started.
+    pub(super) raft: OnceLock<Arc<super::raft::RaftNode>>,
 }
 
 /// Locks `mutex`, carrying on after a panic elsewhere (the data stays
@@ -142,6 +144,7 @@ impl Shared {
             runtime: tokio::runtime::Handle::current(),
             leaves_written: AtomicU64::new(0),
             leave_written: Notify::new(),
+            raft: OnceLock::new(),
         }
     }
 
@@ -435,6 +438,16 @@ impl Shared {
             PeerMessage::CloseChannel { vhost, channel } => {
                 if let Some((vhost, channel)) = names(&vhost, &channel) {
                     handle.task(Task::ClusterCloseChannel { vhost, channel });
+                }
+            }
+            PeerMessage::RaftRequest { request, body } => {
+                if let Some(raft) = self.raft.get() {
+                    raft.on_request(from, request, body);
+                }
+            }
+            PeerMessage::RaftReply { request, body } => {
+                if let Some(raft) = self.raft.get() {
+                    raft.on_reply(request, &body);
                 }
             }
             PeerMessage::Hello(_)

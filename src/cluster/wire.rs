@@ -16,6 +16,8 @@
 //! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
 //! | `CC` | vhost channel | a backend closed this channel |
 //! | `LEAVE` | json [`Leave`] | I am leaving: count me out now, not after the heartbeat timeout |
+//! | `RRQ` | request json | a raft RPC or a proposal (see `cluster::raft`) |
+//! | `RRS` | request json | the answer to the `RRQ` with that request number |
 
 use std::collections::BTreeMap;
 
@@ -89,6 +91,20 @@ pub enum PeerMessage {
     },
     /// `LEAVE`.
     Leave(Leave),
+    /// `RRQ`.
+    RaftRequest {
+        /// Matches the `RRS`.
+        request: u64,
+        /// JSON `cluster::raft::RaftRequest`.
+        body: Vec<u8>,
+    },
+    /// `RRS`.
+    RaftReply {
+        /// The `RRQ` answered.
+        request: u64,
+        /// JSON `cluster::raft::RaftResponse`.
+        body: Vec<u8>,
+    },
 }
 
 /// A cluster member as gossiped: its name and where it listens.
@@ -250,6 +266,12 @@ impl PeerMessage {
             }
             PeerMessage::CloseChannel { vhost, channel } => vec![b("CC"), b(vhost), b(channel)],
             PeerMessage::Leave(l) => vec![b("LEAVE"), to_json(l)],
+            PeerMessage::RaftRequest { request, body } => {
+                vec![b("RRQ"), request.to_be_bytes().to_vec(), body.clone()]
+            }
+            PeerMessage::RaftReply { request, body } => {
+                vec![b("RRS"), request.to_be_bytes().to_vec(), body.clone()]
+            }
         }
     }
 
@@ -307,6 +329,14 @@ impl PeerMessage {
             (b"DSR", 3) => PeerMessage::DirectReply {
                 request: request(f[1])?,
                 found: f[2] == [1],
+            },
+            (b"RRQ", 3) => PeerMessage::RaftRequest {
+                request: request(f[1])?,
+                body: f[2].to_vec(),
+            },
+            (b"RRS", 3) => PeerMessage::RaftReply {
+                request: request(f[1])?,
+                body: f[2].to_vec(),
             },
             (b"CC", 3) => PeerMessage::CloseChannel {
                 vhost: text(f[1], "vhost")?,
@@ -388,6 +418,14 @@ mod tests {
             channel: "news".into(),
         });
         round_trip(PeerMessage::Leave(Leave { incarnation: 42 }));
+        round_trip(PeerMessage::RaftRequest {
+            request: 5,
+            body: b"{\"Vote\":{}}".to_vec(),
+        });
+        round_trip(PeerMessage::RaftReply {
+            request: u64::MAX,
+            body: vec![],
+        });
         assert!(PeerMessage::is_leave(
             &PeerMessage::Leave(Leave::default()).encode()
         ));

@@ -1,0 +1,386 @@
+//! Replicated durable state: `storage::Change` records ordered by openraft.
+//!
+//! - [`store`]: the raft log and vote (`raft.json`) and the state machine
+//!   (the node's existing store and state, via [`Handle::apply_committed`]).
+//! - [`network`]: openraft's RPCs as `RRQ`/`RRS` peer messages.
+//!
+//! Node ids are a fixed hash of the node name; each raft member's
+//! `BasicNode::addr` holds its node *name* (the cluster links are found by
+//! name). Membership: the node with the lowest name among itself and the
+//! peers that are up initializes the raft cluster with all of them, once
+//! its seeds are up and [`INIT_DELAY`] has passed since it started; from
+//! then on the leader adds every other peer that comes up (learner, then
+//! voter). Nodes that go down stay voters: they are expected back.
+
+pub mod network;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::shared::{lock, Shared};
+use super::wire::PeerMessage;
+use crate::server::Handle;
+use crate::storage::Change;
+
+openraft::declare_raft_types!(
+    /// openraft types of the replicated state.
+    pub TypeConfig:
+        D = Change,
+        R = Result<(), String>,
+);
+
+/// A raft node id: [`node_id`] of the node name.
+pub type NodeId = u64;
+
+/// How long the lowest node waits after starting before it initializes
+/// the raft cluster (so the HELLOs of the nodes started with it arrive).
+pub const INIT_DELAY: Duration = Duration::from_secs(2);
+/// How long a change may take to be committed and applied here.
+pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(4);
+const DRIVE_TICK: Duration = Duration::from_millis(500);
+
+/// The raft node id of node `name` (FNV-1a, fixed forever).
+pub fn node_id(name: &str) -> NodeId {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Body of an `RRQ`.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftRequest {
+    /// openraft AppendEntries.
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// openraft Vote.
+    Vote(VoteRequest<NodeId>),
+    /// openraft InstallSnapshot.
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A follower's change, for the leader to propose.
+    Propose(Change),
+}
+
+/// Body of an `RRS`.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftResponse {
+    /// To [`RaftRequest::Append`].
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    /// To [`RaftRequest::Vote`].
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    /// To [`RaftRequest::Snapshot`].
+    Snapshot(
+        Result<
+            InstallSnapshotResponse<NodeId>,
+            RaftError<NodeId, openraft::error::InstallSnapshotError>,
+        >,
+    ),
+    /// To [`RaftRequest::Propose`]: the entry's log index and the result
+    /// of applying it, or why it was not committed.
+    Propose(Result<(u64, Result<(), String>), String>),
+}
+
+/// This node's raft member: the openraft instance and the RPCs in flight.
+pub struct RaftNode {
+    shared: Arc<Shared>,
+    name: String,
+    id: NodeId,
+    raft: OnceLock<Raft<TypeConfig>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<RaftResponse>>>,
+    next: AtomicU64,
+}
+
+impl RaftNode {
+    /// Starts raft for the node behind `handle`: opens `raft.json`, starts
+    /// openraft and the membership driver. `seeds`: the configured seed
+    /// addresses. Returns the tasks to abort on shutdown.
+    pub fn start(
+        shared: &Arc<Shared>,
+        handle: Arc<Handle>,
+        seeds: Vec<String>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let name = shared.settings.name.clone();
+        let node = Arc::new(RaftNode {
+            shared: Arc::clone(shared),
+            id: node_id(&name),
+            name,
+            raft: OnceLock::new(),
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+        });
+        if shared.raft.set(Arc::clone(&node)).is_err() {
+            return Vec::new();
+        }
+        let started = Instant::now();
+        vec![tokio::spawn(async move {
+            match node.open(handle).await {
+                Ok(()) => node.drive(seeds, started).await,
+                Err(error) => tracing::error!(%error, "raft did not start; changes are refused"),
+            }
+        })]
+    }
+
+    async fn open(self: &Arc<Self>, handle: Arc<Handle>) -> Result<(), String> {
+        let config = openraft::Config {
+            cluster_name: "webrocket".into(),
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            snapshot_policy: SnapshotPolicy::Never,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())?;
+        let store = store::RaftStore::open(handle)?;
+        let (log, machine) = openraft::storage::Adaptor::new(store);
+        let net = network::Network {
+            node: Arc::clone(self),
+        };
+        let raft = Raft::new(self.id, Arc::new(config), net, log, machine)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = self.raft.set(raft);
+        Ok(())
+    }
+
+    /// Initializes the raft cluster when this node should, and, as leader,
+    /// adds the peers that are up but not yet members.
+    async fn drive(self: Arc<Self>, seeds: Vec<String>, started: Instant) {
+        let Some(raft) = self.raft.get() else { return };
+        let mut interval = tokio::time::interval(DRIVE_TICK);
+        loop {
+            interval.tick().await;
+            let metrics = raft.metrics().borrow().clone();
+            let voters: BTreeSet<NodeId> =
+                metrics.membership_config.membership().voter_ids().collect();
+            let (up, seeds_up) = {
+                let inner = self.shared.inner();
+                let up: Vec<String> = inner.membership.up().cloned().collect();
+                let seeds_up = seeds.iter().all(|seed| {
+                    inner
+                        .membership
+                        .peers()
+                        .any(|(name, p)| &p.addr == seed && inner.membership.is_up(name))
+                });
+                (up, seeds_up)
+            };
+            if voters.is_empty() && metrics.last_log_index.is_none() {
+                let lowest = up.iter().all(|peer| *peer > self.name);
+                if lowest && seeds_up && started.elapsed() >= INIT_DELAY {
+                    let members: BTreeMap<NodeId, BasicNode> = up
+                        .iter()
+                        .chain(std::iter::once(&self.name))
+                        .map(|n| (node_id(n), BasicNode::new(n)))
+                        .collect();
+                    match raft.initialize(members).await {
+                        Ok(()) => tracing::info!(members = ?up, "raft cluster initialized"),
+                        Err(error) => tracing::debug!(%error, "raft initialize"),
+                    }
+                }
+                continue;
+            }
+            if metrics.current_leader != Some(self.id) {
+                continue;
+            }
+            for peer in up {
+                let id = node_id(&peer);
+                if voters.contains(&id) {
+                    continue;
+                }
+                if let Err(error) = raft.add_learner(id, BasicNode::new(&peer), true).await {
+                    tracing::warn!(%peer, %error, "raft add learner");
+                    break;
+                }
+                let mut all = voters.clone();
+                all.insert(id);
+                match raft.change_membership(all, false).await {
+                    Ok(_) => tracing::info!(%peer, "raft voter added"),
+                    Err(error) => tracing::warn!(%peer, %error, "raft add voter"),
+                }
+                break;
+            }
+        }
+    }
+
+    /// Sends `request` to peer `name` and waits at most `ttl` for its
+    /// answer.
+    pub async fn call(
+        &self,
+        name: &str,
+        request: RaftRequest,
+        ttl: Duration,
+    ) -> Result<RaftResponse, String> {
+        let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(number, tx);
+        {
+            let mut inner = self.shared.inner();
+            let message = PeerMessage::RaftRequest {
+                request: number,
+                body,
+            };
+            self.shared.send_control(&mut inner, name, &message);
+        }
+        let answer = tokio::time::timeout(ttl, rx).await;
+        lock(&self.pending).remove(&number);
+        match answer {
+            Ok(Ok(response)) => Ok(response),
+            _ => Err(format!("no raft answer from {name}")),
+        }
+    }
+
+    /// An `RRS` from a peer.
+    pub fn on_reply(&self, request: u64, body: &[u8]) {
+        let Ok(response) = serde_json::from_slice::<RaftResponse>(body) else {
+            tracing::debug!("bad raft reply");
+            return;
+        };
+        if let Some(tx) = lock(&self.pending).remove(&request) {
+            let _ = tx.send(response);
+        }
+    }
+
+    /// An `RRQ` from peer `from`: answered by a task (openraft is async).
+    pub fn on_request(self: &Arc<Self>, from: &str, request: u64, body: Vec<u8>) {
+        let node = Arc::clone(self);
+        let from = from.to_owned();
+        self.shared.runtime.spawn(async move {
+            let Some(raft) = node.raft.get() else { return };
+            let Ok(rpc) = serde_json::from_slice::<RaftRequest>(&body) else {
+                tracing::debug!(peer = %from, "bad raft request");
+                return;
+            };
+            let response = match rpc {
+                RaftRequest::Append(rpc) => RaftResponse::Append(raft.append_entries(rpc).await),
+                RaftRequest::Vote(rpc) => RaftResponse::Vote(raft.vote(rpc).await),
+                RaftRequest::Snapshot(rpc) => {
+                    RaftResponse::Snapshot(raft.install_snapshot(rpc).await)
+                }
+                RaftRequest::Propose(change) => RaftResponse::Propose(
+                    raft.client_write(change)
+                        .await
+                        .map(|r| (r.log_id.index, r.data))
+                        .map_err(|e| e.to_string()),
+                ),
+            };
+            let Ok(body) = serde_json::to_vec(&response) else {
+                return;
+            };
+            let mut inner = node.shared.inner();
+            let message = PeerMessage::RaftReply { request, body };
+            node.shared.send_control(&mut inner, &from, &message);
+        });
+    }
+
+    /// Commits `change` through the raft leader and waits until it is
+    /// applied on this node. Blocks: call it off the runtime's workers
+    /// (the admin API does, with `spawn_blocking`).
+    pub fn propose_blocking(self: &Arc<Self>, change: Change) -> Result<(), String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let node = Arc::clone(self);
+        self.shared.runtime.spawn(async move {
+            let _ = tx.send(node.propose(change).await);
+        });
+        rx.recv_timeout(CHANGE_TIMEOUT + Duration::from_secs(1))
+            .unwrap_or_else(|_| Err("the change timed out".into()))
+    }
+
+    /// See [`RaftNode::propose_blocking`].
+    pub async fn propose(&self, change: Change) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+        let raft = self.raft.get().ok_or("raft is not running")?;
+        let timeout = || {
+            "no raft leader with a majority answered in time; the change is not confirmed"
+                .to_string()
+        };
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(timeout());
+            }
+            let metrics = raft.metrics().borrow().clone();
+            let Some(leader) = metrics.current_leader else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            if leader == self.id {
+                match tokio::time::timeout(remaining, raft.client_write(change.clone())).await {
+                    Ok(Ok(response)) => return response.data,
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    Ok(Err(error)) => return Err(error.to_string()),
+                    Err(_) => return Err(timeout()),
+                }
+            }
+            let Some(name) = metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.addr.clone())
+            else {
+                return Err(timeout());
+            };
+            let answer = self
+                .call(&name, RaftRequest::Propose(change.clone()), remaining)
+                .await;
+            let (index, result) = match answer {
+                Ok(RaftResponse::Propose(Ok(done))) => done,
+                Ok(RaftResponse::Propose(Err(why))) if why.contains("forward") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Ok(RaftResponse::Propose(Err(why))) => return Err(why),
+                Ok(_) => return Err("mismatched raft reply".into()),
+                Err(_) => return Err(timeout()),
+            };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            raft.wait(Some(remaining))
+                .applied_index_at_least(Some(index), "change applied here")
+                .await
+                .map_err(|e| format!("committed, but not yet applied on this node: {e}"))?;
+            return result;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_are_fixed_and_distinct() {
+        assert_eq!(node_id("n0"), node_id("n0"));
+        assert_ne!(node_id("n0"), node_id("n1"));
+        assert_eq!(node_id(""), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn requests_round_trip_as_json() {
+        let change = Change::ClearVhosts;
+        let body = serde_json::to_vec(&RaftRequest::Propose(change.clone())).unwrap();
+        match serde_json::from_slice::<RaftRequest>(&body).unwrap() {
+            RaftRequest::Propose(back) => assert_eq!(back, change),
+            other => panic!("{other:?}"),
+        }
+        let body =
+            serde_json::to_vec(&RaftResponse::Propose(Ok((7, Err("exists".into()))))).unwrap();
+        match serde_json::from_slice::<RaftResponse>(&body).unwrap() {
+            RaftResponse::Propose(Ok((7, Err(why)))) => assert_eq!(why, "exists"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
