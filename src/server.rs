@@ -242,6 +242,16 @@ impl Handle {
     }
 }
 
+/// Channels the broker creates or closes go to the cluster's log once they
+/// are durable here; nothing happens without a cluster.
+fn replicator(handle: Arc<Handle>) -> crate::nukleus::webrocket::Replicate {
+    Box::new(move |change| {
+        if let Some(raft) = handle.cluster().and_then(|c| c.raft()) {
+            raft.propose_later(change.clone());
+        }
+    })
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
@@ -355,6 +365,7 @@ impl Server {
             durable,
             task_inbox,
             backend(Arc::clone(&handle)),
+            replicator(Arc::clone(&handle)),
         )
         .map_err(run_error)?;
 

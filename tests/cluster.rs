@@ -534,3 +534,33 @@ fn admin_changes_are_replicated_and_a_killed_node_catches_up() {
         .unwrap()
         .contains(&json!("minority")));
 }
+
+#[test]
+fn channels_the_broker_creates_are_replicated() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    // Raft needs a leader before anything can be replicated.
+    add_channel(&cluster, 0, "warmup");
+    // A subscribe on n0 creates the channel there (auto-create)...
+    let mut client = Client::connect(&cluster.node(0).url("/chat"));
+    assert_eq!(
+        client.request("subscribe", json!({"channel": "made-by-subscribe"})),
+        json!({"subscribed": "made-by-subscribe"})
+    );
+    // ...and the other nodes learn it through the log.
+    for i in [1, 2] {
+        let seen = wait_until(Duration::from_secs(5), || {
+            channels_on(&cluster, i)
+                .as_array()
+                .is_some_and(|c| c.contains(&json!("made-by-subscribe")))
+        });
+        assert!(seen, "n{i}: {}", channels_on(&cluster, i));
+    }
+    // A publisher on n1 can broadcast to it: the channel exists there.
+    let mut publisher = Client::connect(&cluster.node(1).url("/chat"));
+    let reply = publisher.request(
+        "broadcast",
+        json!({"event": "e", "channel": "made-by-subscribe", "data": 1}),
+    );
+    assert_eq!(reply, json!({"broadcasted": "made-by-subscribe"}));
+}

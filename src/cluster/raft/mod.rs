@@ -297,6 +297,19 @@ impl RaftNode {
             .unwrap_or_else(|_| Err("the change timed out".into()))
     }
 
+    /// Proposes `change` without waiting: for changes this node has
+    /// already made durable and applied itself (channels the broker
+    /// creates), which the other nodes then apply on commit. A change the
+    /// cluster cannot confirm stays on this node and is logged.
+    pub fn propose_later(self: &Arc<Self>, change: Change) {
+        let node = Arc::clone(self);
+        self.shared.runtime.spawn(async move {
+            if let Err(error) = node.propose(change).await {
+                tracing::warn!(%error, "a local change was not replicated");
+            }
+        });
+    }
+
     /// See [`RaftNode::propose_blocking`].
     pub async fn propose(&self, change: Change) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;

@@ -134,17 +134,30 @@ pub struct Durable {
     pub state: State,
 }
 
-/// [`Persist`] over the shared [`Durable`].
-pub struct SharedStore(pub Arc<Mutex<Durable>>);
+/// Hands a change the broker has made durable to the rest of the cluster
+/// (without waiting).
+pub type Replicate = Box<dyn Fn(&Change) + Send>;
+
+/// [`Persist`] over the shared [`Durable`]: the broker's own changes
+/// (channels it creates or closes) are durable here before it answers, and
+/// then replicated.
+pub struct SharedStore {
+    durable: Arc<Mutex<Durable>>,
+    replicate: Replicate,
+}
 
 impl Persist for SharedStore {
     fn commit(&mut self, change: &Change) -> Result<(), StorageError> {
-        let mut guard = match self.0.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let Durable { store, state } = &mut *guard;
-        store.commit_and_apply(state, change)
+        {
+            let mut guard = match self.durable.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let Durable { store, state } = &mut *guard;
+            store.commit_and_apply(state, change)?;
+        }
+        (self.replicate)(change);
+        Ok(())
     }
 }
 
@@ -190,13 +203,17 @@ impl WebrocketNukleus {
         store: Arc<Mutex<Durable>>,
         tasks: Receiver<Task>,
         backend: Box<dyn Backend + Send>,
+        replicate: Replicate,
     ) -> std::io::Result<Self> {
         let plumbing = Plumbing::create(run_dir, "webrocket", ring_capacity, signals)?;
         let stats = stats::Publisher::new(&plumbing.counters);
         Ok(WebrocketNukleus {
             plumbing,
             broker: Broker::new(state, limits),
-            store: SharedStore(store),
+            store: SharedStore {
+                durable: store,
+                replicate,
+            },
             backend,
             streams: IdMap::default(),
             by_reply: IdMap::default(),
