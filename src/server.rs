@@ -242,6 +242,20 @@ impl Handle {
     }
 }
 
+/// A vhost declared in the shared config gets, on every node of a cluster,
+/// the same access token: an HMAC of its path under the cluster cookie, so
+/// that a backend can use any node. (Tokens made or regenerated through the
+/// admin API are replicated instead.)
+fn shared_token(change: &mut Change, cookie: &str) {
+    if let Change::AddVhost { path, token, .. } = change {
+        let message = format!("webrocket vhost token {path}");
+        let derived = crate::cluster::mac::hmac_sha1_hex(cookie.as_bytes(), message.as_bytes());
+        if let Ok(derived) = crate::name::AccessToken::parse(&derived) {
+            *token = derived;
+        }
+    }
+}
+
 /// Channels the broker creates or closes go to the cluster's log once they
 /// are durable here; nothing happens without a cluster.
 fn replicator(handle: Arc<Handle>) -> crate::nukleus::webrocket::Replicate {
@@ -297,7 +311,10 @@ impl Server {
         std::fs::create_dir_all(&run_dir).map_err(run_error)?;
 
         let (mut store, mut state) = Store::open(&config.server.storage_dir)?;
-        for change in storage::seed_from_config(config, &state) {
+        for mut change in storage::seed_from_config(config, &state) {
+            if let Some(cookie) = config.cluster.cookie.as_deref() {
+                shared_token(&mut change, cookie);
+            }
             store.commit_and_apply(&mut state, &change)?;
         }
         let cookie =

@@ -564,3 +564,22 @@ fn channels_the_broker_creates_are_replicated() {
     );
     assert_eq!(reply, json!({"broadcasted": "made-by-subscribe"}));
 }
+
+#[test]
+fn config_declared_vhosts_have_one_token_on_every_node() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    let tokens: Vec<Value> = (0..3)
+        .map(|i| {
+            let (status, body) = admin(&cluster, i, "GET", "/vhosts/chat", "");
+            assert_eq!(status, 200, "{body}");
+            body["token"].clone()
+        })
+        .collect();
+    assert!(
+        tokens[0].as_str().is_some_and(|t| t.len() == 40),
+        "{tokens:?}"
+    );
+    assert_eq!(tokens[0], tokens[1]);
+    assert_eq!(tokens[0], tokens[2]);
+}

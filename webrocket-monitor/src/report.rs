@@ -43,10 +43,10 @@ pub fn plain(view: &View) -> String {
     for node in &view.nodes {
         let _ = writeln!(
             out,
-            "  {:<w$}{:>NUMBER_WIDTH$}  sessions {}",
+            "  {:<w$}{:>NUMBER_WIDTH$}  {}",
             node.name,
             node.role,
-            node.sessions,
+            node.detail,
             w = NAME_WIDTH - 2
         );
     }

@@ -206,7 +206,7 @@ fn node_table(frame: &mut Frame, area: Rect, view: &View) {
         TableRow::new(vec![
             Cell::from(node.name.as_str()),
             Cell::from(Line::from(node.role.as_str()).right_aligned()),
-            Cell::from(Line::from(node.sessions.as_str()).right_aligned()),
+            Cell::from(Line::from(node.detail.as_str()).right_aligned()),
         ])
     });
     let widths = [
@@ -215,7 +215,7 @@ fn node_table(frame: &mut Frame, area: Rect, view: &View) {
         Constraint::Fill(1),
     ];
     let table = Table::new(body, widths)
-        .header(header("node", ["state", "sessions"]))
+        .header(header("node", ["state", "sessions / traffic"]))
         .block(Block::bordered().title(" Cluster nodes "));
     frame.render_widget(table, area);
 }

@@ -4,7 +4,7 @@
 //!
 //! Pure: no I/O.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use webrocket::protocol::CloseReason;
 
@@ -84,8 +84,9 @@ pub struct NodeRow {
     pub name: String,
     /// `this node` or the peer's state.
     pub role: String,
-    /// Open sessions on that node.
-    pub sessions: String,
+    /// Open sessions on this node; for a peer, the message rates to and
+    /// from it.
+    pub detail: String,
 }
 
 /// Everything on one screen.
@@ -135,13 +136,18 @@ impl View {
             vhosts: vhost_rows(snapshot),
             closes: seen(snapshot, "closes", close_name),
             errors: seen(snapshot, "errors", str::to_owned),
-            nodes: vec![NodeRow {
+            nodes: std::iter::once(NodeRow {
                 name: node.name.clone(),
                 role: "this node".to_owned(),
-                sessions: snapshot
-                    .value("sessions")
-                    .map_or_else(|| format::MISSING.to_owned(), format::count),
-            }],
+                detail: format!(
+                    "sessions {}",
+                    snapshot
+                        .value("sessions")
+                        .map_or_else(|| format::MISSING.to_owned(), format::count)
+                ),
+            })
+            .chain(peer_rows(snapshot))
+            .collect(),
             other: other_rows(snapshot),
         }
     }
@@ -217,6 +223,39 @@ fn vhost_rows(snapshot: &Snapshot) -> Vec<VhostRow> {
         .collect()
 }
 
+/// Prefix of the per-peer counters a clustered node publishes:
+/// `cluster.peer.<name>.{up,messages_in,messages_out,bytes_in,bytes_out}`.
+const PEER_PREFIX: &str = "cluster.peer.";
+
+/// One row per cluster peer: its state and the message rates each way.
+fn peer_rows(snapshot: &Snapshot) -> Vec<NodeRow> {
+    let mut peers: BTreeMap<&str, BTreeMap<&str, &Metric>> = BTreeMap::new();
+    for (label, metric) in &snapshot.metrics {
+        let Some((name, what)) = label
+            .strip_prefix(PEER_PREFIX)
+            .and_then(|rest| rest.rsplit_once('.'))
+        else {
+            continue;
+        };
+        peers.entry(name).or_default().insert(what, metric);
+    }
+    peers
+        .into_iter()
+        .map(|(name, metrics)| {
+            let rate = |what: &str| format::rate(metrics.get(what).and_then(|m| m.rate));
+            NodeRow {
+                name: name.to_owned(),
+                role: match metrics.get("up").map(|m| m.value) {
+                    Some(1) => "up".to_owned(),
+                    Some(_) => "down".to_owned(),
+                    None => format::MISSING.to_owned(),
+                },
+                detail: format!("in {} out {}", rate("messages_in"), rate("messages_out")),
+            }
+        })
+        .collect()
+}
+
 /// Labels that none of the panels shows, so nothing published is hidden.
 fn other_rows(snapshot: &Snapshot) -> Vec<Row> {
     let shown: BTreeSet<&str> = TRAFFIC
@@ -234,7 +273,10 @@ fn other_rows(snapshot: &Snapshot) -> Vec<Row> {
                 name.strip_prefix(f)
                     .is_some_and(|rest| rest.starts_with('.'))
             });
-            !shown.contains(name) && !in_family && split_vhost_label(label).is_none()
+            !shown.contains(name)
+                && !in_family
+                && split_vhost_label(label).is_none()
+                && !label.starts_with(PEER_PREFIX)
         })
         .map(|(label, metric)| Row {
             name: label.clone(),
@@ -277,6 +319,38 @@ mod tests {
     }
 
     #[test]
+    fn cluster_peers_are_listed_with_state_and_rates() {
+        let before = [
+            ("broker.sessions", 2),
+            ("cluster.peer.n2.up", 1),
+            ("cluster.peer.n2.messages_in", 0),
+            ("cluster.peer.n2.messages_out", 0),
+            ("cluster.peer.n3.up", 0),
+        ];
+        let after = [
+            ("broker.sessions", 2),
+            ("cluster.peer.n2.up", 1),
+            ("cluster.peer.n2.messages_in", 40),
+            ("cluster.peer.n2.messages_out", 20),
+            ("cluster.peer.n3.up", 0),
+        ];
+        let view = View::build(&snapshot(&before, &after), &node());
+        let names: Vec<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["n1", "n2", "n3"]);
+        assert_eq!(view.nodes[0].detail, "sessions 2");
+        assert_eq!(view.nodes[1].role, "up");
+        assert_eq!(view.nodes[1].detail, "in 40.0/s out 20.0/s");
+        assert_eq!(view.nodes[2].role, "down");
+        assert!(
+            view.other
+                .iter()
+                .all(|r| !r.name.starts_with("cluster.peer.")),
+            "peer counters are not repeated: {:?}",
+            view.other
+        );
+    }
+
+    #[test]
     fn traffic_rows_show_totals_and_rates() {
         let snap = snapshot(
             &[("broker.messages_in", 100), ("broker.bytes_out", 0)],
@@ -300,7 +374,7 @@ mod tests {
         let sessions = find(&view.sessions, "sessions");
         assert_eq!(sessions.total, "4");
         assert_eq!(sessions.rate, "");
-        assert_eq!(view.nodes[0].sessions, "4");
+        assert_eq!(view.nodes[0].detail, "sessions 4");
         assert_eq!(view.nodes[0].role, "this node");
         assert_eq!(view.nodes[0].name, "n1");
     }
