@@ -65,6 +65,16 @@ impl BackendError {
 #[error("no session {0}")]
 pub struct NotFound(pub SessionId);
 
+/// Makes a channel change durable, as a backend error on failure.
+fn commit(io: &mut Io<'_>, vhost: &VhostPath, change: &Change) -> Result<(), BackendError> {
+    io.persist
+        .commit(change)
+        .map_err(|e| BackendError::Storage {
+            vhost: vhost.clone(),
+            reason: e.to_string(),
+        })
+}
+
 impl Broker {
     /// `BC`: delivers `{"<event>": {"channel", "data", "user": null}}` to
     /// every subscriber of `channel`. Returns how many received it (slow
@@ -120,12 +130,7 @@ impl Broker {
             vhost: vhost.clone(),
             channel: channel.clone(),
         };
-        io.persist
-            .commit(&change)
-            .map_err(|e| BackendError::Storage {
-                vhost: vhost.clone(),
-                reason: e.to_string(),
-            })?;
+        commit(io, vhost, &change)?;
         v.channels.insert(channel.clone(), Channel::default());
         self.outbox.stats.channels += 1;
         Ok(true)
@@ -153,12 +158,7 @@ impl Broker {
             vhost: vhost.clone(),
             channel: channel.clone(),
         };
-        io.persist
-            .commit(&change)
-            .map_err(|e| BackendError::Storage {
-                vhost: vhost.clone(),
-                reason: e.to_string(),
-            })?;
+        commit(io, vhost, &change)?;
         self.remove_channel(vhost, channel, io.outlet);
         self.reap(io.outlet);
         Ok(())

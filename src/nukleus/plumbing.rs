@@ -95,8 +95,8 @@ pub struct Pending {
     pub correlation: i64,
     /// Command type.
     pub type_id: i32,
-    /// Whole command body.
-    pub body: Vec<u8>,
+    /// The command's fields after the correlation id.
+    pub args: Vec<u8>,
 }
 
 impl Plumbing {
@@ -162,7 +162,8 @@ impl Plumbing {
                     out.push(Pending {
                         correlation,
                         type_id,
-                        body: body.clone(),
+                        // The correlation id was decoded, so 8 bytes exist.
+                        args: body.get(8..).unwrap_or_default().to_vec(),
                     });
                     continue;
                 }

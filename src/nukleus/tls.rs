@@ -164,9 +164,7 @@ impl TlsNukleus {
     }
 
     fn on_command(&mut self, pending: Pending) {
-        let mut r = Reader::new(&pending.body);
-        let _ = r.i64();
-        let body = r.rest();
+        let body = pending.args.as_slice();
         let correlation = pending.correlation;
         let response = match pending.type_id {
             command::BIND => TlsBind::decode(body).ok().and_then(|bind| {

@@ -130,9 +130,7 @@ fn listen(bind: &Bind) -> std::io::Result<TcpListener> {
 impl TcpNukleus {
     pub(super) fn on_command(&mut self, pending: Pending) {
         let correlation = pending.correlation;
-        let mut r = Reader::new(&pending.body);
-        let _ = r.i64();
-        let body = r.rest();
+        let body = pending.args.as_slice();
         let response = match pending.type_id {
             command::BIND => self.bind(correlation, body),
             command::UNBIND => self.unbind(correlation, body),
