@@ -28,8 +28,8 @@ use crate::nukleus::echo::EchoNukleus;
 use crate::nukleus::runner::{Agent, Group, Signal, Signals};
 use crate::nukleus::tcp::{control::Bind, control::BindAddress, TcpNukleus, TcpSettings};
 use crate::nukleus::tls::{self, TlsBind, TlsNukleus};
-use crate::nukleus::webrocket::WebrocketNukleus;
 pub use crate::nukleus::webrocket::{BackendRequest, Durable, NoBackend, Task};
+use crate::nukleus::webrocket::{Completion, Replicator, WebrocketNukleus};
 use crate::nukleus::ws::nukleus::{WsBind, WsNukleus, WsNukleusSettings};
 use crate::nukleus::ws::WsSettings;
 use crate::protocol::CloseReason;
@@ -256,14 +256,54 @@ fn shared_token(change: &mut Change, cookie: &str) {
     }
 }
 
-/// Channels the broker creates or closes go to the cluster's log once they
-/// are durable here; nothing happens without a cluster.
-fn replicator(handle: Arc<Handle>) -> crate::nukleus::webrocket::Replicate {
-    Box::new(move |change| {
-        if let Some(raft) = handle.cluster().and_then(|c| c.raft()) {
-            raft.propose_later(change.clone());
+/// The broker's channel changes on a cluster: committed through raft off
+/// the broker thread, answered when applied here.
+struct ClusterLog(Arc<Handle>);
+
+impl Replicator for ClusterLog {
+    fn active(&self) -> bool {
+        self.0.cluster().and_then(|c| c.raft()).is_some()
+    }
+
+    fn propose(&self, change: Change, completion: Completion) {
+        let handle = Arc::clone(&self.0);
+        let finish = move |confirmed: Result<(), String>| match completion {
+            Completion::Session(pending) => handle.task(Task::Replicated { pending, confirmed }),
+            Completion::Backend(reply) => reply(confirmed.map_err(|_| 597)),
+        };
+        let Some(raft) = self.0.cluster().and_then(|c| c.raft()) else {
+            finish(Err("this node is not in a cluster".into()));
+            return;
+        };
+        if self.0.with_state(|state| already_holds(state, &change)) {
+            finish(Ok(()));
+            return;
         }
-    })
+        let handle = Arc::clone(&self.0);
+        raft.propose_then(change.clone(), move |result| {
+            // Another node may have made the same change first.
+            let confirmed = match result {
+                Err(why) if !handle.with_state(|state| already_holds(state, &change)) => Err(why),
+                _ => Ok(()),
+            };
+            finish(confirmed);
+        });
+    }
+}
+
+/// Whether `state` already reflects the channel change `change`.
+fn already_holds(state: &State, change: &Change) -> bool {
+    let has = |vhost: &VhostPath, channel| {
+        state
+            .vhosts
+            .get(vhost)
+            .map(|v| v.channels.contains(channel))
+    };
+    match change {
+        Change::AddChannel { vhost, channel } => has(vhost, channel) == Some(true),
+        Change::DeleteChannel { vhost, channel } => has(vhost, channel) == Some(false),
+        _ => false,
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -382,7 +422,7 @@ impl Server {
             durable,
             task_inbox,
             backend(Arc::clone(&handle)),
-            replicator(Arc::clone(&handle)),
+            Box::new(ClusterLog(Arc::clone(&handle))),
         )
         .map_err(run_error)?;
 

@@ -18,7 +18,7 @@ use backend::{
 use nodes::{wait_until, TestCluster, Ws as Client};
 use serde_json::{json, Value};
 use webrocket::cluster::rendezvous;
-use zeromq::SocketSend;
+use zeromq::{SocketRecv, SocketSend};
 
 const CONFIG: &str = r#"
 [[vhost]]
@@ -535,34 +535,100 @@ fn admin_changes_are_replicated_and_a_killed_node_catches_up() {
         .contains(&json!("minority")));
 }
 
+fn has_channel(cluster: &TestCluster, i: usize, name: &str) -> bool {
+    channels_on(cluster, i)
+        .as_array()
+        .is_some_and(|c| c.contains(&json!(name)))
+}
+
+/// One backend request through node `i`'s exchange; the reply frames
+/// joined (`OK`, `ER597` ...).
+fn backend_request(cluster: &TestCluster, i: usize, frames: &[&[u8]]) -> Vec<u8> {
+    let node = cluster.node(i);
+    let addr = backend_addr(&node.ready_line);
+    let token = vhost_token(&node.dir.path().join("data"), "/chat");
+    let frames: Vec<Vec<u8>> = frames.iter().map(|f| f.to_vec()).collect();
+    runtime().block_on(async move {
+        let mut socket = req(addr, &identity("req", "/chat", &token)).await;
+        let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        socket.send(message(&frames)).await.expect("send request");
+        // Longer than the raft timeout: a refusal takes that long.
+        let reply = tokio::time::timeout(Duration::from_secs(15), socket.recv())
+            .await
+            .expect("a reply in time")
+            .expect("recv reply");
+        reply.into_vec().concat()
+    })
+}
+
 #[test]
-fn channels_the_broker_creates_are_replicated() {
-    let cluster = TestCluster::start(3, CONFIG);
+fn channels_the_broker_creates_are_committed_before_they_are_acknowledged() {
+    let mut cluster = TestCluster::start(3, CONFIG);
     cluster.wait_formed(FORM);
     // Raft needs a leader before anything can be replicated.
     add_channel(&cluster, 0, "warmup");
-    // A subscribe on n0 creates the channel there (auto-create)...
-    let mut client = Client::connect(&cluster.node(0).url("/chat"));
+
+    // A subscribe on n2 creates the channel (auto-create); it is answered
+    // once a majority has it, so n2 dying right after loses nothing.
+    let mut client = Client::connect(&cluster.node(2).url("/chat"));
     assert_eq!(
         client.request("subscribe", json!({"channel": "made-by-subscribe"})),
         json!({"subscribed": "made-by-subscribe"})
     );
-    // ...and the other nodes learn it through the log.
-    for i in [1, 2] {
-        let seen = wait_until(Duration::from_secs(5), || {
-            channels_on(&cluster, i)
-                .as_array()
-                .is_some_and(|c| c.contains(&json!("made-by-subscribe")))
+    drop(client);
+    let n2 = cluster.kill(2);
+    for i in [0, 1] {
+        let seen = wait_until(Duration::from_secs(10), || {
+            has_channel(&cluster, i, "made-by-subscribe")
         });
         assert!(seen, "n{i}: {}", channels_on(&cluster, i));
     }
-    // A publisher on n1 can broadcast to it: the channel exists there.
-    let mut publisher = Client::connect(&cluster.node(1).url("/chat"));
-    let reply = publisher.request(
-        "broadcast",
-        json!({"event": "e", "channel": "made-by-subscribe", "data": 1}),
+    cluster.restart(2, n2);
+    cluster.wait_formed(FORM);
+
+    // A backend's OC through n1 is answered once committed, and the
+    // channel exists on every node; its CC unsubscribes everywhere.
+    assert_eq!(backend_request(&cluster, 1, &[b"OC", b"opened"]), b"OK");
+    for i in 0..3 {
+        let seen = wait_until(Duration::from_secs(10), || {
+            has_channel(&cluster, i, "opened")
+        });
+        assert!(seen, "n{i}: {}", channels_on(&cluster, i));
+    }
+    let mut on_n0 = subscriber(&cluster, 0, "opened");
+    let mut on_n2 = subscriber(&cluster, 2, "opened");
+    assert_eq!(backend_request(&cluster, 1, &[b"CC", b"opened"]), b"OK");
+    for client in [&mut on_n0, &mut on_n2] {
+        assert_eq!(
+            client.try_recv(Duration::from_secs(10)),
+            Some(json!({"unsubscribed": "opened"}))
+        );
+    }
+    assert!(!has_channel(&cluster, 1, "opened"));
+
+    // Alone, n0 cannot have a new channel confirmed: the subscribe is
+    // refused (after the raft timeout), the OC answers 597, and neither
+    // channel exists. Other requests of the session are still answered.
+    let _n1 = cluster.kill(1);
+    let _n2 = cluster.kill(2);
+    let mut alone = Client::connect(&cluster.node(0).url("/chat"));
+    alone.send("subscribe", json!({"channel": "minority"}));
+    alone.send("subscribe", json!({"channel": "news"}));
+    let refused = alone
+        .try_recv(Duration::from_secs(15))
+        .expect("an answer to the subscribe");
+    assert_eq!(refused["err"], "INTERNAL_ERROR", "{refused}");
+    assert_eq!(refused["channel"], "minority", "{refused}");
+    assert_eq!(
+        alone.try_recv(Duration::from_secs(5)),
+        Some(json!({"subscribed": "news"}))
     );
-    assert_eq!(reply, json!({"broadcasted": "made-by-subscribe"}));
+    assert_eq!(
+        backend_request(&cluster, 0, &[b"OC", b"minority-oc"]),
+        b"ER597"
+    );
+    assert!(!has_channel(&cluster, 0, "minority"));
+    assert!(!has_channel(&cluster, 0, "minority-oc"));
 }
 
 #[test]

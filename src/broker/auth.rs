@@ -26,21 +26,11 @@ use crate::name::{SessionId, UserName};
 use crate::protocol::{ClientError, ErrorId, Reply};
 
 use super::io::{Io, Outlet};
-use super::session::{AuthState, SessionKey};
+use super::pending::Outcome;
+use super::session::{Hold, SessionKey};
 use super::Broker;
 
 const AUTHENTICATE: &str = "authenticate";
-
-/// What the glue must do after handing the broker a message.
-#[derive(Debug)]
-#[must_use = "a CheckSecret outcome must be completed with finish_authenticate"]
-pub enum Outcome {
-    /// Nothing more.
-    Done,
-    /// Run [`SecretCheck::verify`] off the broker thread, then call
-    /// [`Broker::finish_authenticate`] with the check and its result.
-    CheckSecret(SecretCheck),
-}
 
 /// A pending secret check for one session.
 pub struct SecretCheck {
@@ -119,7 +109,7 @@ impl Broker {
                     secret,
                 };
                 if let Some(session) = self.sessions.get_mut(&key) {
-                    session.auth = AuthState::checking();
+                    session.hold = Hold::held();
                 }
                 Outcome::CheckSecret(check)
             }
@@ -128,8 +118,8 @@ impl Broker {
 
     /// Second phase: applies the result of `check` (`verified` is what
     /// [`SecretCheck::verify`] returned), then handles the messages held
-    /// meanwhile. Returns another [`Outcome::CheckSecret`] if one of them is
-    /// itself an `authenticate` with a secret (the rest stay held).
+    /// meanwhile. Returns the outcome of the first of them that needs work
+    /// off the thread again (the rest stay held).
     ///
     /// A check for a session that has closed since is ignored.
     pub fn finish_authenticate(
@@ -138,19 +128,14 @@ impl Broker {
         verified: bool,
         io: &mut Io<'_>,
     ) -> Outcome {
-        let Some(session) = self.sessions.get_mut(&check.key) else {
-            return Outcome::Done;
-        };
-        if session.sid != check.sid || matches!(session.auth, AuthState::Ready) {
-            return Outcome::Done;
-        }
-        let AuthState::Checking { mut held, .. } = std::mem::take(&mut session.auth) else {
-            return Outcome::Done;
-        };
         let key = check.key;
+        let Some(held) = self.release(key, &check.sid) else {
+            return Outcome::Done;
+        };
         let current_hash = self
-            .vhosts
-            .get(&session.vhost)
+            .sessions
+            .get(&key)
+            .and_then(|s| self.vhosts.get(&s.vhost))
             .and_then(|v| v.users.get(&check.user))
             .map(|record| record.secret_hash.as_deref());
         match current_hash {
@@ -160,24 +145,7 @@ impl Broker {
             }
             Some(_) => self.send_error(key, &invalid_credentials(), io.outlet),
         }
-        let mut outcome = Outcome::Done;
-        while let Some(message) = held.pop_front() {
-            if !self.sessions.contains_key(&key) {
-                break;
-            }
-            outcome = self.handle(key, &message, io);
-            if matches!(outcome, Outcome::CheckSecret(_)) {
-                if let Some(AuthState::Checking {
-                    held: still_held,
-                    held_bytes,
-                }) = self.sessions.get_mut(&key).map(|s| &mut s.auth)
-                {
-                    *held_bytes = held.iter().map(|m| m.len()).sum();
-                    *still_held = std::mem::take(&mut held);
-                }
-                break;
-            }
-        }
+        let outcome = self.resume(key, held, io);
         self.reap(io.outlet);
         outcome
     }

@@ -12,6 +12,7 @@ use crate::storage::Change;
 
 use super::channel::Channel;
 use super::io::{Io, Outlet};
+use super::pending::ChannelOp;
 use super::session::SessionKey;
 use super::Broker;
 
@@ -104,21 +105,22 @@ impl Broker {
         Ok(delivered)
     }
 
-    /// `OC`: creates `channel` (durably) if it does not exist. Returns
-    /// whether it was created; opening an existing channel is not an error.
+    /// `OC`: creates `channel` (durably) if it does not exist; opening an
+    /// existing channel is not an error. On a cluster the creation is
+    /// returned for the cluster to commit.
     pub fn open_channel(
         &mut self,
         vhost: &VhostPath,
         channel: &ChannelName,
         io: &mut Io<'_>,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<ChannelOp, BackendError> {
         let limit = self.limits.max_channels_per_vhost;
         let v = self
             .vhosts
             .get_mut(vhost)
             .ok_or_else(|| BackendError::VhostNotFound(vhost.clone()))?;
         if v.channels.contains_key(channel) {
-            return Ok(false);
+            return Ok(ChannelOp::Done);
         }
         if v.channels.len() >= limit {
             return Err(BackendError::TooManyChannels {
@@ -130,20 +132,24 @@ impl Broker {
             vhost: vhost.clone(),
             channel: channel.clone(),
         };
+        if io.persist.replicated() {
+            return Ok(ChannelOp::Replicate(change));
+        }
         commit(io, vhost, &change)?;
         v.channels.insert(channel.clone(), Channel::default());
         self.outbox.stats.channels += 1;
-        Ok(true)
+        Ok(ChannelOp::Done)
     }
 
     /// `CC`: deletes `channel` (durably); each subscriber is told
-    /// `{"unsubscribed": "<channel>"}`.
+    /// `{"unsubscribed": "<channel>"}`. On a cluster the deletion is
+    /// returned for the cluster to commit; every node applies it then.
     pub fn close_channel(
         &mut self,
         vhost: &VhostPath,
         channel: &ChannelName,
         io: &mut Io<'_>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<ChannelOp, BackendError> {
         let v = self
             .vhosts
             .get(vhost)
@@ -158,10 +164,13 @@ impl Broker {
             vhost: vhost.clone(),
             channel: channel.clone(),
         };
+        if io.persist.replicated() {
+            return Ok(ChannelOp::Replicate(change));
+        }
         commit(io, vhost, &change)?;
         self.remove_channel(vhost, channel, io.outlet);
         self.reap(io.outlet);
-        Ok(())
+        Ok(ChannelOp::Done)
     }
 
     /// `DS`: sends `{"<event>": <data>}` to the session with id `sid` in

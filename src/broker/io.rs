@@ -42,6 +42,15 @@ pub trait Persist {
     /// channels the broker creates itself (auto-created on `subscribe`,
     /// opened or closed by a backend).
     fn commit(&mut self, change: &Change) -> Result<(), StorageError>;
+
+    /// Whether the broker's changes need a cluster's confirmation before
+    /// they are acknowledged. Then the broker does not call
+    /// [`Persist::commit`] but hands each change to the glue
+    /// ([`crate::broker::Outcome::Replicate`],
+    /// [`crate::broker::ChannelOp::Replicate`]).
+    fn replicated(&self) -> bool {
+        false
+    }
 }
 
 /// Everything the broker may call during one operation.

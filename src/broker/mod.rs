@@ -9,6 +9,8 @@
 //! - `vhost`, `channel`: users, channels and subscriber lists.
 //! - `request`: the client requests (subscribe ... disconnect).
 //! - `auth`: authentication, with the secret check run off the broker thread.
+//! - `pending`: work finished off the broker thread (secret checks, channel
+//!   changes a cluster must confirm) and the messages held meanwhile.
 //! - `admin`: storage changes applied while running.
 //! - `backend`: operations backends request (broadcast, open/close channel,
 //!   direct messages).
@@ -26,9 +28,9 @@
 //! # Order
 //!
 //! Replies go out in request order (requests that arrive during a secret
-//! check are held, see `auth`). A broadcast is delivered to every subscriber
-//! before the sender gets `broadcasted`, so all subscribers of a channel see
-//! its messages in processing order.
+//! check or a cluster commit are held, see `pending`). A broadcast is
+//! delivered to every subscriber before the sender gets `broadcasted`, so
+//! all subscribers of a channel see its messages in processing order.
 
 mod admin;
 mod auth;
@@ -36,6 +38,7 @@ mod backend;
 mod channel;
 mod cluster;
 mod io;
+mod pending;
 mod request;
 pub mod session;
 pub mod stats;
@@ -46,10 +49,11 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 
-pub use auth::{Outcome, SecretCheck};
+pub use auth::SecretCheck;
 pub use backend::{BackendError, NotFound};
 pub use cluster::{ClusterHook, Route};
 pub use io::{Backend, Io, NoWorker, Outlet, Persist};
+pub use pending::{ChannelOp, Outcome, PendingChange};
 pub use session::SessionKey;
 pub use stats::{BrokerStats, VhostStats};
 
@@ -58,7 +62,7 @@ use crate::name::{ChannelName, SessionId, VhostPath};
 use crate::protocol::{encode_error, encode_reply, ClientError, CloseReason, Reply};
 use crate::storage::State;
 
-use session::{AuthState, Session};
+use session::{Hold, Session};
 use vhost::Vhost;
 
 /// Why [`Broker::open_session`] refused a session.
@@ -212,17 +216,18 @@ impl Broker {
     /// Usually returns [`Outcome::Done`]. An `authenticate` with a secret
     /// returns [`Outcome::CheckSecret`]: the glue runs the (slow) check off
     /// the broker thread and reports back with
-    /// [`Broker::finish_authenticate`]; messages from that session that
-    /// arrive meanwhile are held and answered in order afterwards.
-    #[must_use = "a CheckSecret outcome must be completed with finish_authenticate"]
+    /// [`Broker::finish_authenticate`]. On a cluster, a `subscribe` that
+    /// creates a channel returns [`Outcome::Replicate`] (see `pending`).
+    /// Messages from that session that arrive meanwhile are held and
+    /// answered in order afterwards.
     pub fn on_message(&mut self, key: SessionKey, payload: &[u8], io: &mut Io<'_>) -> Outcome {
         let Some(session) = self.sessions.get_mut(&key) else {
             return Outcome::Done;
         };
         self.outbox.stats.messages_in += 1;
         self.outbox.stats.bytes_in += payload.len() as u64;
-        let outcome = match &mut session.auth {
-            AuthState::Checking { held, held_bytes } => {
+        let outcome = match &mut session.hold {
+            Hold::Held { held, held_bytes } => {
                 if *held_bytes + payload.len() > self.limits.max_pending_bytes {
                     self.close(key, CloseReason::PolicyViolation, io.outlet);
                 } else {
@@ -231,7 +236,7 @@ impl Broker {
                 }
                 Outcome::Done
             }
-            AuthState::Ready => self.handle(key, payload, io),
+            Hold::Ready => self.handle(key, payload, io),
         };
         self.reap(io.outlet);
         outcome

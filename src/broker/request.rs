@@ -12,9 +12,9 @@ use crate::protocol::{
 };
 use crate::storage::Change;
 
-use super::auth::Outcome;
 use super::channel::Channel;
 use super::io::{Io, Outlet};
+use super::pending::Outcome;
 use super::session::SessionKey;
 use super::Broker;
 
@@ -43,7 +43,11 @@ impl Broker {
             Request::Authenticate { user, secret } => {
                 return self.authenticate(key, user, secret, io)
             }
-            Request::Subscribe { channel } => self.subscribe(key, &channel, io),
+            Request::Subscribe { channel } => match self.subscribe(key, &channel, io) {
+                Ok(Some(change)) => return self.hold_for(key, &channel, change),
+                Ok(None) => Ok(()),
+                Err(error) => Err(error),
+            },
             Request::Unsubscribe { channel } => self.unsubscribe(key, &channel, io.outlet),
             Request::Broadcast {
                 event,
@@ -64,7 +68,7 @@ impl Broker {
     }
 
     /// Whether `key` holds `needed`; `ACCESS_DENIED` otherwise.
-    fn require(
+    pub(super) fn require(
         &self,
         key: SessionKey,
         needed: Permissions,
@@ -86,19 +90,22 @@ impl Broker {
     /// `subscribe`: needs READ. A missing channel is created (and made
     /// durable first) when the vhost auto-creates or the session has MANAGE.
     /// Subscribing twice answers `subscribed` again and changes nothing.
+    ///
+    /// On a cluster a channel to create is returned instead, unanswered:
+    /// the session waits for the cluster to commit it (`pending`).
     fn subscribe(
         &mut self,
         key: SessionKey,
         name: &ChannelName,
         io: &mut Io<'_>,
-    ) -> Result<(), ClientError> {
+    ) -> Result<Option<Change>, ClientError> {
         self.require(key, Permissions::READ, SUBSCRIBE, Some(name))?;
         let Some(session) = self.sessions.get(&key) else {
-            return Ok(());
+            return Ok(None);
         };
         if session.subscriptions.contains(name) {
             self.send_reply(key, &Reply::Subscribed(name.as_str()), io.outlet);
-            return Ok(());
+            return Ok(None);
         }
         if session.subscriptions.len() >= self.limits.max_subscriptions_per_session {
             return Err(channel_error(
@@ -109,38 +116,54 @@ impl Broker {
         }
         let may_create = session.may(Permissions::MANAGE);
         let vhost = session.vhost.clone();
-        self.ensure_channel(&vhost, name, may_create, io)?;
+        if let Some(change) = self.ensure_channel(&vhost, name, may_create, io)? {
+            return Ok(Some(change));
+        }
+        self.join(key, &vhost, name, io.outlet);
+        Ok(None)
+    }
+
+    /// Adds the subscription of `key` to the existing channel `name` and
+    /// says `subscribed`.
+    pub(super) fn join(
+        &mut self,
+        key: SessionKey,
+        vhost: &VhostPath,
+        name: &ChannelName,
+        outlet: &mut dyn Outlet,
+    ) {
         if let Some(channel) = self
             .vhosts
-            .get_mut(&vhost)
+            .get_mut(vhost)
             .and_then(|v| v.channels.get_mut(name))
         {
             if channel.subscribe(key) && channel.len() == 1 {
-                self.cluster.interest(&vhost, name, true);
+                self.cluster.interest(vhost, name, true);
             }
         }
         if let Some(session) = self.sessions.get_mut(&key) {
-            session.subscriptions.insert(name.clone());
+            if session.subscriptions.insert(name.clone()) {
+                self.outbox.stats.subscriptions += 1;
+            }
         }
-        self.outbox.stats.subscriptions += 1;
-        self.send_reply(key, &Reply::Subscribed(name.as_str()), io.outlet);
-        Ok(())
+        self.send_reply(key, &Reply::Subscribed(name.as_str()), outlet);
     }
 
     /// Creates channel `name` for `subscribe` if it is missing and may be
-    /// created, committing it to storage before it exists in memory.
+    /// created, committing it to storage before it exists in memory. On a
+    /// cluster the change is returned for the cluster to commit instead.
     fn ensure_channel(
         &mut self,
         vhost_path: &VhostPath,
         name: &ChannelName,
         may_create: bool,
         io: &mut Io<'_>,
-    ) -> Result<(), ClientError> {
+    ) -> Result<Option<Change>, ClientError> {
         let Some(vhost) = self.vhosts.get_mut(vhost_path) else {
-            return Ok(());
+            return Ok(None);
         };
         if vhost.channels.contains_key(name) {
-            return Ok(());
+            return Ok(None);
         }
         if !(vhost.auto_create || may_create) {
             return Err(channel_error(ErrorId::ChannelNotFound, SUBSCRIBE, name));
@@ -152,6 +175,9 @@ impl Broker {
             vhost: vhost_path.clone(),
             channel: name.clone(),
         };
+        if io.persist.replicated() {
+            return Ok(Some(change));
+        }
         if let Err(e) = io.persist.commit(&change) {
             tracing::warn!(
                 vhost = %vhost_path,
@@ -164,7 +190,7 @@ impl Broker {
         }
         vhost.channels.insert(name.clone(), Channel::default());
         self.outbox.stats.channels += 1;
-        Ok(())
+        Ok(None)
     }
 
     /// `unsubscribe`: needs READ; the channel must exist and the session be

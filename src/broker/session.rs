@@ -31,8 +31,8 @@ pub(crate) struct Session {
     /// Channels subscribed to. Ordered so that notices listing several
     /// (re-authentication) come out in a stable order.
     pub subscriptions: BTreeSet<ChannelName>,
-    /// Whether a secret check is in flight.
-    pub auth: AuthState,
+    /// Whether a secret check or a cluster commit is in flight.
+    pub hold: Hold,
 }
 
 impl Session {
@@ -43,7 +43,7 @@ impl Session {
             user: None,
             permissions,
             subscriptions: BTreeSet::new(),
-            auth: AuthState::Ready,
+            hold: Hold::Ready,
         }
     }
 
@@ -53,16 +53,17 @@ impl Session {
     }
 }
 
-/// Requests that arrive while a secret is being checked wait here, so replies
-/// keep request order (a client may send `authenticate` and `subscribe`
-/// back to back).
+/// Requests that arrive while the session waits for work done off the
+/// broker thread (a secret check, or the cluster confirming a channel the
+/// session's `subscribe` creates) wait here, so replies keep request order
+/// (a client may send `authenticate` and `subscribe` back to back).
 #[derive(Debug, Default)]
-pub(crate) enum AuthState {
+pub(crate) enum Hold {
     /// Requests are handled as they arrive.
     #[default]
     Ready,
-    /// A secret check is in flight; later requests are held in order.
-    Checking {
+    /// Something is in flight; later requests are held in order.
+    Held {
         /// The held messages, oldest first.
         held: VecDeque<Box<[u8]>>,
         /// Their total size, bounded by `max_pending_bytes`.
@@ -70,10 +71,10 @@ pub(crate) enum AuthState {
     },
 }
 
-impl AuthState {
-    /// A fresh `Checking` state with nothing held.
-    pub fn checking() -> Self {
-        AuthState::Checking {
+impl Hold {
+    /// A fresh `Held` state with nothing held.
+    pub fn held() -> Self {
+        Hold::Held {
             held: VecDeque::new(),
             held_bytes: 0,
         }

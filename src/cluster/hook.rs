@@ -50,11 +50,6 @@ impl BrokerLink {
     ) {
         self.shared.direct(vhost, sid, event, data, reply);
     }
-
-    /// A backend's `CC` done here: the other nodes close the channel too.
-    pub fn close_channel(&self, vhost: &VhostPath, channel: &ChannelName) {
-        self.shared.close_channel(vhost, channel);
-    }
 }
 
 impl ClusterHook for BrokerLink {

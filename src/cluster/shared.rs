@@ -435,11 +435,6 @@ impl Shared {
                 data,
             } => self.on_direct(handle, from, request, [&vhost, &sid, &event], data),
             PeerMessage::DirectReply { request, found } => self.direct_answered(request, found),
-            PeerMessage::CloseChannel { vhost, channel } => {
-                if let Some((vhost, channel)) = names(&vhost, &channel) {
-                    handle.task(Task::ClusterCloseChannel { vhost, channel });
-                }
-            }
             PeerMessage::RaftRequest { request, body } => {
                 if let Some(raft) = self.raft.get() {
                     raft.on_request(from, request, body);
@@ -461,19 +456,6 @@ impl Shared {
     pub fn leave_written(&self) {
         self.leaves_written.fetch_add(1, Ordering::AcqRel);
         self.leave_written.notify_one();
-    }
-
-    /// Tells every peer that is up about a backend's `CC`.
-    pub fn close_channel(&self, vhost: &VhostPath, channel: &ChannelName) {
-        let message = PeerMessage::CloseChannel {
-            vhost: vhost.as_str().to_owned(),
-            channel: channel.as_str().to_owned(),
-        };
-        let mut inner = self.inner();
-        let peers: Vec<String> = inner.membership.up().cloned().collect();
-        for peer in &peers {
-            self.send_control(&mut inner, peer, &message);
-        }
     }
 
     /// A local interest transition, told to every peer that is up.

@@ -14,7 +14,6 @@
 //! | `TRG` | vhost payload | a trigger for a ready worker of this node |
 //! | `DS` | request vhost sid event data | a backend's direct message for a session, maybe here (empty data: none) |
 //! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
-//! | `CC` | vhost channel | a backend closed this channel |
 //! | `LEAVE` | json [`Leave`] | I am leaving: count me out now, not after the heartbeat timeout |
 //! | `RRQ` | request json | a raft RPC or a proposal (see `cluster::raft`) |
 //! | `RRS` | request json | the answer to the `RRQ` with that request number |
@@ -81,13 +80,6 @@ pub enum PeerMessage {
         request: u64,
         /// Whether the session was found here.
         found: bool,
-    },
-    /// `CC`.
-    CloseChannel {
-        /// Vhost path.
-        vhost: String,
-        /// Channel name.
-        channel: String,
     },
     /// `LEAVE`.
     Leave(Leave),
@@ -264,7 +256,6 @@ impl PeerMessage {
                     vec![u8::from(*found)],
                 ]
             }
-            PeerMessage::CloseChannel { vhost, channel } => vec![b("CC"), b(vhost), b(channel)],
             PeerMessage::Leave(l) => vec![b("LEAVE"), to_json(l)],
             PeerMessage::RaftRequest { request, body } => {
                 vec![b("RRQ"), request.to_be_bytes().to_vec(), body.clone()]
@@ -338,10 +329,6 @@ impl PeerMessage {
                 request: request(f[1])?,
                 body: f[2].to_vec(),
             },
-            (b"CC", 3) => PeerMessage::CloseChannel {
-                vhost: text(f[1], "vhost")?,
-                channel: text(f[2], "channel")?,
-            },
             _ => return Err(shape()),
         })
     }
@@ -412,10 +399,6 @@ mod tests {
         round_trip(PeerMessage::DirectReply {
             request: 9,
             found: true,
-        });
-        round_trip(PeerMessage::CloseChannel {
-            vhost: "/chat".into(),
-            channel: "news".into(),
         });
         round_trip(PeerMessage::Leave(Leave { incarnation: 42 }));
         round_trip(PeerMessage::RaftRequest {

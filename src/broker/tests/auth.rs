@@ -13,7 +13,7 @@ fn start_check(w: &mut World, key: SessionKey, message: &str) -> SecretCheck {
     let (broker, mut io) = w.io();
     match broker.on_message(key, message.as_bytes(), &mut io) {
         Outcome::CheckSecret(check) => check,
-        Outcome::Done => panic!("expected a secret check for {message}"),
+        other => panic!("expected a secret check for {message}: {other:?}"),
     }
 }
 
@@ -96,7 +96,7 @@ fn a_held_authenticate_starts_a_new_check_and_keeps_the_rest_held() {
     }
     let second = match finish(&mut w, first, false) {
         Outcome::CheckSecret(check) => check,
-        Outcome::Done => panic!("the held authenticate needs a check"),
+        other => panic!("the held authenticate needs a check: {other:?}"),
     };
     assert_eq!(w.error(k), "INVALID_CREDENTIALS");
     assert!(matches!(finish(&mut w, second, true), Outcome::Done));

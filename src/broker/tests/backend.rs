@@ -82,15 +82,15 @@ fn open_channel_creates_durably_once() {
     let (broker, mut io) = w.io();
     assert_eq!(
         broker.open_channel(&vhost("/v"), &channel("fresh"), &mut io),
-        Ok(true)
+        Ok(ChannelOp::Done)
     );
     assert_eq!(
         broker.open_channel(&vhost("/v"), &channel("fresh"), &mut io),
-        Ok(false)
+        Ok(ChannelOp::Done)
     );
     assert_eq!(
         broker.open_channel(&vhost("/v"), &channel("news"), &mut io),
-        Ok(false)
+        Ok(ChannelOp::Done)
     );
     assert_eq!(
         w.persist.commits,

@@ -6,6 +6,7 @@ mod auth;
 mod backend;
 mod fanout;
 mod permissions;
+mod replicated;
 mod rows;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -69,10 +70,12 @@ impl Backend for RecBackend {
     }
 }
 
-/// Records commits; fails them when `broken`.
+/// Records commits; fails them when `broken`. `replicated`: a cluster
+/// node, whose changes the broker hands out instead of committing.
 #[derive(Default)]
 pub(super) struct RecPersist {
     pub broken: bool,
+    pub replicated: bool,
     pub commits: Vec<Change>,
 }
 
@@ -85,6 +88,10 @@ impl Persist for RecPersist {
         }
         self.commits.push(change.clone());
         Ok(())
+    }
+
+    fn replicated(&self) -> bool {
+        self.replicated
     }
 }
 
@@ -200,9 +207,19 @@ impl World {
     pub fn send(&mut self, key: SessionKey, message: &str) {
         let (broker, mut io) = self.io();
         let mut outcome = broker.on_message(key, message.as_bytes(), &mut io);
-        while let Outcome::CheckSecret(check) = outcome {
-            let ok = check.verify();
-            outcome = broker.finish_authenticate(check, ok, &mut io);
+        loop {
+            outcome = match outcome {
+                Outcome::Done => break,
+                Outcome::CheckSecret(check) => {
+                    let ok = check.verify();
+                    broker.finish_authenticate(check, ok, &mut io)
+                }
+                Outcome::Replicate(pending) => {
+                    // A cluster that commits at once.
+                    broker.apply_change(pending.change(), &mut io);
+                    broker.finish_replicate(pending, Ok(()), &mut io)
+                }
+            };
         }
     }
 

@@ -297,16 +297,16 @@ impl RaftNode {
             .unwrap_or_else(|_| Err("the change timed out".into()))
     }
 
-    /// Proposes `change` without waiting: for changes this node has
-    /// already made durable and applied itself (channels the broker
-    /// creates), which the other nodes then apply on commit. A change the
-    /// cluster cannot confirm stays on this node and is logged.
-    pub fn propose_later(self: &Arc<Self>, change: Change) {
+    /// Proposes `change` without blocking the caller: `done` gets what
+    /// [`RaftNode::propose`] returns, from a runtime task.
+    pub fn propose_then(
+        self: &Arc<Self>,
+        change: Change,
+        done: impl FnOnce(Result<(), String>) + Send + 'static,
+    ) {
         let node = Arc::clone(self);
         self.shared.runtime.spawn(async move {
-            if let Err(error) = node.propose(change).await {
-                tracing::warn!(%error, "a local change was not replicated");
-            }
+            done(node.propose(change).await);
         });
     }
 

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use self::outlet::{Overflow, Stream, StreamOutlet};
 use self::verify::Verifier;
-use crate::broker::{Backend, Broker, Io, NoWorker, Outcome, Persist, SessionKey};
+use crate::broker::{
+    Backend, Broker, ChannelOp, Io, NoWorker, Outcome, PendingChange, Persist, SessionKey,
+};
 use crate::limits::Limits;
 use crate::name::VhostPath;
 use crate::name::{ChannelName, EventName, SessionId};
@@ -86,12 +88,12 @@ pub enum Task {
         /// Called with whether it was found, on the broker thread.
         reply: Box<dyn FnOnce(bool) + Send>,
     },
-    /// A backend's `CC` on another node.
-    ClusterCloseChannel {
-        /// Vhost.
-        vhost: VhostPath,
-        /// Channel.
-        channel: ChannelName,
+    /// The cluster's answer to a channel a session's `subscribe` creates.
+    Replicated {
+        /// The waiting session and the change.
+        pending: PendingChange,
+        /// `Err`: why the change was not committed.
+        confirmed: Result<(), String>,
     },
 }
 
@@ -134,30 +136,61 @@ pub struct Durable {
     pub state: State,
 }
 
-/// Hands a change the broker has made durable to the rest of the cluster
-/// (without waiting).
-pub type Replicate = Box<dyn Fn(&Change) + Send>;
+/// The cluster's replicated log, as the broker thread sees it.
+pub trait Replicator: Send {
+    /// Whether the broker's changes go through the cluster (`false`: they
+    /// are committed to local storage only).
+    fn active(&self) -> bool;
+
+    /// Has the cluster commit `change` without blocking this thread, then
+    /// hands the outcome to `completion` (from another thread). The change
+    /// is applied on this node (`Task::Apply`) before the completion runs.
+    fn propose(&self, change: Change, completion: Completion);
+}
+
+/// Who waits for a change the broker handed to the cluster.
+pub enum Completion {
+    /// A session's `subscribe` ([`Task::Replicated`] back to the broker).
+    Session(PendingChange),
+    /// A backend's `OC` / `CC` (`OK`, or `597` when not committed).
+    Backend(Reply),
+}
+
+/// No cluster: every change is local.
+pub struct LocalOnly;
+
+impl Replicator for LocalOnly {
+    fn active(&self) -> bool {
+        false
+    }
+
+    fn propose(&self, _change: Change, completion: Completion) {
+        if let Completion::Backend(reply) = completion {
+            reply(Err(597));
+        }
+    }
+}
 
 /// [`Persist`] over the shared [`Durable`]: the broker's own changes
-/// (channels it creates or closes) are durable here before it answers, and
-/// then replicated.
+/// (channels it creates or closes) are durable here before it answers; on
+/// a cluster they go through the [`Replicator`] instead.
 pub struct SharedStore {
     durable: Arc<Mutex<Durable>>,
-    replicate: Replicate,
+    replicator: Box<dyn Replicator>,
 }
 
 impl Persist for SharedStore {
     fn commit(&mut self, change: &Change) -> Result<(), StorageError> {
-        {
-            let mut guard = match self.durable.lock() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let Durable { store, state } = &mut *guard;
-            store.commit_and_apply(state, change)?;
-        }
-        (self.replicate)(change);
-        Ok(())
+        let mut guard = match self.durable.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Durable { store, state } = &mut *guard;
+        store.commit_and_apply(state, change)
+    }
+
+    fn replicated(&self) -> bool {
+        self.replicator.active()
     }
 }
 
@@ -203,7 +236,7 @@ impl WebrocketNukleus {
         store: Arc<Mutex<Durable>>,
         tasks: Receiver<Task>,
         backend: Box<dyn Backend + Send>,
-        replicate: Replicate,
+        replicator: Box<dyn Replicator>,
     ) -> std::io::Result<Self> {
         let plumbing = Plumbing::create(run_dir, "webrocket", ring_capacity, signals)?;
         let stats = stats::Publisher::new(&plumbing.counters);
@@ -212,7 +245,7 @@ impl WebrocketNukleus {
             broker: Broker::new(state, limits),
             store: SharedStore {
                 durable: store,
-                replicate,
+                replicator,
             },
             backend,
             streams: IdMap::default(),
@@ -230,7 +263,8 @@ impl WebrocketNukleus {
     }
 
     /// Runs `f` with the broker and an [`Io`] over this nukleus's streams,
-    /// then hands any secret check to the verifier.
+    /// then hands a secret check to the verifier, or a change to the
+    /// cluster.
     fn with_io(&mut self, f: impl FnOnce(&mut Broker, &mut Io<'_>) -> Outcome) {
         let mut outlet = StreamOutlet {
             streams: &mut self.streams,
@@ -242,8 +276,15 @@ impl WebrocketNukleus {
             backend: self.backend.as_mut(),
             persist: &mut self.store,
         };
-        if let Outcome::CheckSecret(check) = f(&mut self.broker, &mut io) {
-            self.verifier.submit(check);
+        match f(&mut self.broker, &mut io) {
+            Outcome::Done => {}
+            Outcome::CheckSecret(check) => self.verifier.submit(check),
+            Outcome::Replicate(pending) => {
+                let change = pending.change().clone();
+                self.store
+                    .replicator
+                    .propose(change, Completion::Session(pending));
+            }
         }
     }
 
@@ -432,10 +473,20 @@ impl WebrocketNukleus {
                             result = backend_request(broker, &vhost, request, io);
                             Outcome::Done
                         });
-                        reply(result);
+                        match result {
+                            Ok(ChannelOp::Replicate(change)) => self
+                                .store
+                                .replicator
+                                .propose(change, Completion::Backend(reply)),
+                            Ok(ChannelOp::Done) => reply(Ok(())),
+                            Err(code) => reply(Err(code)),
+                        }
                     }
                 }
                 Task::CloseAll(reason) => self.close_all(reason),
+                Task::Replicated { pending, confirmed } => {
+                    self.with_io(|broker, io| broker.finish_replicate(pending, confirmed, io))
+                }
                 cluster => self.cluster_task(cluster),
             }
         }
@@ -447,8 +498,8 @@ impl WebrocketNukleus {
     }
 
     /// A backend request the cluster takes over: a `DS` for a session that
-    /// is not here goes to the other nodes; a `CC` is also done there.
-    /// Returns `reply` when the request is still to be done here.
+    /// is not here goes to the other nodes. Returns `reply` when the
+    /// request is still to be done here.
     fn cluster_backend(
         &mut self,
         vhost: &VhostPath,
@@ -464,10 +515,6 @@ impl WebrocketNukleus {
             {
                 cluster.direct(vhost, sid, event, data.as_deref(), reply);
                 None
-            }
-            BackendRequest::CloseChannel(channel) => {
-                cluster.close_channel(vhost, channel);
-                Some(reply)
             }
             _ => Some(reply),
         }
@@ -513,12 +560,8 @@ impl WebrocketNukleus {
                 });
                 reply(found);
             }
-            Task::ClusterCloseChannel { vhost, channel } => self.with_io(|broker, io| {
-                // Not here is fine: channels are per node (ARCHITECTURE.md).
-                let _ = broker.close_channel(&vhost, &channel, io);
-                Outcome::Done
-            }),
-            Task::Apply(_) | Task::CloseAll(_) | Task::Backend { .. } => {}
+            Task::Apply(_) | Task::CloseAll(_) | Task::Backend { .. } | Task::Replicated { .. } => {
+            }
         }
     }
 
@@ -542,7 +585,7 @@ fn backend_request(
     vhost: &VhostPath,
     request: BackendRequest,
     io: &mut Io<'_>,
-) -> Result<(), u16> {
+) -> Result<ChannelOp, u16> {
     match request {
         BackendRequest::Broadcast {
             channel,
@@ -550,18 +593,17 @@ fn backend_request(
             data,
         } => broker
             .backend_broadcast(vhost, &channel, &event, data.as_deref(), io)
-            .map(|_| ())
+            .map(|_| ChannelOp::Done)
             .map_err(|e| e.code()),
         BackendRequest::OpenChannel(channel) => broker
             .open_channel(vhost, &channel, io)
-            .map(|_| ())
             .map_err(|e| e.code()),
         BackendRequest::CloseChannel(channel) => broker
             .close_channel(vhost, &channel, io)
-            .map(|_| ())
             .map_err(|e| e.code()),
         BackendRequest::Direct { sid, event, data } => broker
             .direct(vhost, &sid, &event, data.as_deref(), io)
+            .map(|()| ChannelOp::Done)
             .map_err(|_| 404),
     }
 }
