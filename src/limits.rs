@@ -96,6 +96,11 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 /// (`[backend] liveness`).
 pub const DEFAULT_LIVENESS: u32 = 3;
 
+/// Replicated changes between two snapshots of the cluster's state; as
+/// many again are kept in the log for peers slightly behind
+/// (`[cluster] snapshot_every`).
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1000;
+
 /// The `[limits]` config section. Every field defaults to its `DEFAULT_*`
 /// constant; sizes accept `"64KiB"` strings, durations `"30s"` strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

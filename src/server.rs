@@ -155,13 +155,21 @@ impl Handle {
         self.apply_local(change).map_err(|e| e.to_string())
     }
 
-    /// Replaces the whole durable state (a raft snapshot from the leader).
-    /// The broker learns of it at the next start only.
-    pub fn replace_state(&self, new: State) -> Result<(), storage::StorageError> {
-        let mut guard = lock(&self.durable);
-        let Durable { store, state } = &mut *guard;
-        store.compact(&new)?;
-        *state = new;
+    /// Replaces the whole durable state (a raft snapshot from the leader)
+    /// and tells the data path and the broker each change between the old
+    /// and the new state, as if they had been applied one by one.
+    pub fn replace_state(&self, new: State) -> Result<(), ChangeError> {
+        let changes = {
+            let mut guard = lock(&self.durable);
+            let Durable { store, state } = &mut *guard;
+            let changes = state.changes_to(&new);
+            store.compact(&new)?;
+            *state = new;
+            changes
+        };
+        for change in changes {
+            self.announce(change)?;
+        }
         Ok(())
     }
 
@@ -171,6 +179,12 @@ impl Handle {
             let Durable { store, state } = &mut *guard;
             store.commit_and_apply(state, &change)?;
         }
+        self.announce(change)
+    }
+
+    /// Tells the data path (vhost bound or unbound) and the broker about a
+    /// change already durable.
+    fn announce(&self, change: Change) -> Result<(), ChangeError> {
         match &change {
             Change::AddVhost { path, .. } => self.bind_vhost(path)?,
             Change::DeleteVhost { path } => self.unbind_vhost(path)?,

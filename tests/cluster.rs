@@ -649,3 +649,87 @@ fn config_declared_vhosts_have_one_token_on_every_node() {
     assert_eq!(tokens[0], tokens[1]);
     assert_eq!(tokens[0], tokens[2]);
 }
+
+/// The entries in node `i`'s raft log file (records after the header).
+fn raft_log_entries(cluster: &TestCluster, i: usize) -> usize {
+    use webrocket::storage::record::{decode_record, Decoded, HEADER_LEN, MAX_LOG_RECORD};
+    let path = cluster.node(i).dir.path().join("data").join("raft.log");
+    let bytes = std::fs::read(&path).expect("raft.log");
+    let mut at = HEADER_LEN;
+    let mut count = 0;
+    while let Decoded::Record(_, used) = decode_record(&bytes[at..], MAX_LOG_RECORD) {
+        at += used;
+        count += 1;
+    }
+    count
+}
+
+#[test]
+fn a_node_away_for_longer_than_the_log_catches_up_from_a_snapshot() {
+    const EVERY: usize = 5;
+    let mut cluster = TestCluster::start_with(3, CONFIG, &format!("snapshot_every = {EVERY}"));
+    cluster.wait_formed(FORM);
+    add_channel(&cluster, 0, "before");
+    let n2 = cluster.kill(2);
+    let made: Vec<String> = (0..4 * EVERY).map(|k| format!("away-{k}")).collect();
+    for name in &made {
+        add_channel(&cluster, 0, name);
+    }
+    let (status, body) = admin(&cluster, 1, "DELETE", "/vhosts/chat/channels/before", "");
+    assert_eq!(status, 200, "{body}");
+    // n1 (a follower) cut its log at the snapshots. The leader keeps what
+    // the missing n2 still needs.
+    let bounded = wait_until(Duration::from_secs(5), || {
+        raft_log_entries(&cluster, 1) <= 2 * EVERY + 1
+    });
+    assert!(
+        bounded,
+        "n1 keeps {} entries",
+        raft_log_entries(&cluster, 1)
+    );
+    assert!(cluster
+        .node(1)
+        .dir
+        .path()
+        .join("data/raft.snapshot")
+        .exists());
+
+    // n0 goes, n2 returns: n1 leads n1 and n2, and no longer has the
+    // entries n2 missed, so it sends its snapshot.
+    let n0 = cluster.kill(0);
+    cluster.restart(2, n2);
+    cluster.wait_formed(FORM);
+    let has_all = |cluster: &TestCluster, i: usize| {
+        let all = channels_on(cluster, i);
+        let all = all.as_array().cloned().unwrap_or_default();
+        made.iter().all(|c| all.contains(&json!(c))) && !all.contains(&json!("before"))
+    };
+    let caught_up = wait_until(Duration::from_secs(30), || has_all(&cluster, 2));
+    assert!(caught_up, "n2 caught up: {}", channels_on(&cluster, 2));
+    assert!(cluster
+        .node(2)
+        .dir
+        .path()
+        .join("data/raft.snapshot")
+        .exists());
+    // Its broker knows the new state too, not only its storage.
+    let mut client = Client::connect(&cluster.node(2).url("/chat"));
+    let last = made.last().expect("made some");
+    assert_eq!(
+        client.request(
+            "broadcast",
+            json!({"event": "e", "channel": last, "data": 1})
+        ),
+        json!({"broadcasted": last})
+    );
+    let gone = client.request("broadcast", json!({"event": "e", "channel": "before"}));
+    assert_eq!(gone["err"], "CHANNEL_NOT_FOUND", "{gone}");
+    // The majority commits new changes; n0 catches up when back.
+    add_channel(&cluster, 2, "after");
+    cluster.restart(0, n0);
+    cluster.wait_formed(FORM);
+    let back = wait_until(Duration::from_secs(20), || {
+        has_all(&cluster, 0) && has_channel(&cluster, 0, "after")
+    });
+    assert!(back, "n0 caught up: {}", channels_on(&cluster, 0));
+}

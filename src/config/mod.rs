@@ -115,7 +115,7 @@ pub struct BackendConfig {
 }
 
 /// `[cluster]`. Clustering is on when `addr` is set.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Peer listener; `None` (the default) runs a single node.
@@ -124,6 +124,21 @@ pub struct ClusterConfig {
     pub seeds: Vec<HostPort>,
     /// Shared secret of the cluster's nodes; [`CLUSTER_COOKIE_ENV`] overrides.
     pub cookie: Option<String>,
+    /// Replicated changes between two snapshots of the replicated state;
+    /// the log before a snapshot is dropped. Default
+    /// [`limits::DEFAULT_SNAPSHOT_EVERY`].
+    pub snapshot_every: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            addr: None,
+            seeds: Vec::new(),
+            cookie: None,
+            snapshot_every: limits::DEFAULT_SNAPSHOT_EVERY,
+        }
+    }
 }
 
 /// `[log]`.
@@ -264,6 +279,7 @@ impl fmt::Debug for ClusterConfig {
             .field("addr", &self.addr)
             .field("seeds", &self.seeds)
             .field("cookie", &self.cookie.as_ref().map(|_| "<redacted>"))
+            .field("snapshot_every", &self.snapshot_every)
             .finish()
     }
 }

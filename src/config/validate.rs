@@ -98,6 +98,12 @@ fn cluster(config: &Config, out: &mut Vec<ConfigProblem>) {
             "seeds are set but cluster.addr is not; set cluster.addr to join a cluster",
         ));
     }
+    if cluster.snapshot_every == 0 {
+        out.push(ConfigProblem::new(
+            "cluster.snapshot_every",
+            "must be at least 1",
+        ));
+    }
     if let Some(cookie) = &cluster.cookie {
         let printable = cookie.chars().all(|c| c.is_ascii_graphic());
         if cookie.len() < MIN_COOKIE_LEN || !printable {

@@ -42,7 +42,8 @@
 //!
 //! I/O: files only, no sockets, no tokio.
 
-mod files;
+mod diff;
+pub(crate) mod files;
 pub mod record;
 mod secret;
 mod seed;

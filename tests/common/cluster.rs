@@ -30,7 +30,12 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes with `config` plus a `[cluster]` section.
     pub fn start(n: usize, config: &str) -> TestCluster {
-        let config = format!("{config}\n[cluster]\ncookie = \"{COOKIE}\"\n");
+        Self::start_with(n, config, "")
+    }
+
+    /// [`TestCluster::start`] with more `[cluster]` keys (`cluster`).
+    pub fn start_with(n: usize, config: &str, cluster: &str) -> TestCluster {
+        let config = format!("{config}\n[cluster]\ncookie = \"{COOKIE}\"\n{cluster}\n");
         let addrs: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
         let mut cluster = TestCluster {
             nodes: Vec::new(),

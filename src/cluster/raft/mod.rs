@@ -1,6 +1,7 @@
 //! Replicated durable state: `storage::Change` records ordered by openraft.
 //!
-//! - [`store`]: the raft log and vote (`raft.json`) and the state machine
+//! - [`files`]: the raft log, vote and snapshot on disk.
+//! - [`store`]: openraft's storage over those files, and the state machine
 //!   (the node's existing store and state, via [`Handle::apply_committed`]).
 //! - [`network`]: openraft's RPCs as `RRQ`/`RRS` peer messages.
 //!
@@ -12,6 +13,7 @@
 //! then on the leader adds every other peer that comes up (learner, then
 //! voter). Nodes that go down stay voters: they are expected back.
 
+pub mod files;
 pub mod network;
 pub mod store;
 
@@ -51,6 +53,8 @@ pub const INIT_DELAY: Duration = Duration::from_secs(2);
 /// How long a change may take to be committed and applied here.
 pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(4);
 const DRIVE_TICK: Duration = Duration::from_millis(500);
+/// Bytes of state per snapshot chunk sent to a lagging peer.
+const SNAPSHOT_CHUNK: u64 = 64 * 1024;
 
 /// The raft node id of node `name` (FNV-1a, fixed forever).
 pub fn node_id(name: &str) -> NodeId {
@@ -132,12 +136,17 @@ impl RaftNode {
     }
 
     async fn open(self: &Arc<Self>, handle: Arc<Handle>) -> Result<(), String> {
+        let every = handle.config.cluster.snapshot_every.max(1);
         let config = openraft::Config {
             cluster_name: "webrocket".into(),
             heartbeat_interval: 250,
             election_timeout_min: 1000,
             election_timeout_max: 2000,
-            snapshot_policy: SnapshotPolicy::Never,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(every),
+            max_in_snapshot_log_to_keep: every,
+            // Chunks travel as JSON in one peer message each.
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK,
+            install_snapshot_timeout: 2000,
             ..Default::default()
         }
         .validate()

@@ -1,53 +1,45 @@
 //! openraft's storage (the v1 `RaftStorage`, split by `Adaptor`): the raft
-//! log, vote and applied position in `raft.json` in the storage directory,
-//! and the state machine, which is the node's existing [`crate::storage`]
-//! state: a committed entry is applied through
-//! [`Handle::apply_committed`] (local store commit, data path, broker).
+//! log, vote and snapshot in the files of [`super::files`], and the state
+//! machine, which is the node's existing [`crate::storage`] state: a
+//! committed entry is applied through [`Handle::apply_committed`] (local
+//! store commit, data path, broker).
 //!
-//! `raft.json` is rewritten whole (temp file, fsync, rename, directory
-//! fsync) on every change: administrative changes are rare and small.
-//! Entries are never purged (snapshots are off), so the file grows with
-//! the number of changes ever made.
+//! Snapshots are the whole state as JSON, taken every `snapshot_every`
+//! applied changes (`[cluster]`); openraft then drops the log before it
+//! but for as many entries again. A snapshot received from the leader
+//! replaces the state through [`Handle::replace_state`], which tells the
+//! broker and the data path what changed.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::ops::RangeBounds;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogState, RaftLogReader, RaftSnapshotBuilder, RaftStorage, Snapshot};
 use openraft::{
     AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership, Vote,
 };
-use serde::{Deserialize, Serialize};
 
+use super::files::{Hard, Membership, RaftFiles, StoredSnapshot};
 use super::{NodeId, TypeConfig};
 use crate::server::Handle;
 use crate::storage::State;
 
-/// File of the raft log and vote, in the storage directory.
-pub const RAFT_FILE: &str = "raft.json";
-
-type Membership = StoredMembership<NodeId, openraft::BasicNode>;
-
-/// What `raft.json` holds.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Persisted {
-    vote: Option<Vote<NodeId>>,
-    committed: Option<LogId<NodeId>>,
-    last_purged: Option<LogId<NodeId>>,
+/// What the store holds in memory.
+#[derive(Debug, Default)]
+struct Inner {
+    hard: Hard,
     log: BTreeMap<u64, Entry<TypeConfig>>,
-    last_applied: Option<LogId<NodeId>>,
-    membership: Membership,
+    snapshot: Option<StoredSnapshot>,
 }
 
 /// The raft storage of one node.
 #[derive(Clone)]
 pub struct RaftStore {
-    inner: Arc<tokio::sync::Mutex<Persisted>>,
-    path: PathBuf,
+    inner: Arc<tokio::sync::Mutex<Inner>>,
+    files: Arc<Mutex<RaftFiles>>,
     handle: Arc<Handle>,
 }
 
@@ -55,43 +47,55 @@ fn io_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<
     StorageIOError::new(ErrorSubject::Store, verb, AnyError::new(&e)).into()
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 impl RaftStore {
     /// Opens (or starts) the raft files of the node behind `handle`.
     pub fn open(handle: Arc<Handle>) -> Result<RaftStore, String> {
-        let path = handle.config.server.storage_dir.join(RAFT_FILE);
-        let persisted = match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
+        let dir = handle.config.server.storage_dir.clone();
+        let (files, loaded) = RaftFiles::open(&dir).map_err(|e| e.to_string())?;
         Ok(RaftStore {
-            inner: Arc::new(tokio::sync::Mutex::new(persisted)),
-            path,
+            inner: Arc::new(tokio::sync::Mutex::new(Inner {
+                hard: loaded.hard,
+                log: loaded.entries,
+                snapshot: loaded.snapshot,
+            })),
+            files: Arc::new(Mutex::new(files)),
             handle,
         })
     }
 
-    async fn save(&self, persisted: &Persisted) -> Result<(), StorageError<NodeId>> {
-        let bytes = serde_json::to_vec(persisted).map_err(|e| io_err(ErrorVerb::Write, e))?;
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
-            .await
-            .map_err(|e| io_err(ErrorVerb::Write, e))?
-            .map_err(|e| io_err(ErrorVerb::Write, e))
+    /// Runs blocking file work `f` off the runtime's workers.
+    async fn with_files<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut RaftFiles) -> std::io::Result<R> + Send + 'static,
+    ) -> Result<R, StorageError<NodeId>> {
+        let files = Arc::clone(&self.files);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = match files.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| io_err(ErrorVerb::Write, e))?
+        .map_err(|e| io_err(ErrorVerb::Write, e))
+    }
+
+    async fn save_hard(&self, hard: &Hard) -> Result<(), StorageError<NodeId>> {
+        let hard = hard.clone();
+        self.with_files(move |files| files.save_hard(&hard)).await
+    }
+
+    async fn rewrite_log(&self, inner: &Inner) -> Result<(), StorageError<NodeId>> {
+        let entries: Vec<Entry<TypeConfig>> = inner.log.values().cloned().collect();
+        self.with_files(move |files| files.rewrite(&entries)).await
+    }
+}
+
+fn snapshot_of(stored: &StoredSnapshot) -> Snapshot<TypeConfig> {
+    Snapshot {
+        meta: stored.meta.clone(),
+        snapshot: Box::new(Cursor::new(stored.data.clone())),
     }
 }
 
@@ -107,18 +111,27 @@ impl RaftLogReader<TypeConfig> for RaftStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for RaftStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let inner = self.inner.lock().await;
+        // Holding `inner` keeps entries from being applied meanwhile, so
+        // the state is exactly the one at `last_applied`.
+        let mut inner = self.inner.lock().await;
         let state = self.handle.with_state(State::clone);
         let data = serde_json::to_vec(&state).map_err(|e| io_err(ErrorVerb::Read, e))?;
-        let meta = SnapshotMeta {
-            last_log_id: inner.last_applied,
-            last_membership: inner.membership.clone(),
-            snapshot_id: format!("{:?}", inner.last_applied),
+        let last = inner.hard.last_applied;
+        let stored = StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: last,
+                last_membership: inner.hard.membership.clone(),
+                snapshot_id: last.map_or_else(|| "empty".to_owned(), |id| id.to_string()),
+            },
+            data,
         };
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        let to_save = stored.clone();
+        self.with_files(move |files| files.save_snapshot(&to_save))
+            .await?;
+        let snapshot = snapshot_of(&stored);
+        inner.snapshot = Some(stored);
+        tracing::info!(last = ?last, "raft snapshot taken");
+        Ok(snapshot)
     }
 }
 
@@ -128,12 +141,12 @@ impl RaftStorage<TypeConfig> for RaftStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.inner.lock().await;
-        inner.vote = Some(*vote);
-        self.save(&inner).await
+        inner.hard.vote = Some(*vote);
+        self.save_hard(&inner.hard).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        Ok(self.inner.lock().await.vote)
+        Ok(self.inner.lock().await.hard.vote)
     }
 
     async fn save_committed(
@@ -141,20 +154,20 @@ impl RaftStorage<TypeConfig> for RaftStore {
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.inner.lock().await;
-        inner.committed = committed;
-        self.save(&inner).await
+        inner.hard.committed = committed;
+        self.save_hard(&inner.hard).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self.inner.lock().await.committed)
+        Ok(self.inner.lock().await.hard.committed)
     }
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
         let inner = self.inner.lock().await;
         let last = inner.log.values().next_back().map(|e| e.log_id);
         Ok(LogState {
-            last_purged_log_id: inner.last_purged,
-            last_log_id: last.or(inner.last_purged),
+            last_purged_log_id: inner.hard.last_purged,
+            last_log_id: last.or(inner.hard.last_purged),
         })
     }
 
@@ -167,10 +180,14 @@ impl RaftStorage<TypeConfig> for RaftStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
     {
         let mut inner = self.inner.lock().await;
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let to_write = entries.clone();
+        self.with_files(move |files| files.append(&to_write))
+            .await?;
         for entry in entries {
             inner.log.insert(entry.log_id.index, entry);
         }
-        self.save(&inner).await
+        Ok(())
     }
 
     async fn delete_conflict_logs_since(
@@ -178,22 +195,25 @@ impl RaftStorage<TypeConfig> for RaftStore {
         log_id: LogId<NodeId>,
     ) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.inner.lock().await;
-        inner.log.retain(|index, _| *index < log_id.index);
-        self.save(&inner).await
+        inner.log.split_off(&log_id.index);
+        self.rewrite_log(&inner).await
     }
 
     async fn purge_logs_upto(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.inner.lock().await;
-        inner.log.retain(|index, _| *index > log_id.index);
-        inner.last_purged = Some(log_id);
-        self.save(&inner).await
+        // raft.json first: if the rewrite below does not happen, the
+        // entries left in the log are skipped at open.
+        inner.hard.last_purged = Some(log_id);
+        self.save_hard(&inner.hard).await?;
+        inner.log = inner.log.split_off(&(log_id.index + 1));
+        self.rewrite_log(&inner).await
     }
 
     async fn last_applied_state(
         &mut self,
     ) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
         let inner = self.inner.lock().await;
-        Ok((inner.last_applied, inner.membership.clone()))
+        Ok((inner.hard.last_applied, inner.hard.membership.clone()))
     }
 
     async fn apply_to_state_machine(
@@ -206,7 +226,7 @@ impl RaftStorage<TypeConfig> for RaftStore {
             let result = match &entry.payload {
                 EntryPayload::Blank => Ok(()),
                 EntryPayload::Membership(m) => {
-                    inner.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    inner.hard.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     Ok(())
                 }
                 EntryPayload::Normal(change) => {
@@ -218,10 +238,10 @@ impl RaftStorage<TypeConfig> for RaftStore {
                         .map_err(|e| io_err(ErrorVerb::Write, e))?
                 }
             };
-            inner.last_applied = Some(entry.log_id);
+            inner.hard.last_applied = Some(entry.log_id);
             results.push(result);
         }
-        self.save(&inner).await?;
+        self.save_hard(&inner.hard).await?;
         Ok(results)
     }
 
@@ -240,67 +260,37 @@ impl RaftStorage<TypeConfig> for RaftStore {
         meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let state: State =
-            serde_json::from_slice(snapshot.get_ref()).map_err(|e| io_err(ErrorVerb::Read, e))?;
+        let data = snapshot.into_inner();
+        let state: State = serde_json::from_slice(&data).map_err(|e| io_err(ErrorVerb::Read, e))?;
+        let mut inner = self.inner.lock().await;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        let to_save = stored.clone();
+        self.with_files(move |files| files.save_snapshot(&to_save))
+            .await?;
         let handle = Arc::clone(&self.handle);
         tokio::task::spawn_blocking(move || handle.replace_state(state))
             .await
             .map_err(|e| io_err(ErrorVerb::Write, e))?
             .map_err(|e| io_err(ErrorVerb::Write, e))?;
-        let mut inner = self.inner.lock().await;
-        inner.last_applied = meta.last_log_id;
-        inner.membership = meta.last_membership.clone();
+        inner.hard.last_applied = meta.last_log_id;
+        inner.hard.membership = meta.last_membership.clone();
         if let Some(last) = meta.last_log_id {
-            inner.log.retain(|index, _| *index > last.index);
-            inner.last_purged = Some(last);
+            inner.hard.last_purged = Some(last);
+            inner.log = inner.log.split_off(&(last.index + 1));
         }
-        self.save(&inner).await
+        self.save_hard(&inner.hard).await?;
+        self.rewrite_log(&inner).await?;
+        inner.snapshot = Some(stored);
+        tracing::info!(last = ?meta.last_log_id, "raft snapshot installed from the leader");
+        Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        // Snapshots are off (`SnapshotPolicy::Never`, nothing purged): a
-        // lagging node always catches up from the log.
-        Ok(None)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use openraft::{CommittedLeaderId, Entry};
-
-    #[test]
-    fn the_persisted_log_round_trips_through_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(RAFT_FILE);
-        let log_id = LogId::new(CommittedLeaderId::new(3, 7), 5);
-        let mut persisted = Persisted {
-            vote: Some(Vote::new(3, 7)),
-            committed: Some(log_id),
-            last_applied: Some(log_id),
-            ..Persisted::default()
-        };
-        persisted.log.insert(
-            5,
-            Entry {
-                log_id,
-                payload: EntryPayload::Normal(crate::storage::Change::ClearVhosts),
-            },
-        );
-        write_atomic(&path, &serde_json::to_vec(&persisted).unwrap()).unwrap();
-        write_atomic(&path, &serde_json::to_vec(&persisted).unwrap()).unwrap();
-        let back: Persisted = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(back.vote, persisted.vote);
-        assert_eq!(back.committed, Some(log_id));
-        assert_eq!(back.last_applied, Some(log_id));
-        let entry = &back.log[&5];
-        assert_eq!(entry.log_id, log_id);
-        assert!(matches!(
-            entry.payload,
-            EntryPayload::Normal(crate::storage::Change::ClearVhosts)
-        ));
-        assert!(!path.with_extension("json.tmp").exists());
+        Ok(self.inner.lock().await.snapshot.as_ref().map(snapshot_of))
     }
 }
