@@ -733,3 +733,94 @@ fn a_node_away_for_longer_than_the_log_catches_up_from_a_snapshot() {
     });
     assert!(back, "n0 caught up: {}", channels_on(&cluster, 0));
 }
+
+/// Node `i`'s row for `name` in its `/nodes` answer.
+fn node_row(cluster: &TestCluster, i: usize, name: &str) -> Value {
+    let json = list_nodes(cluster, i);
+    json["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("{name} listed by n{i}: {json}"))
+}
+
+/// The running node that says it leads the replicated log.
+fn raft_leader(cluster: &TestCluster, among: &[usize]) -> usize {
+    let mut found = None;
+    let led = wait_until(Duration::from_secs(15), || {
+        found = among
+            .iter()
+            .copied()
+            .find(|&i| node_row(cluster, i, &format!("n{i}"))["raft_role"] == "leader");
+        found.is_some()
+    });
+    assert!(led, "no leader among {among:?}");
+    found.expect("a leader")
+}
+
+#[test]
+fn frozen_nodes_miss_nothing_and_the_leader_reports_their_lag() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    add_channel(&cluster, 0, "warmup");
+    let leader = raft_leader(&cluster, &[0, 1, 2]);
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let name = |i: usize| format!("n{i}");
+    assert_eq!(
+        node_row(&cluster, leader, &name(follower))["raft_role"],
+        "follower"
+    );
+
+    // A frozen follower: the others commit without it; the leader shows
+    // how far behind it is; once thawed it catches up.
+    cluster.signal(follower, "-STOP");
+    for k in 0..3 {
+        add_channel(&cluster, other, &format!("frozen-follower-{k}"));
+    }
+    let row = node_row(&cluster, leader, &name(follower));
+    assert!(
+        row["raft_lag"].as_u64().is_some_and(|lag| lag >= 3),
+        "{row}"
+    );
+    cluster.signal(follower, "-CONT");
+    let caught_up = wait_until(Duration::from_secs(20), || {
+        (0..3).all(|k| has_channel(&cluster, follower, &format!("frozen-follower-{k}")))
+            && node_row(&cluster, leader, &name(follower))["raft_lag"] == 0
+    });
+    assert!(
+        caught_up,
+        "{}: {}",
+        channels_on(&cluster, follower),
+        node_row(&cluster, leader, &name(follower))
+    );
+
+    // A frozen leader: the two others elect a new one and go on; the old
+    // leader follows it when thawed and has every acknowledged change.
+    cluster.signal(leader, "-STOP");
+    add_channel(&cluster, other, "frozen-leader");
+    let new_leader = raft_leader(&cluster, &[follower, other]);
+    cluster.signal(leader, "-CONT");
+    let caught_up = wait_until(Duration::from_secs(20), || {
+        has_channel(&cluster, leader, "frozen-leader")
+    });
+    assert!(caught_up, "{}", channels_on(&cluster, leader));
+    let stepped_down = wait_until(Duration::from_secs(10), || {
+        node_row(&cluster, leader, &name(leader))["raft_role"] == "follower"
+    });
+    assert!(
+        stepped_down,
+        "{}",
+        node_row(&cluster, leader, &name(leader))
+    );
+    assert_eq!(
+        node_row(&cluster, new_leader, &name(leader))["raft_role"],
+        "follower"
+    );
+    for k in 0..3 {
+        assert!(has_channel(
+            &cluster,
+            leader,
+            &format!("frozen-follower-{k}")
+        ));
+    }
+}

@@ -40,8 +40,15 @@ pub(super) async fn list_nodes(State(api): State<ApiState>) -> Json<Value> {
         .as_ref()
         .and_then(|directory| directory.local_addr())
         .unwrap_or(server.backend_addr);
+    let mine = api
+        .handle
+        .cluster_nodes()
+        .into_iter()
+        .find(|n| n.state == "self" || n.state == "leaving");
     let node = json!({
         "name": server.node_name,
+        "raft_role": mine.as_ref().map(|n| n.raft_role),
+        "raft_lag": mine.as_ref().and_then(|n| n.raft_lag),
         "state": "up",
         "self": true,
         "uptime_seconds": api.started.elapsed().as_secs(),
@@ -52,7 +59,7 @@ pub(super) async fn list_nodes(State(api): State<ApiState>) -> Json<Value> {
     });
     let mut nodes = vec![node];
     for peer in api.handle.cluster_nodes() {
-        if peer.state == "self" {
+        if peer.state == "self" || peer.state == "leaving" {
             continue;
         }
         nodes.push(json!({
@@ -65,6 +72,8 @@ pub(super) async fn list_nodes(State(api): State<ApiState>) -> Json<Value> {
             "messages_out": peer.messages_out,
             "bytes_in": peer.bytes_in,
             "bytes_out": peer.bytes_out,
+            "raft_role": peer.raft_role,
+            "raft_lag": peer.raft_lag,
         }));
     }
     Json(json!({ "nodes": nodes }))

@@ -18,8 +18,13 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const KEYED: [(&str, &str); 2] = [("errors", "id"), ("closes", "reason")];
 
 /// Last segments of labels whose values go up and down.
-const GAUGES: [&str; 7] = [
+const GAUGES: [&str; 12] = [
     "sessions",
+    "leader",
+    "term",
+    "last_log",
+    "applied",
+    "lag",
     "workers",
     "subscriptions",
     "channels",

@@ -111,6 +111,12 @@ pub struct NodeStatus {
     pub bytes_in: u64,
     /// Bytes queued to it.
     pub bytes_out: u64,
+    /// Its part in the replicated log as this node sees it: `leader`,
+    /// `follower`, `learner`, `candidate` (this node only) or `none`.
+    pub raft_role: &'static str,
+    /// Entries behind: for this node, entries in its log not applied yet;
+    /// for a peer, entries its log lacks (known on the leader only).
+    pub raft_lag: Option<u64>,
 }
 
 /// This node's membership in a cluster. Cheap to clone.
@@ -211,6 +217,7 @@ impl Cluster {
 
     /// Every node this one knows, itself first (`list_nodes`).
     pub fn nodes(&self) -> Vec<NodeStatus> {
+        let raft = self.raft().and_then(|r| r.view()).unwrap_or_default();
         let inner = self.shared.inner();
         let now = Instant::now();
         let mut all = vec![NodeStatus {
@@ -226,6 +233,12 @@ impl Cluster {
             messages_out: 0,
             bytes_in: 0,
             bytes_out: 0,
+            raft_role: if raft.role.is_empty() {
+                "none"
+            } else {
+                raft.role
+            },
+            raft_lag: Some(raft.last_log.saturating_sub(raft.applied)),
         }];
         for (name, peer) in inner.membership.peers() {
             let t = peer.traffic;
@@ -240,6 +253,8 @@ impl Cluster {
                 messages_out: t.messages_out,
                 bytes_in: t.bytes_in,
                 bytes_out: t.bytes_out,
+                raft_role: raft.members.get(name).copied().unwrap_or("none"),
+                raft_lag: raft.lag.get(name).copied(),
             });
         }
         all

@@ -120,6 +120,20 @@ impl Publisher {
                 values.push((format!("cluster.peer.{name}.bytes_out"), t.bytes_out));
             }
         }
+        if let Some(view) = shared.raft.get().and_then(|r| r.view()) {
+            values.push((
+                "cluster.raft.leader".into(),
+                u64::from(view.role == "leader"),
+            ));
+            values.push(("cluster.raft.term".into(), view.term));
+            values.push(("cluster.raft.last_log".into(), view.last_log));
+            values.push(("cluster.raft.applied".into(), view.applied));
+            for (name, lag) in &view.lag {
+                if name != &shared.settings.name {
+                    values.push((format!("cluster.peer.{name}.lag"), *lag));
+                }
+            }
+        }
         for (label, value) in values {
             if !self.counters.contains_key(&label) {
                 match manager.allocate(&label) {

@@ -135,13 +135,14 @@ fn node(value: &Value) -> String {
             None => "never".to_string(),
         };
         return format!(
-            "{}  {}  heartbeat {}  cluster={} in={} out={} messages",
+            "{}  {}  heartbeat {}  cluster={} in={} out={} messages{}",
             text(&value["name"]),
             text(&value["state"]),
             heartbeat,
             text(&value["cluster_addr"]),
             value["messages_in"],
             value["messages_out"],
+            raft(value),
         );
     }
     let mut line = format!(
@@ -154,9 +155,21 @@ fn node(value: &Value) -> String {
         text(&value["admin_addr"]),
     );
     if let Some(cluster) = value["cluster_addr"].as_str() {
-        let _ = write!(line, " cluster={cluster}");
+        let _ = write!(line, " cluster={cluster}{}", raft(value));
     }
     line
+}
+
+/// `  raft <role> lag <n>`: the node's part in the replicated log and how
+/// many entries it is behind (the lag of a peer is known on the leader).
+fn raft(value: &Value) -> String {
+    let Some(role) = value["raft_role"].as_str() else {
+        return String::new();
+    };
+    match value["raft_lag"].as_u64() {
+        Some(lag) => format!("  raft {role} lag {lag}"),
+        None => format!("  raft {role}"),
+    }
 }
 
 fn show_vhost(out: &mut String, vhost: &Value) {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::sample::Sample;
 
 /// Last label segments that name gauges rather than counters.
-pub const GAUGES: [&str; 11] = [
+pub const GAUGES: [&str; 15] = [
     "sessions",
     "authenticated",
     "subscriptions",
@@ -26,6 +26,10 @@ pub const GAUGES: [&str; 11] = [
     "vhosts",
     "peers",
     "lag",
+    "leader",
+    "term",
+    "last_log",
+    "applied",
     "uptime_seconds",
 ];
 

@@ -106,7 +106,7 @@ pub struct View {
     pub closes: Vec<Row>,
     /// Error replies, by id, only ids seen.
     pub errors: Vec<Row>,
-    /// The cluster: this node only for now.
+    /// The cluster: this node, then its peers.
     pub nodes: Vec<NodeRow>,
     /// Labels published that no panel above shows.
     pub other: Vec<Row>,
@@ -140,10 +140,11 @@ impl View {
                 name: node.name.clone(),
                 role: "this node".to_owned(),
                 detail: format!(
-                    "sessions {}",
+                    "sessions {}{}",
                     snapshot
                         .value("sessions")
-                        .map_or_else(|| format::MISSING.to_owned(), format::count)
+                        .map_or_else(|| format::MISSING.to_owned(), format::count),
+                    raft_detail(snapshot)
                 ),
             })
             .chain(peer_rows(snapshot))
@@ -224,11 +225,35 @@ fn vhost_rows(snapshot: &Snapshot) -> Vec<VhostRow> {
 }
 
 /// Prefix of the per-peer counters a clustered node publishes:
-/// `cluster.peer.<name>.{up,messages_in,messages_out,bytes_in,bytes_out}`.
+/// `cluster.peer.<name>.{up,messages_in,messages_out,bytes_in,bytes_out,lag}`.
 const PEER_PREFIX: &str = "cluster.peer.";
+/// Prefix of the replicated log's gauges: `cluster.raft.{leader,term,
+/// last_log,applied}`.
+const RAFT_PREFIX: &str = "cluster.raft.";
 
-/// One row per cluster peer: its state and the message rates each way.
+/// `  raft leader term 3 log 41 applied 41` for a clustered node.
+fn raft_detail(snapshot: &Snapshot) -> String {
+    let Some(leader) = snapshot.value("cluster.raft.leader") else {
+        return String::new();
+    };
+    let value = |name: &str| {
+        snapshot
+            .value(name)
+            .map_or_else(|| format::MISSING.to_owned(), format::count)
+    };
+    format!(
+        "  raft {} term {} log {} applied {}",
+        if leader == 1 { "leader" } else { "follower" },
+        value("cluster.raft.term"),
+        value("cluster.raft.last_log"),
+        value("cluster.raft.applied"),
+    )
+}
+
+/// One row per cluster peer: its state and the message rates each way,
+/// and, on the raft leader, how many log entries it is behind.
 fn peer_rows(snapshot: &Snapshot) -> Vec<NodeRow> {
+    let leading = snapshot.value("cluster.raft.leader") == Some(1);
     let mut peers: BTreeMap<&str, BTreeMap<&str, &Metric>> = BTreeMap::new();
     for (label, metric) in &snapshot.metrics {
         let Some((name, what)) = label
@@ -250,7 +275,15 @@ fn peer_rows(snapshot: &Snapshot) -> Vec<NodeRow> {
                     Some(_) => "down".to_owned(),
                     None => format::MISSING.to_owned(),
                 },
-                detail: format!("in {} out {}", rate("messages_in"), rate("messages_out")),
+                detail: match metrics.get("lag").filter(|_| leading) {
+                    Some(lag) => format!(
+                        "in {} out {}  lag {}",
+                        rate("messages_in"),
+                        rate("messages_out"),
+                        format::count(lag.value)
+                    ),
+                    None => format!("in {} out {}", rate("messages_in"), rate("messages_out")),
+                },
             }
         })
         .collect()
@@ -277,6 +310,7 @@ fn other_rows(snapshot: &Snapshot) -> Vec<Row> {
                 && !in_family
                 && split_vhost_label(label).is_none()
                 && !label.starts_with(PEER_PREFIX)
+                && !label.starts_with(RAFT_PREFIX)
         })
         .map(|(label, metric)| Row {
             name: label.clone(),
@@ -316,6 +350,38 @@ mod tests {
         rows.iter()
             .find(|r| r.name == name)
             .unwrap_or_else(|| panic!("no row {name} in {rows:?}"))
+    }
+
+    #[test]
+    fn the_raft_leader_shows_its_log_and_each_peers_lag() {
+        let sample = [
+            ("broker.sessions", 1),
+            ("cluster.raft.leader", 1),
+            ("cluster.raft.term", 3),
+            ("cluster.raft.last_log", 41),
+            ("cluster.raft.applied", 40),
+            ("cluster.peer.n2.up", 1),
+            ("cluster.peer.n2.lag", 5),
+        ];
+        let view = View::build(&snapshot(&sample, &sample), &node());
+        assert_eq!(
+            view.nodes[0].detail,
+            "sessions 1  raft leader term 3 log 41 applied 40"
+        );
+        assert!(
+            view.nodes[1].detail.ends_with("  lag 5"),
+            "{:?}",
+            view.nodes[1]
+        );
+        assert!(view
+            .other
+            .iter()
+            .all(|r| !r.name.starts_with("cluster.raft.")));
+        // A follower's old lag counters are not shown: only the leader knows.
+        let follower = [("cluster.raft.leader", 0), ("cluster.peer.n2.lag", 5)];
+        let view = View::build(&snapshot(&follower, &follower), &node());
+        assert!(view.nodes[0].detail.contains("raft follower"));
+        assert!(!view.nodes[1].detail.contains("lag"), "{:?}", view.nodes[1]);
     }
 
     #[test]

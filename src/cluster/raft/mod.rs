@@ -95,6 +95,29 @@ pub enum RaftResponse {
     Propose(Result<(u64, Result<(), String>), String>),
 }
 
+/// What this node's raft member knows of the replicated log, for
+/// `list_nodes` and the counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftView {
+    /// This node: `leader`, `follower`, `candidate`, `learner` or `none`
+    /// (not a member yet).
+    pub role: &'static str,
+    /// The current term.
+    pub term: u64,
+    /// The leader's node name, if one is known.
+    pub leader: Option<String>,
+    /// Index of the last entry in this node's log.
+    pub last_log: u64,
+    /// Index of the last entry applied here.
+    pub applied: u64,
+    /// Entries each member's log is behind this node's (known on the
+    /// leader only), by node name.
+    pub lag: BTreeMap<String, u64>,
+    /// Every member by node name: `leader`, `follower` (a voter) or
+    /// `learner`.
+    pub members: BTreeMap<String, &'static str>,
+}
+
 /// This node's raft member: the openraft instance and the RPCs in flight.
 pub struct RaftNode {
     shared: Arc<Shared>,
@@ -220,6 +243,55 @@ impl RaftNode {
                 break;
             }
         }
+    }
+
+    /// The replicated log as this node sees it (`None` before raft runs).
+    pub fn view(&self) -> Option<RaftView> {
+        let raft = self.raft.get()?;
+        let metrics = raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let name_of = |id: &NodeId| membership.get_node(id).map(|n| n.addr.clone());
+        let last_log = metrics.last_log_index.unwrap_or(0);
+        let lag = metrics
+            .replication
+            .iter()
+            .flatten()
+            .filter_map(|(id, matched)| {
+                let behind = last_log.saturating_sub(matched.map_or(0, |m| m.index));
+                Some((name_of(id)?, behind))
+            })
+            .collect();
+        let role = match metrics.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner if membership.get_node(&self.id).is_none() => "none",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Shutdown => "none",
+        };
+        let leader = metrics.current_leader.as_ref().and_then(name_of);
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let role = if leader.as_ref() == Some(&node.addr) {
+                    "leader"
+                } else if membership.voter_ids().any(|v| v == *id) {
+                    "follower"
+                } else {
+                    "learner"
+                };
+                (node.addr.clone(), role)
+            })
+            .collect();
+        Some(RaftView {
+            role,
+            term: metrics.current_term,
+            leader,
+            members,
+            last_log,
+            applied: metrics.last_applied.map_or(0, |id| id.index),
+            lag,
+        })
     }
 
     /// Sends `request` to peer `name` and waits at most `ttl` for its
