@@ -11,7 +11,8 @@ use serde::Deserialize;
 use super::error::ApiError;
 use crate::name::{Permissions, VhostPath};
 
-/// A JSON request body; a bad one is a 400 `BAD_REQUEST`.
+/// A JSON request body; a bad one is a 400 `BAD_REQUEST`, one over
+/// `limits.max_admin_body_size` a 413 `PAYLOAD_TOO_LARGE`.
 pub(super) struct Body<T>(pub T);
 
 impl<S, T> FromRequest<S> for Body<T>
@@ -30,6 +31,13 @@ where
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "the request body is larger than limits.max_admin_body_size",
+        );
+    }
     ApiError::bad_request(format!("bad request body: {}", rejection.body_text()))
 }
 

@@ -130,6 +130,7 @@ impl Admin {
 
     /// The routes; `admin_addr` is what `list_nodes` reports.
     pub fn router(self, admin_addr: SocketAddr) -> Router {
+        let body_limit = self.handle.config.limits.max_admin_body_size;
         let state = ApiState {
             handle: self.handle,
             workers: self.workers,
@@ -145,6 +146,7 @@ impl Admin {
                     "method not allowed on this admin route",
                 )
             })
+            .layer(axum::extract::DefaultBodyLimit::max(body_limit))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 auth::require_cookie,

@@ -367,3 +367,15 @@ fn acknowledged_changes_are_on_disk() {
     assert!(vhost.users.contains_key("a"));
     drop(node.runtime);
 }
+
+#[test]
+fn bodies_over_the_limit_are_refused_with_413() {
+    let node = start(None);
+    let limit = node.server.handle.config.limits.max_admin_body_size;
+    let big = json!({ "name": "x".repeat(limit + 16) });
+    let (status, body) = node.call("POST", "/vhosts", Some(big));
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["code"], "PAYLOAD_TOO_LARGE", "{body}");
+    let (status, _) = node.call("POST", "/vhosts", Some(json!({ "path": "/fits" })));
+    assert_eq!(status, 201);
+}
