@@ -29,7 +29,7 @@ max_connections_per_vhost = 100000
 [[vhost]]
 path = "/bench"
 anonymous = ["READ", "WRITE"]
-# Declared, so the channel exists on every node (channels are per node).
+# Declared, so the channel exists from the start on every node.
 channels = ["bench"]
 TOML
 { cat "$tmp/bench.toml"; printf '[cluster]\ncookie = "bench-cluster-cookie-%s"\n' "$RANDOM$RANDOM"; } \
