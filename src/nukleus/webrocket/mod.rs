@@ -156,21 +156,6 @@ pub enum Completion {
     Backend(Reply),
 }
 
-/// No cluster: every change is local.
-pub struct LocalOnly;
-
-impl Replicator for LocalOnly {
-    fn active(&self) -> bool {
-        false
-    }
-
-    fn propose(&self, _change: Change, completion: Completion) {
-        if let Completion::Backend(reply) = completion {
-            reply(Err(597));
-        }
-    }
-}
-
 /// [`Persist`] over the shared [`Durable`]: the broker's own changes
 /// (channels it creates or closes) are durable here before it answers; on
 /// a cluster they go through the [`Replicator`] instead.
