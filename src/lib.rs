@@ -15,6 +15,8 @@
 //! - [`protocol`]: the client JSON protocol and its error table (pure).
 //! - [`broker`]: the webrocket nukleus: vhosts, channels, sessions (pure state
 //!   machine driven by frames).
+//! - [`guard`]: the frame-size guard in front of the ZeroMQ ports (tokio;
+//!   its framing check is pure).
 //! - [`server`]: the composition root that builds and wires everything.
 #![deny(unsafe_code)]
 
@@ -23,6 +25,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod exchange;
+pub mod guard;
 pub mod limits;
 pub mod name;
 pub mod nukleus;

@@ -824,3 +824,43 @@ fn frozen_nodes_miss_nothing_and_the_leader_reports_their_lag() {
         ));
     }
 }
+
+#[test]
+fn an_oversized_frame_on_the_cluster_port_cuts_only_that_connection() {
+    use std::io::{Read, Write};
+    let cluster = TestCluster::start(2, CONFIG);
+    cluster.wait_formed(FORM);
+    // A ZMTP greeting, then a frame header announcing a terabyte, before
+    // any HELLO: no node may allocate for it.
+    let mut bytes = vec![0u8; 64];
+    bytes[0] = 0xff;
+    bytes[9] = 0x7f;
+    bytes[10] = 3;
+    bytes[12..16].copy_from_slice(b"NULL");
+    bytes.push(0x02);
+    bytes.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    let mut stream = TcpStream::connect(cluster.addrs[0]).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream.write_all(&bytes).expect("write");
+    let mut buf = [0u8; 1024];
+    let closed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    };
+    assert!(closed, "the connection is cut");
+    assert!(wait_until(Duration::from_secs(2), || {
+        cluster.counter(0, "cluster.refused") >= 1
+    }));
+    // The nodes still see each other and replicate.
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.wait_formed(FORM);
+    add_channel(&cluster, 1, "after-the-attack");
+    assert!(wait_until(Duration::from_secs(5), || {
+        has_channel(&cluster, 0, "after-the-attack")
+    }));
+}

@@ -335,3 +335,71 @@ fn a_regenerated_token_stops_working_at_once() {
     rt.block_on(exchange.shutdown());
     drop(server);
 }
+
+/// A ZMTP 3.0 greeting (NULL mechanism, as a client).
+fn zmtp_greeting() -> Vec<u8> {
+    let mut greeting = vec![0u8; 64];
+    greeting[0] = 0xff;
+    greeting[9] = 0x7f;
+    greeting[10] = 3;
+    greeting[12..16].copy_from_slice(b"NULL");
+    greeting
+}
+
+/// Sends `bytes` on a raw connection to `addr` and says whether the
+/// server closed it within a few seconds.
+fn closed_after(addr: std::net::SocketAddr, bytes: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream.write_all(bytes).expect("write");
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn oversized_frames_are_cut_off_before_the_router_sees_them() {
+    let setup = start();
+    // A frame header announcing a terabyte: the connection is cut, the
+    // server lives on.
+    let mut huge = zmtp_greeting();
+    huge.push(0x02);
+    huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    assert!(closed_after(setup.backend, &huge));
+    // An endless multipart message is cut too.
+    let mut endless = zmtp_greeting();
+    for _ in 0..100 {
+        endless.extend_from_slice(&[0x01, 1, b'x']);
+    }
+    assert!(closed_after(setup.backend, &endless));
+    // Not ZeroMQ at all.
+    assert!(closed_after(setup.backend, b"GET / HTTP/1.1\r\n\r\n"));
+    // Backends are still served.
+    let rt = runtime();
+    let (addr, token) = (setup.backend, setup.token.clone());
+    rt.block_on(async {
+        let mut client = req(addr, &identity("req", "/chat", &token)).await;
+        let reply = request(&mut client, &[b"OC", b"after"]).await;
+        assert_eq!(reply, vec![b"OK".to_vec()]);
+    });
+    // Counted: the admin API's /stats has the exchange's counters.
+    let cookie = std::fs::read_to_string(setup.server.dir.path().join("data/webrocket.cookie"))
+        .expect("node cookie");
+    let request = format!(
+        "GET /stats HTTP/1.1\r\nHost: x\r\nX-WebRocket-Cookie: {}\r\nConnection: close\r\n\r\n",
+        cookie.trim()
+    );
+    let response = common::http(setup.server.admin, &request);
+    let body = &response[response.find("\r\n\r\n").expect("body") + 4..];
+    let stats: Value = serde_json::from_str(body).expect("json");
+    assert_eq!(stats["counters"]["exchange.peers_cut_off"], 3, "{stats}");
+}

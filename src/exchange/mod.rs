@@ -40,6 +40,7 @@ mod stats;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -48,8 +49,10 @@ use tokio::task::JoinHandle;
 use zeromq::{RouterRecvHalf, RouterSendHalf, RouterSocket, Socket};
 
 use self::endpoint::{lock, Outgoing, Settings, Shared};
+use self::stats::bump;
 use crate::broker::{Backend, NoWorker};
 use crate::config::Config;
+use crate::guard::{self, FrameLimits};
 use crate::name::VhostPath;
 use crate::server::Handle;
 
@@ -58,6 +61,8 @@ pub use self::stats::ExchangeStats;
 
 /// How long [`Exchange::shutdown`] waits for the `QT`s to be written.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+/// Most frames in one backend message (the longest command has five).
+const MAX_FRAMES: u32 = 64;
 
 /// The bound backend exchange. Cheap to clone; clones share the socket.
 #[derive(Clone)]
@@ -73,6 +78,8 @@ struct Inner {
     socket: Mutex<Option<(RouterSendHalf, RouterRecvHalf)>>,
     shared: OnceLock<Arc<Shared>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Connections the guard cut (frames over the limits).
+    cut_off: Arc<AtomicU64>,
 }
 
 /// Binds the ROUTER socket on `config.server.backend_addr` and returns the
@@ -81,16 +88,29 @@ struct Inner {
 /// wait.
 pub async fn bind(config: &Config) -> io::Result<(Exchange, SocketAddr)> {
     let wanted = config.server.backend_addr;
+    let public = tokio::net::TcpListener::bind(wanted)
+        .await
+        .map_err(|error| io::Error::new(error.kind(), format!("binding {wanted}: {error}")))?;
+    let local_addr = public.local_addr()?;
+    // The ROUTER itself listens on loopback only, behind the guard.
     let mut socket = RouterSocket::new();
     let endpoint = socket
-        .bind(&format!("tcp://{wanted}"))
+        .bind("tcp://127.0.0.1:0")
         .await
-        .map_err(|error| io::Error::other(format!("binding tcp://{wanted}: {error}")))?;
-    let port = match endpoint {
-        zeromq::Endpoint::Tcp(_, port) => port,
-        _ => wanted.port(),
+        .map_err(|error| io::Error::other(format!("binding the backend ROUTER: {error}")))?;
+    let zeromq::Endpoint::Tcp(_, port) = endpoint else {
+        return Err(io::Error::other("the backend ROUTER is not on TCP"));
     };
-    let local_addr = SocketAddr::new(wanted.ip(), port);
+    let max = config.limits.max_backend_message_size as u64;
+    let limits = FrameLimits {
+        max_frame: max,
+        max_message: max,
+        max_frames: MAX_FRAMES,
+    };
+    let cut_off = Arc::new(AtomicU64::new(0));
+    let router = SocketAddr::from(([127, 0, 0, 1], port));
+    let counter = Arc::clone(&cut_off);
+    let guard = guard::serve(public, router, limits, Arc::new(move || bump(&counter)));
     let settings = Settings {
         heartbeat_interval: config.backend.heartbeat_interval,
         worker_timeout: config.backend.worker_timeout(),
@@ -104,7 +124,8 @@ pub async fn bind(config: &Config) -> io::Result<(Exchange, SocketAddr)> {
             max_workers_per_vhost: config.limits.max_workers_per_vhost,
             socket: Mutex::new(Some(socket.split())),
             shared: OnceLock::new(),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(vec![guard]),
+            cut_off,
         }),
     };
     Ok((exchange, local_addr))
@@ -158,13 +179,15 @@ impl Exchange {
 
     /// The exchange's counters.
     pub fn stats(&self) -> ExchangeStats {
-        match self.inner.shared.get() {
+        let mut stats = match self.inner.shared.get() {
             Some(shared) => {
                 let workers = lock(&shared.lobby).len();
                 shared.counters.snapshot(workers)
             }
             None => ExchangeStats::default(),
-        }
+        };
+        stats.peers_cut_off = self.inner.cut_off.load(Ordering::Relaxed);
+        stats
     }
 
     /// Sends `QT` to every ready worker (bounded wait) and stops the

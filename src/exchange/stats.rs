@@ -64,6 +64,9 @@ pub struct ExchangeStats {
     pub requests: u64,
     /// Requests the broker answered with `ER`.
     pub request_errors: u64,
+    /// Connections cut for frames or messages over
+    /// `limits.max_backend_message_size` (before any authentication).
+    pub peers_cut_off: u64,
 }
 
 impl Counters {
@@ -86,6 +89,8 @@ impl Counters {
             bad_frames: get(&self.bad_frames),
             requests: get(&self.requests),
             request_errors: get(&self.request_errors),
+            // Counted by the guard, filled in by the exchange.
+            peers_cut_off: 0,
         }
     }
 }

@@ -1,0 +1,352 @@
+//! A frame-size guard in front of the ZeroMQ listeners (backend and
+//! cluster ports).
+//!
+//! The zeromq crate allocates whatever frame length a peer announces, and
+//! buffers a multipart message of any number of frames, before a single
+//! byte of it is checked: one crafted header from an unauthenticated peer
+//! could make the node abort. So the public port is ours: each
+//! connection is relayed to the ROUTER, bound on a loopback port of its
+//! own, while [`FrameCheck`] follows the ZMTP 3 framing of what the peer
+//! sends and cuts the connection at the first frame or message over the
+//! limit, before it reaches the crate. Bytes pass through unchanged;
+//! what the ROUTER sends back is not inspected.
+//!
+//! ZMTP 3 as seen here (RFC 23/ZMTP):
+//!
+//! ```text
+//! greeting  64 bytes: 0xFF, 8 padding, 0x7F, version, mechanism, ...
+//! frame     flags (1) | size (1, or 8 big-endian if flags & LONG) | body
+//!           flags: 0x01 MORE, 0x02 LONG, 0x04 COMMAND; other bits zero
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+const GREETING_LEN: u64 = 64;
+const MORE: u8 = 0x01;
+const LONG: u8 = 0x02;
+const COMMAND: u8 = 0x04;
+
+/// How large a peer's frames and messages may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameLimits {
+    /// Largest body of one frame (message or command), in bytes.
+    pub max_frame: u64,
+    /// Largest sum of the bodies of one multipart message.
+    pub max_message: u64,
+    /// Most frames in one multipart message.
+    pub max_frames: u32,
+}
+
+/// Why a connection was cut.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// The first byte is not ZMTP's signature.
+    #[error("not a ZMTP peer (bad signature)")]
+    NotZmtp,
+    /// Reserved flag bits are set.
+    #[error("reserved frame flags {0:#04x}")]
+    BadFlags(u8),
+    /// A frame announces more than `max_frame` bytes.
+    #[error("a frame of {0} bytes is over the limit")]
+    FrameTooLarge(u64),
+    /// A multipart message passes `max_message` bytes or `max_frames`.
+    #[error("a message of more than {0} bytes or frames is over the limit")]
+    MessageTooLarge(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Bytes of the greeting still to come.
+    Greeting(u64),
+    /// Waiting for a frame's flags.
+    Flags,
+    /// Size bytes still to come and the size so far.
+    Size { flags: u8, left: u8, size: u64 },
+    /// Body bytes still to come.
+    Body { left: u64 },
+}
+
+/// Follows the framing of one peer's byte stream (pure).
+#[derive(Debug)]
+pub struct FrameCheck {
+    limits: FrameLimits,
+    state: State,
+    /// Bytes and frames of the multipart message so far.
+    message_bytes: u64,
+    message_frames: u32,
+    /// Whether the frame in progress is part of a message (not a command)
+    /// and is followed by another.
+    in_message: bool,
+}
+
+impl FrameCheck {
+    /// A check at the start of a connection.
+    pub fn new(limits: FrameLimits) -> Self {
+        FrameCheck {
+            limits,
+            state: State::Greeting(GREETING_LEN),
+            message_bytes: 0,
+            message_frames: 0,
+            in_message: false,
+        }
+    }
+
+    /// Follows `bytes`, the next bytes the peer sent; `Err` at the first
+    /// violation (the stream must be cut there).
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), Violation> {
+        while let Some((&byte, rest)) = bytes.split_first() {
+            match self.state {
+                State::Greeting(left) => {
+                    if left == GREETING_LEN && byte != 0xff {
+                        return Err(Violation::NotZmtp);
+                    }
+                    let take = left.min(bytes.len() as u64);
+                    bytes = &bytes[take as usize..];
+                    self.state = if take == left {
+                        State::Flags
+                    } else {
+                        State::Greeting(left - take)
+                    };
+                    continue;
+                }
+                State::Flags => {
+                    if byte & !(MORE | LONG | COMMAND) != 0 {
+                        return Err(Violation::BadFlags(byte));
+                    }
+                    let left = if byte & LONG != 0 { 8 } else { 1 };
+                    self.state = State::Size {
+                        flags: byte,
+                        left,
+                        size: 0,
+                    };
+                }
+                State::Size { flags, left, size } => {
+                    let size = (size << 8) | u64::from(byte);
+                    if left > 1 {
+                        self.state = State::Size {
+                            flags,
+                            left: left - 1,
+                            size,
+                        };
+                    } else {
+                        self.frame(flags, size)?;
+                    }
+                }
+                State::Body { left } => {
+                    let take = left.min(bytes.len() as u64);
+                    bytes = &bytes[take as usize..];
+                    self.state = if take == left {
+                        State::Flags
+                    } else {
+                        State::Body { left: left - take }
+                    };
+                    continue;
+                }
+            }
+            bytes = rest;
+        }
+        Ok(())
+    }
+
+    /// A frame header is complete: check its size against the limits.
+    fn frame(&mut self, flags: u8, size: u64) -> Result<(), Violation> {
+        if size > self.limits.max_frame {
+            return Err(Violation::FrameTooLarge(size));
+        }
+        if flags & COMMAND == 0 {
+            self.message_bytes += size;
+            self.message_frames += 1;
+            if self.message_bytes > self.limits.max_message
+                || self.message_frames > self.limits.max_frames
+            {
+                return Err(Violation::MessageTooLarge(self.limits.max_message));
+            }
+            self.in_message = flags & MORE != 0;
+            if !self.in_message {
+                self.message_bytes = 0;
+                self.message_frames = 0;
+            }
+        }
+        self.state = if size == 0 {
+            State::Flags
+        } else {
+            State::Body { left: size }
+        };
+        Ok(())
+    }
+}
+
+/// Called for each connection the guard cuts (to count it).
+pub type OnCut = Arc<dyn Fn() + Send + Sync>;
+
+/// Relays connections accepted on `public` to the ROUTER at `inner`,
+/// checking what each peer sends against `limits`; `on_cut` is told of
+/// each connection cut. Runs until aborted.
+pub fn serve(
+    public: TcpListener,
+    inner: SocketAddr,
+    limits: FrameLimits,
+    on_cut: OnCut,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let (peer, from) = match public.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors, usually: let others close first.
+                    tracing::warn!(%error, "accept on a ZeroMQ port");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let on_cut = Arc::clone(&on_cut);
+            tokio::spawn(async move {
+                if let Err(error) = relay(peer, inner, limits).await {
+                    if error.kind() == io::ErrorKind::InvalidData {
+                        on_cut();
+                        tracing::warn!(peer = %from, %error, "ZeroMQ peer cut off");
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// One connection: the peer's bytes through [`FrameCheck`] to the ROUTER,
+/// the ROUTER's bytes straight back.
+async fn relay(peer: TcpStream, inner: SocketAddr, limits: FrameLimits) -> io::Result<()> {
+    peer.set_nodelay(true)?;
+    let router = TcpStream::connect(inner).await?;
+    router.set_nodelay(true)?;
+    let (mut peer_read, mut peer_write) = peer.into_split();
+    let (mut router_read, mut router_write) = router.into_split();
+    let back = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut router_read, &mut peer_write).await;
+        let _ = peer_write.shutdown().await;
+    });
+    let mut check = FrameCheck::new(limits);
+    let mut buf = vec![0u8; 64 * 1024];
+    let result = loop {
+        let n = match peer_read.read(&mut buf).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(error) => break Err(error),
+        };
+        if let Err(violation) = check.feed(&buf[..n]) {
+            break Err(io::Error::new(io::ErrorKind::InvalidData, violation));
+        }
+        if let Err(error) = router_write.write_all(&buf[..n]).await {
+            break Err(error);
+        }
+    };
+    // Closing the ROUTER's side makes it close too, which ends the copy
+    // back; a cut connection does not wait for that.
+    let _ = router_write.shutdown().await;
+    drop(router_write);
+    if result.is_ok() {
+        let mut back = back;
+        if tokio::time::timeout(std::time::Duration::from_secs(1), &mut back)
+            .await
+            .is_err()
+        {
+            back.abort();
+        }
+    } else {
+        back.abort();
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: FrameLimits = FrameLimits {
+        max_frame: 100,
+        max_message: 150,
+        max_frames: 4,
+    };
+
+    fn greeting() -> Vec<u8> {
+        let mut g = vec![0u8; 64];
+        g[0] = 0xff;
+        g[9] = 0x7f;
+        g[10] = 3;
+        g
+    }
+
+    fn short(flags: u8, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![flags, body.len() as u8];
+        f.extend_from_slice(body);
+        f
+    }
+
+    fn long(flags: u8, size: u64) -> Vec<u8> {
+        let mut f = vec![flags | LONG];
+        f.extend_from_slice(&size.to_be_bytes());
+        f
+    }
+
+    /// Feeds `stream` one byte at a time and whole; both must agree.
+    fn run(stream: &[u8]) -> Result<(), Violation> {
+        let whole = FrameCheck::new(LIMITS).feed(stream);
+        let mut bytewise = FrameCheck::new(LIMITS);
+        let split = stream.iter().try_for_each(|b| bytewise.feed(&[*b]));
+        assert_eq!(whole, split, "split feeding disagrees");
+        whole
+    }
+
+    #[test]
+    fn well_formed_traffic_passes() {
+        let mut s = greeting();
+        s.extend(short(COMMAND, b"\x05READY"));
+        s.extend(short(MORE, b""));
+        s.extend(short(MORE, b"RD"));
+        s.extend(short(0, &[7; 100]));
+        // Counts start again after the last frame of a message.
+        s.extend(short(MORE, &[1; 100]));
+        s.extend(short(0, &[1; 50]));
+        let mut big = long(0, 90);
+        big.extend_from_slice(&[2; 90]);
+        s.extend(big);
+        assert_eq!(run(&s), Ok(()));
+    }
+
+    #[test]
+    fn a_huge_announced_frame_is_cut_before_its_body() {
+        let mut s = greeting();
+        s.extend(long(0, u64::MAX));
+        assert_eq!(run(&s), Err(Violation::FrameTooLarge(u64::MAX)));
+        let mut s = greeting();
+        s.extend(long(COMMAND, 101));
+        assert_eq!(run(&s), Err(Violation::FrameTooLarge(101)));
+    }
+
+    #[test]
+    fn endless_multipart_messages_are_cut() {
+        let mut s = greeting();
+        for _ in 0..4 {
+            s.extend(short(MORE, b"x"));
+        }
+        s.extend(short(0, b"x"));
+        assert_eq!(run(&s), Err(Violation::MessageTooLarge(150)));
+        let mut s = greeting();
+        s.extend(short(MORE, &[0; 100]));
+        s.extend(short(0, &[0; 51]));
+        assert_eq!(run(&s), Err(Violation::MessageTooLarge(150)));
+    }
+
+    #[test]
+    fn non_zmtp_bytes_and_reserved_flags_are_refused() {
+        assert_eq!(run(b"GET / HTTP/1.1\r\n"), Err(Violation::NotZmtp));
+        let mut s = greeting();
+        s.push(0x80);
+        assert_eq!(run(&s), Err(Violation::BadFlags(0x80)));
+    }
+}
