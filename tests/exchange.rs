@@ -390,6 +390,11 @@ fn oversized_frames_are_cut_off_before_the_router_sees_them() {
         let mut client = req(addr, &identity("req", "/chat", &token)).await;
         let reply = request(&mut client, &[b"OC", b"after"]).await;
         assert_eq!(reply, vec![b"OK".to_vec()]);
+        // A little over the message limit (1 MiB) is read and refused
+        // with an answer, not cut.
+        let data = format!("\"{}\"", "x".repeat(1536 * 1024));
+        let reply = request(&mut client, &[b"BC", b"after", b"e", data.as_bytes()]).await;
+        assert_eq!(reply, vec![b"ER".to_vec(), b"400".to_vec()]);
     });
     // Counted: the admin API's /stats has the exchange's counters.
     let cookie = std::fs::read_to_string(setup.server.dir.path().join("data/webrocket.cookie"))

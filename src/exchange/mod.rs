@@ -101,7 +101,9 @@ pub async fn bind(config: &Config) -> io::Result<(Exchange, SocketAddr)> {
     let zeromq::Endpoint::Tcp(_, port) = endpoint else {
         return Err(io::Error::other("the backend ROUTER is not on TCP"));
     };
-    let max = config.limits.max_backend_message_size as u64;
+    // Twice the limit: a message a little over it still reaches the
+    // exchange and gets its `ER 400`; only far larger ones are cut.
+    let max = (config.limits.max_backend_message_size as u64).saturating_mul(2);
     let limits = FrameLimits {
         max_frame: max,
         max_message: max,

@@ -64,8 +64,9 @@ pub struct ExchangeStats {
     pub requests: u64,
     /// Requests the broker answered with `ER`.
     pub request_errors: u64,
-    /// Connections cut for frames or messages over
-    /// `limits.max_backend_message_size` (before any authentication).
+    /// Connections cut for a frame or message over twice
+    /// `limits.max_backend_message_size`, or more than 64 frames, before
+    /// any of it was read.
     pub peers_cut_off: u64,
 }
 
