@@ -34,6 +34,13 @@ use crate::server::{Handle, Task};
 /// only a worker that stopped reading makes them wait.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Messages waiting for the send task at most. A backend that floods the
+/// exchange with requests while not reading its answers (each write then
+/// waits [`WRITE_TIMEOUT`]) fills it; from then on answers are dropped
+/// (`dropped_replies`) and triggers refused as if no worker were ready,
+/// rather than queued without end.
+pub const OUT_QUEUE: usize = 65_536;
+
 /// Work for the send task.
 pub(super) enum Outgoing {
     /// A trigger already assigned to `worker`.
@@ -59,7 +66,7 @@ pub(super) struct Settings {
 /// What the broker thread and both tasks share.
 pub(super) struct Shared {
     pub lobby: Mutex<Lobby>,
-    pub out: mpsc::UnboundedSender<Outgoing>,
+    pub out: mpsc::Sender<Outgoing>,
     pub counters: Counters,
     pub handle: Arc<Handle>,
     pub settings: Settings,
@@ -81,10 +88,13 @@ impl Shared {
     }
 
     fn send_frames(&self, to: &[u8], message: Outbound<'_>) {
-        let _ = self.out.send(Outgoing::Frames {
+        let queued = self.out.try_send(Outgoing::Frames {
             to: to.to_vec(),
             frames: message.encode(),
         });
+        if let Err(mpsc::error::TrySendError::Full(_)) = queued {
+            bump(&self.counters.dropped_replies);
+        }
     }
 
     /// The next ready worker of `vhost`; workers whose token went stale are
@@ -108,13 +118,14 @@ impl Shared {
             bump(&self.counters.dropped_no_worker);
             return Err(NoWorker);
         };
-        let queued = self.out.send(Outgoing::Trigger {
+        let queued = self.out.try_send(Outgoing::Trigger {
             worker,
             vhost: vhost.clone(),
             payload: payload.to_vec(),
         });
         if queued.is_err() {
-            // The exchange is shutting down.
+            // The send task is far behind, or the exchange is shutting
+            // down: no worker can take it now.
             bump(&self.counters.dropped_no_worker);
             return Err(NoWorker);
         }
@@ -223,7 +234,7 @@ pub(super) async fn receive(shared: Arc<Shared>, mut socket: RouterRecvHalf) {
 pub(super) async fn send(
     shared: Arc<Shared>,
     mut socket: RouterSendHalf,
-    mut inbox: mpsc::UnboundedReceiver<Outgoing>,
+    mut inbox: mpsc::Receiver<Outgoing>,
 ) {
     let mut ticker = tokio::time::interval(shared.settings.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -145,7 +145,7 @@ impl Exchange {
     pub fn backend(&self, handle: Arc<Handle>) -> Box<dyn Backend + Send> {
         let inner = &self.inner;
         let shared = inner.shared.get_or_init(|| {
-            let (out, inbox) = mpsc::unbounded_channel();
+            let (out, inbox) = mpsc::channel(endpoint::OUT_QUEUE);
             let shared = Arc::new(Shared {
                 lobby: Mutex::new(lobby::Lobby::new(inner.max_workers_per_vhost)),
                 out,
@@ -197,9 +197,14 @@ impl Exchange {
     pub async fn shutdown(&self) {
         if let Some(shared) = self.inner.shared.get() {
             let (done, written) = oneshot::channel();
-            if shared.out.send(Outgoing::Quit(done)).is_ok() {
-                let _ = tokio::time::timeout(SHUTDOWN_WAIT, written).await;
-            }
+            // One bounded wait for both: queueing the QTs behind a full
+            // queue, and writing them.
+            let _ = tokio::time::timeout(SHUTDOWN_WAIT, async {
+                if shared.out.send(Outgoing::Quit(done)).await.is_ok() {
+                    let _ = written.await;
+                }
+            })
+            .await;
         }
         let tasks: Vec<JoinHandle<()>> = lock(&self.inner.tasks).drain(..).collect();
         for task in tasks {

@@ -23,6 +23,7 @@ pub(crate) struct Counters {
     pub bad_frames: AtomicU64,
     pub requests: AtomicU64,
     pub request_errors: AtomicU64,
+    pub dropped_replies: AtomicU64,
 }
 
 /// Adds one to `counter`.
@@ -64,6 +65,9 @@ pub struct ExchangeStats {
     pub requests: u64,
     /// Requests the broker answered with `ER`.
     pub request_errors: u64,
+    /// Answers not queued because the send queue was full (a backend
+    /// sending much faster than it reads).
+    pub dropped_replies: u64,
     /// Connections cut for a frame or message over twice
     /// `limits.max_backend_message_size`, or more than 64 frames, before
     /// any of it was read.
@@ -90,6 +94,7 @@ impl Counters {
             bad_frames: get(&self.bad_frames),
             requests: get(&self.requests),
             request_errors: get(&self.request_errors),
+            dropped_replies: get(&self.dropped_replies),
             // Counted by the guard, filled in by the exchange.
             peers_cut_off: 0,
         }
