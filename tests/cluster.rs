@@ -864,3 +864,55 @@ fn an_oversized_frame_on_the_cluster_port_cuts_only_that_connection() {
         has_channel(&cluster, 0, "after-the-attack")
     }));
 }
+
+#[test]
+fn a_node_gone_for_good_is_removed_and_rejoins_if_it_returns() {
+    const EVERY: usize = 5;
+    let mut cluster = TestCluster::start_with(3, CONFIG, &format!("snapshot_every = {EVERY}"));
+    cluster.wait_formed(FORM);
+    add_channel(&cluster, 0, "warmup");
+    // Refused: the node asked, and a node that is up.
+    assert_eq!(admin(&cluster, 0, "DELETE", "/nodes/n0", "").0, 409);
+    assert_eq!(admin(&cluster, 0, "DELETE", "/nodes/n1", "").0, 409);
+    assert_eq!(admin(&cluster, 0, "DELETE", "/nodes/nobody", "").0, 404);
+
+    let n2 = cluster.kill(2);
+    cluster.wait_peer(0, 2, false, Duration::from_secs(8));
+    let mut removed = (0, Value::Null);
+    let done = wait_until(Duration::from_secs(20), || {
+        removed = admin(&cluster, 0, "DELETE", "/nodes/n2", "");
+        removed.0 == 200
+    });
+    assert!(done, "{removed:?}");
+    assert_eq!(removed.1, json!({"removed": "n2"}));
+    let leader = raft_leader(&cluster, &[0, 1]);
+    assert_eq!(node_row(&cluster, leader, "n2")["raft_role"], "none");
+    // No longer waited for: the leader cuts its log at its snapshots.
+    for k in 0..4 * EVERY {
+        add_channel(&cluster, 1, &format!("without-n2-{k}"));
+    }
+    let bounded = wait_until(Duration::from_secs(5), || {
+        raft_log_entries(&cluster, leader) <= 2 * EVERY + 2
+    });
+    assert!(
+        bounded,
+        "the leader keeps {}",
+        raft_log_entries(&cluster, leader)
+    );
+    // Removing it again: it is no member any more.
+    assert_eq!(admin(&cluster, 0, "DELETE", "/nodes/n2", "").0, 404);
+
+    // It comes back after all: added again, it catches up.
+    cluster.restart(2, n2);
+    cluster.wait_formed(FORM);
+    let back = wait_until(Duration::from_secs(30), || {
+        has_channel(&cluster, 2, &format!("without-n2-{}", 4 * EVERY - 1))
+            && node_row(&cluster, leader, "n2")["raft_role"] == "follower"
+    });
+    assert!(
+        back,
+        "{} / {}",
+        channels_on(&cluster, 2),
+        node_row(&cluster, leader, "n2")
+    );
+}

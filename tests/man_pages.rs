@@ -290,6 +290,7 @@ fn every_ctl_command_is_documented() {
         "set_secret",
         "list_workers",
         "list_nodes",
+        "remove_node",
     ];
     for command in commands {
         let documented = page

@@ -23,6 +23,7 @@
 //! | PUT | `/vhosts/{vhost}/users/{name}/secret` `{"secret": str or null}` | `set_secret` | 200 user |
 //! | GET | `/vhosts/{vhost}/workers` | `list_workers` | 200 `{"vhost", "workers": [..], "note"?}` |
 //! | GET | `/nodes` | `list_nodes` | 200 `{"nodes": [node]}` |
+//! | DELETE | `/nodes/{name}` | `remove_node` | 200 `{"removed": name}`; 409 if up or this node |
 //! | GET | `/stats` | (monitor) | 200 counters snapshot, see [`stats`] |
 //! | GET | `/metrics` | (Prometheus) | 200 text format 0.0.4 |
 //!
@@ -205,6 +206,7 @@ fn routes() -> Router<ApiState> {
         )
         .route("/vhosts/{vhost}/workers", get(nodes::list_workers))
         .route("/nodes", get(nodes::list_nodes))
+        .route("/nodes/{name}", delete(nodes::remove_node))
         .route("/stats", get(stats::stats))
         .route("/metrics", get(stats::metrics))
 }

@@ -78,3 +78,43 @@ pub(super) async fn list_nodes(State(api): State<ApiState>) -> Json<Value> {
     }
     Json(json!({ "nodes": nodes }))
 }
+
+/// `DELETE /nodes/{name}`: takes a node that is gone for good out of the
+/// cluster's members, so it no longer counts towards the majority. Only a
+/// node this node sees down or left may go; it joins again like a new node
+/// should it come back.
+pub(super) async fn remove_node(
+    State(api): State<ApiState>,
+    Segments(name): Segments<String>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::cluster::raft::RemoveError;
+    use axum::http::StatusCode;
+    let cluster = api.handle.cluster();
+    let Some(raft) = cluster.and_then(|c| c.raft()) else {
+        return Err(ApiError::not_found("this node is not in a cluster"));
+    };
+    let conflict = |message: String| ApiError::new(StatusCode::CONFLICT, "CONFLICT", message);
+    let nodes = api.handle.cluster_nodes();
+    match nodes.iter().find(|n| n.name == name) {
+        Some(node) if node.state == "self" || node.state == "leaving" => {
+            return Err(conflict(format!(
+                "{name} is the node asked; remove it through another node once it is stopped"
+            )))
+        }
+        Some(node) if node.state == "up" || node.state == "joining" => {
+            return Err(conflict(format!("{name} is {}; stop it first", node.state)))
+        }
+        _ => {}
+    }
+    match raft.remove_member(&name).await {
+        Ok(()) => Ok(Json(json!({ "removed": name }))),
+        Err(RemoveError::NotMember(_)) => Err(ApiError::not_found(format!(
+            "no node {name} in the cluster"
+        ))),
+        Err(RemoveError::NotConfirmed(why)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "CLUSTER",
+            format!("the cluster did not confirm the removal: {why}"),
+        )),
+    }
+}

@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 use serde_json::{json, Value};
-use webrocket::name::{ChannelName, Permissions, UserName, VhostPath};
+use webrocket::name::{ChannelName, NodeName, Permissions, UserName, VhostPath};
 
 use crate::client::{CtlError, Method};
 use crate::secret::read_secret;
@@ -128,6 +128,12 @@ pub enum Command {
     },
     /// List the nodes: name, state, uptime and addresses.
     ListNodes,
+    /// Take a cluster node that is gone for good out of the members (it
+    /// must be down; it joins again like a new node if it comes back).
+    RemoveNode {
+        /// Node name.
+        name: NodeName,
+    },
 }
 
 /// An admin request.
@@ -232,6 +238,7 @@ impl Command {
             }
             ListWorkers { vhost } => request(Get, format!("{}/workers", vhost_url(vhost)), None),
             ListNodes => request(Get, "/nodes".into(), None),
+            RemoveNode { name } => request(Delete, format!("/nodes/{name}"), None),
         })
     }
 }

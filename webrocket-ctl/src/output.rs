@@ -63,6 +63,7 @@ pub fn human(command: &Command, answer: &Value) -> String {
             list(&mut out, &answer["workers"], &empty, worker);
         }
         ListNodes => list(&mut out, &answer["nodes"], "no nodes", node),
+        RemoveNode { .. } => line(&mut out, format!("node {} removed", s("removed"))),
     }
     out
 }

@@ -74,6 +74,8 @@ pub enum RaftRequest {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// A follower's change, for the leader to propose.
     Propose(Change),
+    /// Take this member (a node name) out of the voters, for good.
+    RemoveMember(String),
 }
 
 /// Body of an `RRS`.
@@ -93,6 +95,19 @@ pub enum RaftResponse {
     /// To [`RaftRequest::Propose`]: the entry's log index and the result
     /// of applying it, or why it was not committed.
     Propose(Result<(u64, Result<(), String>), String>),
+    /// To [`RaftRequest::RemoveMember`].
+    RemoveMember(Result<(), RemoveError>),
+}
+
+/// Why a member could not be removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoveError {
+    /// It is not a member of the replicated log.
+    #[error("node {0} is not a member of the cluster")]
+    NotMember(String),
+    /// No leader with a majority confirmed the new membership.
+    #[error("the cluster did not confirm the removal: {0}")]
+    NotConfirmed(String),
 }
 
 /// What this node's raft member knows of the replicated log, for
@@ -355,6 +370,9 @@ impl RaftNode {
                         .map(|r| (r.log_id.index, r.data))
                         .map_err(|e| e.to_string()),
                 ),
+                RaftRequest::RemoveMember(name) => {
+                    RaftResponse::RemoveMember(node.remove_here(raft, &name).await)
+                }
             };
             let Ok(body) = serde_json::to_vec(&response) else {
                 return;
@@ -376,6 +394,69 @@ impl RaftNode {
         });
         rx.recv_timeout(CHANGE_TIMEOUT + Duration::from_secs(1))
             .unwrap_or_else(|_| Err("the change timed out".into()))
+    }
+
+    /// Takes node `name` out of the replicated log's members for good
+    /// (it is gone and will not return; should it come back, the leader
+    /// adds it again like a new node). Done by the leader: a follower asks
+    /// it. Fails after [`CHANGE_TIMEOUT`] without a majority.
+    pub async fn remove_member(&self, name: &str) -> Result<(), RemoveError> {
+        let not_confirmed = |why: String| RemoveError::NotConfirmed(why);
+        let raft = self
+            .raft
+            .get()
+            .ok_or_else(|| not_confirmed("raft is not running".into()))?;
+        let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(not_confirmed("no raft leader answered in time".into()));
+            }
+            let metrics = raft.metrics().borrow().clone();
+            let leader = metrics.current_leader.and_then(|id| {
+                let membership = metrics.membership_config.membership();
+                membership.get_node(&id).map(|n| (id, n.addr.clone()))
+            });
+            let Some((leader, leader_name)) = leader else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            if leader == self.id {
+                return tokio::time::timeout(remaining, self.remove_here(raft, name))
+                    .await
+                    .unwrap_or_else(|_| Err(not_confirmed("timed out".into())));
+            }
+            let request = RaftRequest::RemoveMember(name.to_owned());
+            match self.call(&leader_name, request, remaining).await {
+                Ok(RaftResponse::RemoveMember(result)) => return result,
+                Ok(_) => return Err(not_confirmed("mismatched raft reply".into())),
+                Err(why) => return Err(not_confirmed(why)),
+            }
+        }
+    }
+
+    /// [`RaftNode::remove_member`] on the leader.
+    async fn remove_here(&self, raft: &Raft<TypeConfig>, name: &str) -> Result<(), RemoveError> {
+        let id = node_id(name);
+        let is_member = {
+            let metrics = raft.metrics().borrow().clone();
+            let found = metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .is_some();
+            found
+        };
+        if !is_member {
+            return Err(RemoveError::NotMember(name.to_owned()));
+        }
+        let change = openraft::ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+        raft.change_membership(change, false)
+            .await
+            .map(drop)
+            .map_err(|e| RemoveError::NotConfirmed(e.to_string()))?;
+        tracing::info!(node = %name, "removed from the cluster's members");
+        Ok(())
     }
 
     /// Proposes `change` without blocking the caller: `done` gets what
