@@ -256,6 +256,20 @@ impl Handle {
     }
 }
 
+/// Whether the config's vhosts, users and channels are applied at this
+/// start: always on a single node; on a cluster node only before it has
+/// ever been part of the replicated log (no raft files yet). From then on
+/// the replicated state is the truth, and re-applying the config locally
+/// would make this node differ from the others (a vhost deleted through
+/// the admin API would come back here alone).
+fn seeds_from_config(config: &Config) -> bool {
+    let raft_files = config
+        .server
+        .storage_dir
+        .join(crate::cluster::raft::files::META_FILE);
+    !(config.cluster.enabled() && raft_files.exists())
+}
+
 /// A vhost declared in the shared config gets, on every node of a cluster,
 /// the same access token: an HMAC of its path under the cluster cookie, so
 /// that a backend can use any node. (Tokens made or regenerated through the
@@ -365,11 +379,13 @@ impl Server {
         std::fs::create_dir_all(&run_dir).map_err(run_error)?;
 
         let (mut store, mut state) = Store::open(&config.server.storage_dir)?;
-        for mut change in storage::seed_from_config(config, &state) {
-            if let Some(cookie) = config.cluster.cookie.as_deref() {
-                shared_token(&mut change, cookie);
+        if seeds_from_config(config) {
+            for mut change in storage::seed_from_config(config, &state) {
+                if let Some(cookie) = config.cluster.cookie.as_deref() {
+                    shared_token(&mut change, cookie);
+                }
+                store.commit_and_apply(&mut state, &change)?;
             }
-            store.commit_and_apply(&mut state, &change)?;
         }
         let cookie =
             storage::load_or_create_cookie(&config.server.storage_dir, &config.server.node_name)
