@@ -79,6 +79,12 @@ pub const DEFAULT_MAX_VHOSTS: usize = 10_000;
 /// Ready backend workers per vhost on one node. Above it: `RD` gets `ER 403`.
 pub const DEFAULT_MAX_WORKERS_PER_VHOST: usize = 1024;
 
+/// Secret checks (argon2, tens of milliseconds each) queued or running at
+/// once. Above it an `authenticate` with a secret is answered
+/// `INTERNAL_ERROR` ("too busy") at once instead of waiting behind the
+/// others; the session stays open and may try again.
+pub const DEFAULT_MAX_PENDING_SECRET_CHECKS: usize = 256;
+
 /// Largest backend ZeroMQ message (all frames together). Bigger: `ER 400`.
 pub const DEFAULT_MAX_BACKEND_MESSAGE_SIZE: usize = MIB;
 
@@ -147,6 +153,8 @@ pub struct Limits {
     pub max_vhosts: usize,
     /// See [`DEFAULT_MAX_WORKERS_PER_VHOST`].
     pub max_workers_per_vhost: usize,
+    /// See [`DEFAULT_MAX_PENDING_SECRET_CHECKS`].
+    pub max_pending_secret_checks: usize,
     /// See [`DEFAULT_MAX_BACKEND_MESSAGE_SIZE`].
     #[serde(with = "size")]
     pub max_backend_message_size: usize,
@@ -177,6 +185,7 @@ impl Default for Limits {
             max_users_per_vhost: DEFAULT_MAX_USERS_PER_VHOST,
             max_vhosts: DEFAULT_MAX_VHOSTS,
             max_workers_per_vhost: DEFAULT_MAX_WORKERS_PER_VHOST,
+            max_pending_secret_checks: DEFAULT_MAX_PENDING_SECRET_CHECKS,
             max_backend_message_size: DEFAULT_MAX_BACKEND_MESSAGE_SIZE,
             max_admin_body_size: DEFAULT_MAX_ADMIN_BODY_SIZE,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
@@ -205,6 +214,7 @@ impl Limits {
             ("max_pending_bytes", self.max_pending_bytes),
             ("max_backend_message_size", self.max_backend_message_size),
             ("max_admin_body_size", self.max_admin_body_size),
+            ("max_pending_secret_checks", self.max_pending_secret_checks),
         ];
         for (field, value) in positive {
             if value == 0 {

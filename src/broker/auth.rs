@@ -150,6 +150,24 @@ impl Broker {
         outcome
     }
 
+    /// A secret check the glue could not run (too many are waiting): the
+    /// `authenticate` is answered `INTERNAL_ERROR` at once, the session
+    /// stays as it was, and its held messages are handled. Returns like
+    /// [`Broker::finish_authenticate`].
+    pub fn refuse_secret_check(&mut self, check: SecretCheck, io: &mut Io<'_>) -> Outcome {
+        let key = check.key;
+        let Some(held) = self.release(key, &check.sid) else {
+            return Outcome::Done;
+        };
+        let busy = ClientError::new(ErrorId::InternalError)
+            .with_event(AUTHENTICATE)
+            .with_message("the server is too busy to check secrets now; try again");
+        self.send_error(key, &busy, io.outlet);
+        let outcome = self.resume(key, held, io);
+        self.reap(io.outlet);
+        outcome
+    }
+
     /// Makes `key` user `user`, drops what it may no longer read, and says
     /// `authenticated`.
     fn authenticated(&mut self, key: SessionKey, user: UserName, outlet: &mut dyn Outlet) {

@@ -248,3 +248,30 @@ fn logout_then_anonymous_permissions_apply() {
         [r#"{"e":{"channel":"news","data":1,"user":"rw"}}"#]
     );
 }
+
+#[test]
+fn a_check_the_server_cannot_take_now_is_answered_at_once() {
+    let mut w = World::new();
+    let k = w.login(1, "reader");
+    let check = start_check(&mut w, k, &auth_secret(SECRET));
+    {
+        let (broker, mut io) = w.io();
+        let _ = broker.on_message(k, subscribe("news").as_bytes(), &mut io);
+    }
+    assert!(w.take(k).is_empty(), "held while the check waits");
+    let (broker, mut io) = w.io();
+    assert!(matches!(
+        broker.refuse_secret_check(check, &mut io),
+        Outcome::Done
+    ));
+    let replies = w.take(k);
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    let error: Value = serde_json::from_str(&replies[0]).unwrap();
+    assert_eq!(error["err"], "INTERNAL_ERROR");
+    assert_eq!(error["event"], "authenticate");
+    assert_eq!(replies[1], r#"{"subscribed":"news"}"#);
+    // Still the user it was.
+    w.send(k, r#"{"logout": true}"#);
+    assert_eq!(w.take(k), [r#"{"loggedOut":true}"#]);
+    w.check_gauges();
+}

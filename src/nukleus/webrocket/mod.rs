@@ -238,7 +238,7 @@ impl WebrocketNukleus {
             overflow: Overflow::default(),
             ids: StreamIds::reply(),
             commands: Vec::new(),
-            verifier: Verifier::start(2, signal)?,
+            verifier: Verifier::start(2, limits.max_pending_secret_checks, signal)?,
             tasks,
             input_window: 2 * (limits.max_message_size as i64 + 64),
             stats,
@@ -248,8 +248,8 @@ impl WebrocketNukleus {
     }
 
     /// Runs `f` with the broker and an [`Io`] over this nukleus's streams,
-    /// then hands a secret check to the verifier, or a change to the
-    /// cluster.
+    /// then hands a secret check to the verifier (the broker answers it at
+    /// once when the verifier is full), or a change to the cluster.
     fn with_io(&mut self, f: impl FnOnce(&mut Broker, &mut Io<'_>) -> Outcome) {
         let mut outlet = StreamOutlet {
             streams: &mut self.streams,
@@ -261,15 +261,22 @@ impl WebrocketNukleus {
             backend: self.backend.as_mut(),
             persist: &mut self.store,
         };
-        match f(&mut self.broker, &mut io) {
-            Outcome::Done => {}
-            Outcome::CheckSecret(check) => self.verifier.submit(check),
-            Outcome::Replicate(pending) => {
-                let change = pending.change().clone();
-                self.store
-                    .replicator
-                    .propose(change, Completion::Session(pending));
+        let mut outcome = f(&mut self.broker, &mut io);
+        let pending = loop {
+            match outcome {
+                Outcome::Done => break None,
+                Outcome::CheckSecret(check) => match self.verifier.submit(check) {
+                    Ok(()) => break None,
+                    Err(check) => outcome = self.broker.refuse_secret_check(check, &mut io),
+                },
+                Outcome::Replicate(pending) => break Some(pending),
             }
+        };
+        if let Some(pending) = pending {
+            let change = pending.change().clone();
+            self.store
+                .replicator
+                .propose(change, Completion::Session(pending));
         }
     }
 
