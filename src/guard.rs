@@ -28,11 +28,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 const GREETING_LEN: u64 = 64;
+/// How long a write to a peer may wait for it to read.
+pub const SLOW_PEER: std::time::Duration = std::time::Duration::from_secs(5);
 const MORE: u8 = 0x01;
 const LONG: u8 = 0x02;
 const COMMAND: u8 = 0x04;
 
-/// How large a peer's frames and messages may be.
+/// How large a peer's frames and messages may be, and how long it may
+/// leave what it is sent unread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLimits {
     /// Largest body of one frame (message or command), in bytes.
@@ -41,6 +44,9 @@ pub struct FrameLimits {
     pub max_message: u64,
     /// Most frames in one multipart message.
     pub max_frames: u32,
+    /// How long a write to the peer may wait for it to read
+    /// ([`SLOW_PEER`] in the server).
+    pub slow_peer: std::time::Duration,
 }
 
 /// Why a connection was cut.
@@ -226,14 +232,38 @@ async fn relay(peer: TcpStream, inner: SocketAddr, limits: FrameLimits) -> io::R
     router.set_nodelay(true)?;
     let (mut peer_read, mut peer_write) = peer.into_split();
     let (mut router_read, mut router_write) = router.into_split();
-    let back = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut router_read, &mut peer_write).await;
+    let mut back = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match router_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            // A peer that reads nothing for this long is cut rather than
+            // left to fill the ROUTER's buffers: its writes would stall
+            // the exchange's writes to every other peer.
+            let written =
+                tokio::time::timeout(limits.slow_peer, peer_write.write_all(&buf[..n])).await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::warn!("ZeroMQ peer cut off: it stopped reading");
+                break;
+            }
+        }
         let _ = peer_write.shutdown().await;
     });
     let mut check = FrameCheck::new(limits);
     let mut buf = vec![0u8; 64 * 1024];
+    let mut back_done = false;
     let result = loop {
-        let n = match peer_read.read(&mut buf).await {
+        let read = tokio::select! {
+            read = peer_read.read(&mut buf) => read,
+            // The ROUTER closed, or the peer stopped reading: end it all.
+            _ = &mut back => {
+                back_done = true;
+                break Ok(());
+            }
+        };
+        let n = match read {
             Ok(0) => break Ok(()),
             Ok(n) => n,
             Err(error) => break Err(error),
@@ -245,20 +275,21 @@ async fn relay(peer: TcpStream, inner: SocketAddr, limits: FrameLimits) -> io::R
             break Err(error);
         }
     };
-    // Closing the ROUTER's side makes it close too, which ends the copy
-    // back; a cut connection does not wait for that.
+    // Closing the ROUTER's side makes it drop the connection, which ends
+    // the copy back; a cut connection does not wait for that.
     let _ = router_write.shutdown().await;
     drop(router_write);
-    if result.is_ok() {
-        let mut back = back;
-        if tokio::time::timeout(std::time::Duration::from_secs(1), &mut back)
-            .await
-            .is_err()
-        {
+    if !back_done {
+        if result.is_ok() {
+            if tokio::time::timeout(std::time::Duration::from_secs(1), &mut back)
+                .await
+                .is_err()
+            {
+                back.abort();
+            }
+        } else {
             back.abort();
         }
-    } else {
-        back.abort();
     }
     result
 }
@@ -271,6 +302,7 @@ mod tests {
         max_frame: 100,
         max_message: 150,
         max_frames: 4,
+        slow_peer: std::time::Duration::from_millis(200),
     };
 
     fn greeting() -> Vec<u8> {
@@ -348,5 +380,110 @@ mod tests {
         let mut s = greeting();
         s.push(0x80);
         assert_eq!(run(&s), Err(Violation::BadFlags(0x80)));
+    }
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    const LIMITS: FrameLimits = FrameLimits {
+        max_frame: 1 << 20,
+        max_message: 1 << 20,
+        max_frames: 8,
+        slow_peer: Duration::from_millis(200),
+    };
+
+    fn greeting() -> Vec<u8> {
+        let mut g = vec![0u8; 64];
+        g[0] = 0xff;
+        g[9] = 0x7f;
+        g[10] = 3;
+        g
+    }
+
+    /// A guard in front of a stand-in ROUTER; returns the guard's address,
+    /// the stand-in's listener and the cut counter.
+    async fn guarded() -> (SocketAddr, TcpListener, Arc<AtomicU64>) {
+        let router = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = public.local_addr().unwrap();
+        let cut = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&cut);
+        let on_cut: OnCut = Arc::new(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        serve(public, router.local_addr().unwrap(), LIMITS, on_cut);
+        (addr, router, cut)
+    }
+
+    #[tokio::test]
+    async fn bytes_pass_both_ways_unchanged() {
+        let (addr, router, _) = guarded().await;
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        let mut sent = greeting();
+        sent.extend_from_slice(&[0x00, 3, b'a', b'b', b'c']);
+        peer.write_all(&sent).await.unwrap();
+        let (mut inner, _) = router.accept().await.unwrap();
+        let mut got = vec![0u8; sent.len()];
+        inner.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, sent);
+        inner.write_all(b"answer").await.unwrap();
+        let mut back = [0u8; 6];
+        peer.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"answer");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_is_cut_and_the_router_told() {
+        let (addr, router, _) = guarded().await;
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        peer.write_all(&greeting()).await.unwrap();
+        let (inner, _) = router.accept().await.unwrap();
+        let (mut inner_read, mut inner_write) = inner.into_split();
+        // The stand-in ROUTER writes far more than the socket buffers
+        // hold; the peer reads none of it.
+        let writer = tokio::spawn(async move {
+            let chunk = vec![0u8; 64 * 1024];
+            for _ in 0..4096 {
+                if inner_write.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        // The guard gives up on the peer and closes the ROUTER's side
+        // (after passing on the greeting).
+        let mut seen = Vec::new();
+        // Ends (with Ok or a reset) only once the guard closes it.
+        let _ = tokio::time::timeout(Duration::from_secs(30), inner_read.read_to_end(&mut seen))
+            .await
+            .expect("the ROUTER's connection is closed");
+        assert_eq!(seen, greeting());
+        writer.abort();
+        drop(peer);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_cuts_the_connection_and_is_counted() {
+        let (addr, router, cut) = guarded().await;
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        let mut sent = greeting();
+        sent.push(0x02);
+        sent.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        peer.write_all(&sent).await.unwrap();
+        let (mut inner, _) = router.accept().await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), inner.read_to_end(&mut got)).await;
+        // Cut at the read that brought the header: at most the greeting
+        // went on.
+        assert!(
+            greeting().starts_with(&got),
+            "the header reached the ROUTER: {got:?}"
+        );
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut rest)).await;
+        assert_eq!(cut.load(Ordering::Relaxed), 1);
     }
 }

@@ -179,6 +179,7 @@ impl Cluster {
             max_frame: max,
             max_message: max,
             max_frames: MAX_FRAMES,
+            slow_peer: guard::SLOW_PEER,
         };
         let counted = Arc::clone(&shared);
         let guard = guard::serve(

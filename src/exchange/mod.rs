@@ -108,6 +108,7 @@ pub async fn bind(config: &Config) -> io::Result<(Exchange, SocketAddr)> {
         max_frame: max,
         max_message: max,
         max_frames: MAX_FRAMES,
+        slow_peer: guard::SLOW_PEER,
     };
     let cut_off = Arc::new(AtomicU64::new(0));
     let router = SocketAddr::from(([127, 0, 0, 1], port));
