@@ -28,25 +28,31 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 const GREETING_LEN: u64 = 64;
-/// How long a write to a peer may wait for it to read.
+/// How long a write to a peer may wait for it to read, and how long a new
+/// peer has to greet.
 pub const SLOW_PEER: std::time::Duration = std::time::Duration::from_secs(5);
+/// Connections one guarded port relays at once (each costs two sockets
+/// and 24 KiB of buffers).
+pub const MAX_CONNECTIONS: usize = 4096;
 const MORE: u8 = 0x01;
 const LONG: u8 = 0x02;
 const COMMAND: u8 = 0x04;
 
-/// How large a peer's frames and messages may be, and how long it may
-/// leave what it is sent unread.
+/// What a guarded port allows a peer: frame and message sizes, how long
+/// it may leave what it is sent unread, and how many peers at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameLimits {
+pub struct GuardLimits {
     /// Largest body of one frame (message or command), in bytes.
     pub max_frame: u64,
     /// Largest sum of the bodies of one multipart message.
     pub max_message: u64,
     /// Most frames in one multipart message.
     pub max_frames: u32,
-    /// How long a write to the peer may wait for it to read
-    /// ([`SLOW_PEER`] in the server).
+    /// How long a write to the peer may wait for it to read, and how long
+    /// a new peer has to send its greeting ([`SLOW_PEER`] in the server).
     pub slow_peer: std::time::Duration,
+    /// Connections relayed at once; more are closed at once (and counted).
+    pub max_connections: usize,
 }
 
 /// Why a connection was cut.
@@ -81,7 +87,7 @@ enum State {
 /// Follows the framing of one peer's byte stream (pure).
 #[derive(Debug)]
 pub struct FrameCheck {
-    limits: FrameLimits,
+    limits: GuardLimits,
     state: State,
     /// Bytes and frames of the multipart message so far.
     message_bytes: u64,
@@ -93,7 +99,7 @@ pub struct FrameCheck {
 
 impl FrameCheck {
     /// A check at the start of a connection.
-    pub fn new(limits: FrameLimits) -> Self {
+    pub fn new(limits: GuardLimits) -> Self {
         FrameCheck {
             limits,
             state: State::Greeting(GREETING_LEN),
@@ -101,6 +107,11 @@ impl FrameCheck {
             message_frames: 0,
             in_message: false,
         }
+    }
+
+    /// Whether the peer's greeting has fully arrived.
+    pub fn greeted(&self) -> bool {
+        !matches!(self.state, State::Greeting(_))
     }
 
     /// Follows `bytes`, the next bytes the peer sent; `Err` at the first
@@ -197,10 +208,12 @@ pub type OnCut = Arc<dyn Fn() + Send + Sync>;
 pub fn serve(
     public: TcpListener,
     inner: SocketAddr,
-    limits: FrameLimits,
+    limits: GuardLimits,
     on_cut: OnCut,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        // Dropped with this task: aborting the guard ends every relay.
+        let mut relays = tokio::task::JoinSet::new();
         loop {
             let (peer, from) = match public.accept().await {
                 Ok(accepted) => accepted,
@@ -211,8 +224,15 @@ pub fn serve(
                     continue;
                 }
             };
+            while relays.try_join_next().is_some() {}
+            if relays.len() >= limits.max_connections {
+                on_cut();
+                tracing::warn!(peer = %from, "ZeroMQ port full: connection refused");
+                drop(peer);
+                continue;
+            }
             let on_cut = Arc::clone(&on_cut);
-            tokio::spawn(async move {
+            relays.spawn(async move {
                 if let Err(error) = relay(peer, inner, limits).await {
                     if error.kind() == io::ErrorKind::InvalidData {
                         on_cut();
@@ -226,14 +246,14 @@ pub fn serve(
 
 /// One connection: the peer's bytes through [`FrameCheck`] to the ROUTER,
 /// the ROUTER's bytes straight back.
-async fn relay(peer: TcpStream, inner: SocketAddr, limits: FrameLimits) -> io::Result<()> {
+async fn relay(peer: TcpStream, inner: SocketAddr, limits: GuardLimits) -> io::Result<()> {
     peer.set_nodelay(true)?;
     let router = TcpStream::connect(inner).await?;
     router.set_nodelay(true)?;
     let (mut peer_read, mut peer_write) = peer.into_split();
     let (mut router_read, mut router_write) = router.into_split();
     let mut back = tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = vec![0u8; 8 * 1024];
         loop {
             let n = match router_read.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
@@ -252,11 +272,17 @@ async fn relay(peer: TcpStream, inner: SocketAddr, limits: FrameLimits) -> io::R
         let _ = peer_write.shutdown().await;
     });
     let mut check = FrameCheck::new(limits);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 16 * 1024];
     let mut back_done = false;
+    let greeting_by = tokio::time::Instant::now() + limits.slow_peer;
     let result = loop {
+        // A peer must greet within `slow_peer`; after that it may idle.
+        let greeted = check.greeted();
         let read = tokio::select! {
             read = peer_read.read(&mut buf) => read,
+            _ = tokio::time::sleep_until(greeting_by), if !greeted => {
+                break Err(io::Error::new(io::ErrorKind::InvalidData, "no ZMTP greeting in time"));
+            }
             // The ROUTER closed, or the peer stopped reading: end it all.
             _ = &mut back => {
                 back_done = true;
@@ -298,11 +324,12 @@ async fn relay(peer: TcpStream, inner: SocketAddr, limits: FrameLimits) -> io::R
 mod tests {
     use super::*;
 
-    const LIMITS: FrameLimits = FrameLimits {
+    const LIMITS: GuardLimits = GuardLimits {
         max_frame: 100,
         max_message: 150,
         max_frames: 4,
         slow_peer: std::time::Duration::from_millis(200),
+        max_connections: 4,
     };
 
     fn greeting() -> Vec<u8> {
@@ -389,11 +416,12 @@ mod relay_tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
-    const LIMITS: FrameLimits = FrameLimits {
+    const LIMITS: GuardLimits = GuardLimits {
         max_frame: 1 << 20,
         max_message: 1 << 20,
         max_frames: 8,
         slow_peer: Duration::from_millis(200),
+        max_connections: 4,
     };
 
     fn greeting() -> Vec<u8> {
@@ -484,6 +512,35 @@ mod relay_tests {
         );
         let mut rest = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut rest)).await;
+        assert_eq!(cut.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_greets_is_cut() {
+        let (addr, _router, cut) = guarded().await;
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        peer.write_all(&[0xff, 0, 0]).await.unwrap();
+        let mut rest = Vec::new();
+        let ended =
+            tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut rest)).await;
+        assert!(ended.is_ok(), "the guard closed the connection");
+        assert_eq!(cut.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_are_closed_at_once() {
+        let (addr, router, cut) = guarded().await;
+        let mut kept = Vec::new();
+        for _ in 0..LIMITS.max_connections {
+            let mut peer = TcpStream::connect(addr).await.unwrap();
+            peer.write_all(&greeting()).await.unwrap();
+            let _ = router.accept().await.unwrap();
+            kept.push(peer);
+        }
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
         assert_eq!(cut.load(Ordering::Relaxed), 1);
     }
 }

@@ -99,6 +99,10 @@ pub enum ChangeError {
     /// time): it may still be committed later, or never.
     #[error("the cluster did not confirm the change: {0}")]
     Cluster(String),
+    /// The change would pass `max_vhosts`, `max_users_per_vhost` or
+    /// `max_channels_per_vhost`.
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl Handle {
@@ -137,6 +141,9 @@ impl Handle {
     /// after [`crate::cluster::raft::CHANGE_TIMEOUT`]. Blocks: call it off
     /// the async runtime's workers.
     pub fn change(&self, change: Change) -> Result<(), ChangeError> {
+        let limits = &self.config.limits;
+        self.with_state(|state| within_limits(limits, state, &change))
+            .map_err(ChangeError::Limit)?;
         let Some(raft) = self.cluster().and_then(|c| c.raft()) else {
             return self.apply_local(change);
         };
@@ -149,15 +156,21 @@ impl Handle {
     /// the same as an unclustered [`Handle::change`]. A change that no
     /// longer fits the state is skipped with its reason (it was refused
     /// everywhere, or this node applied it before a crash and replays it).
+    /// The count limits are checked here too, the same on every node, so
+    /// that changes proposed at once on several nodes cannot pass them.
     pub fn apply_committed(&self, change: Change) -> Result<(), String> {
-        self.with_state(|state| state.check(&change))
-            .map_err(|e| e.to_string())?;
+        let limits = &self.config.limits;
+        self.with_state(|state| {
+            state.check(&change).map_err(|e| e.to_string())?;
+            within_limits(limits, state, &change)
+        })?;
         self.apply_local(change).map_err(|e| e.to_string())
     }
 
     /// Replaces the whole durable state (a raft snapshot from the leader)
-    /// and tells the data path and the broker each change between the old
-    /// and the new state, as if they had been applied one by one.
+    /// and tells the broker and the data path each change between the old
+    /// and the new state, as if they had been applied one by one (a data
+    /// path that refuses one is logged; the state stays replaced).
     pub fn replace_state(&self, new: State) -> Result<(), ChangeError> {
         let changes = {
             let mut guard = lock(&self.durable);
@@ -165,10 +178,17 @@ impl Handle {
             let changes = state.changes_to(&new);
             store.compact(&new)?;
             *state = new;
+            // Queued under the lock: the broker learns each change before
+            // anyone can act on the new state (see `apply_local`).
+            for change in &changes {
+                self.task(Task::Apply(change.clone()));
+            }
             changes
         };
-        for change in changes {
-            self.announce(change)?;
+        for change in &changes {
+            if let Err(error) = self.bind_for(change) {
+                tracing::error!(%error, ?change, "the data path did not take a change");
+            }
         }
         Ok(())
     }
@@ -178,14 +198,18 @@ impl Handle {
             let mut guard = lock(&self.durable);
             let Durable { store, state } = &mut *guard;
             store.commit_and_apply(state, &change)?;
+            // Queued while the state is still locked, so that whoever sees
+            // the change in the state (a cluster answer reading it) finds
+            // it queued for the broker already.
+            self.task(Task::Apply(change.clone()));
         }
-        self.announce(change)
+        self.bind_for(&change)
     }
 
-    /// Tells the data path (vhost bound or unbound) and the broker about a
-    /// change already durable.
-    fn announce(&self, change: Change) -> Result<(), ChangeError> {
-        match &change {
+    /// Binds or unbinds the data path for a vhost change already durable
+    /// and told to the broker.
+    fn bind_for(&self, change: &Change) -> Result<(), ChangeError> {
+        match change {
             Change::AddVhost { path, .. } => self.bind_vhost(path)?,
             Change::DeleteVhost { path } => self.unbind_vhost(path)?,
             Change::ClearVhosts => {
@@ -199,7 +223,6 @@ impl Handle {
             }
             _ => {}
         }
-        self.task(Task::Apply(change));
         Ok(())
     }
 
@@ -289,8 +312,10 @@ fn shared_token(change: &mut Change, cookie: &str) {
 struct ClusterLog(Arc<Handle>);
 
 impl Replicator for ClusterLog {
+    // A clustered node's changes wait for the cluster even before it has
+    // joined (they fail until then): none may stay on this node alone.
     fn active(&self) -> bool {
-        self.0.cluster().and_then(|c| c.raft()).is_some()
+        self.0.config.cluster.enabled()
     }
 
     fn propose(&self, change: Change, completion: Completion) {
@@ -300,7 +325,7 @@ impl Replicator for ClusterLog {
             Completion::Backend(reply) => reply(confirmed.map_err(|_| 597)),
         };
         let Some(raft) = self.0.cluster().and_then(|c| c.raft()) else {
-            finish(Err("this node is not in a cluster".into()));
+            finish(Err("this node has not joined its cluster yet".into()));
             return;
         };
         if self.0.with_state(|state| already_holds(state, &change)) {
@@ -316,6 +341,33 @@ impl Replicator for ClusterLog {
             };
             finish(confirmed);
         });
+    }
+}
+
+/// Whether `change` keeps `state` within the count limits; why not.
+fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), String> {
+    let full = |what: &str, limit: usize| Err(format!("{what} reached its limit of {limit}"));
+    match change {
+        Change::AddVhost { .. } if state.vhosts.len() >= limits.max_vhosts => {
+            full("the vhost count", limits.max_vhosts)
+        }
+        Change::AddUser { vhost, .. }
+            if state
+                .vhosts
+                .get(vhost)
+                .is_some_and(|v| v.users.len() >= limits.max_users_per_vhost) =>
+        {
+            full(&format!("vhost {vhost}"), limits.max_users_per_vhost)
+        }
+        Change::AddChannel { vhost, .. }
+            if state
+                .vhosts
+                .get(vhost)
+                .is_some_and(|v| v.channels.len() >= limits.max_channels_per_vhost) =>
+        {
+            full(&format!("vhost {vhost}"), limits.max_channels_per_vhost)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -108,6 +108,7 @@ impl From<ChangeError> for ApiError {
                 "DATA_PATH",
                 format!("change saved, but the data path did not take it: {control}"),
             ),
+            ChangeError::Limit(why) => Self::new(StatusCode::CONFLICT, "LIMIT_REACHED", why),
             // No majority reachable: a temporary condition worth a retry.
             ChangeError::Cluster(why) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

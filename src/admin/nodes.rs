@@ -111,6 +111,7 @@ pub(super) async fn remove_node(
         Err(RemoveError::NotMember(_)) => Err(ApiError::not_found(format!(
             "no node {name} in the cluster"
         ))),
+        Err(error @ RemoveError::Up(_)) => Err(conflict(error.to_string())),
         Err(RemoveError::NotConfirmed(why)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "CLUSTER",

@@ -22,8 +22,14 @@ struct Node {
 }
 
 fn start(workers: Option<Arc<dyn WorkerDirectory>>) -> Node {
+    start_with(workers, |_| {})
+}
+
+/// [`start`] with the config changed by `edit` first.
+fn start_with(workers: Option<Arc<dyn WorkerDirectory>>, edit: impl FnOnce(&mut Config)) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
+    edit(&mut config);
     // The shipped config declares a demo vhost; these tests start empty.
     config.vhosts.clear();
     config.server.websocket_addr = "127.0.0.1:0".parse().unwrap();
@@ -378,4 +384,41 @@ fn bodies_over_the_limit_are_refused_with_413() {
     assert_eq!(body["code"], "PAYLOAD_TOO_LARGE", "{body}");
     let (status, _) = node.call("POST", "/vhosts", Some(json!({ "path": "/fits" })));
     assert_eq!(status, 201);
+}
+
+#[test]
+fn count_limits_are_enforced_with_409() {
+    let node = start_with(None, |config| {
+        config.limits.max_vhosts = 1;
+        config.limits.max_users_per_vhost = 1;
+        config.limits.max_channels_per_vhost = 1;
+    });
+    let (status, _) = node.call("POST", "/vhosts", Some(json!({"path": "/one"})));
+    assert_eq!(status, 201);
+    let (status, body) = node.call("POST", "/vhosts", Some(json!({"path": "/two"})));
+    assert_eq!(
+        (status, body["code"].clone()),
+        (409, json!("LIMIT_REACHED")),
+        "{body}"
+    );
+    let user = json!({"name": "u1", "permissions": "READ"});
+    assert_eq!(node.call("POST", "/vhosts/one/users", Some(user)).0, 201);
+    let user = json!({"name": "u2", "permissions": "READ"});
+    let (status, body) = node.call("POST", "/vhosts/one/users", Some(user));
+    assert_eq!(
+        (status, body["code"].clone()),
+        (409, json!("LIMIT_REACHED")),
+        "{body}"
+    );
+    let channel = json!({"name": "c1"});
+    assert_eq!(
+        node.call("POST", "/vhosts/one/channels", Some(channel)).0,
+        201
+    );
+    let (status, body) = node.call("POST", "/vhosts/one/channels", Some(json!({"name": "c2"})));
+    assert_eq!(
+        (status, body["code"].clone()),
+        (409, json!("LIMIT_REACHED")),
+        "{body}"
+    );
 }

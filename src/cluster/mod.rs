@@ -61,7 +61,7 @@ use self::wire::{Leave, PeerMessage};
 use crate::admin::WorkerDirectory;
 use crate::broker::Backend;
 use crate::config::Config;
-use crate::guard::{self, FrameLimits};
+use crate::guard::{self, GuardLimits};
 use crate::server::{Handle, Task};
 
 /// Heartbeat period on every link.
@@ -175,11 +175,12 @@ impl Cluster {
         // Peers' deliveries and raft messages (snapshot chunks are 64 KiB
         // of state as JSON) stay far below this.
         let max = (config.limits.max_message_size as u64).max(MIB) * 2;
-        let limits = FrameLimits {
+        let limits = GuardLimits {
             max_frame: max,
             max_message: max,
             max_frames: MAX_FRAMES,
             slow_peer: guard::SLOW_PEER,
+            max_connections: guard::MAX_CONNECTIONS,
         };
         let counted = Arc::clone(&shared);
         let guard = guard::serve(

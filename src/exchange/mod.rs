@@ -52,7 +52,7 @@ use self::endpoint::{lock, Outgoing, Settings, Shared};
 use self::stats::bump;
 use crate::broker::{Backend, NoWorker};
 use crate::config::Config;
-use crate::guard::{self, FrameLimits};
+use crate::guard::{self, GuardLimits};
 use crate::name::VhostPath;
 use crate::server::Handle;
 
@@ -104,11 +104,12 @@ pub async fn bind(config: &Config) -> io::Result<(Exchange, SocketAddr)> {
     // Twice the limit: a message a little over it still reaches the
     // exchange and gets its `ER 400`; only far larger ones are cut.
     let max = (config.limits.max_backend_message_size as u64).saturating_mul(2);
-    let limits = FrameLimits {
+    let limits = GuardLimits {
         max_frame: max,
         max_message: max,
         max_frames: MAX_FRAMES,
         slow_peer: guard::SLOW_PEER,
+        max_connections: guard::MAX_CONNECTIONS,
     };
     let cut_off = Arc::new(AtomicU64::new(0));
     let router = SocketAddr::from(([127, 0, 0, 1], port));

@@ -105,6 +105,9 @@ pub enum RemoveError {
     /// It is not a member of the replicated log.
     #[error("node {0} is not a member of the cluster")]
     NotMember(String),
+    /// The leader still hears from it.
+    #[error("node {0} is up; stop it first")]
+    Up(String),
     /// No leader with a majority confirmed the new membership.
     #[error("the cluster did not confirm the removal: {0}")]
     NotConfirmed(String),
@@ -190,6 +193,7 @@ impl RaftNode {
         .validate()
         .map_err(|e| e.to_string())?;
         let store = store::RaftStore::open(handle)?;
+        store.recover().await?;
         let (log, machine) = openraft::storage::Adaptor::new(store);
         let net = network::Network {
             node: Arc::clone(self),
@@ -438,19 +442,25 @@ impl RaftNode {
     /// [`RaftNode::remove_member`] on the leader.
     async fn remove_here(&self, raft: &Raft<TypeConfig>, name: &str) -> Result<(), RemoveError> {
         let id = node_id(name);
-        let is_member = {
+        let (is_member, is_voter) = {
             let metrics = raft.metrics().borrow().clone();
-            let found = metrics
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .is_some();
-            found
+            let membership = metrics.membership_config.membership();
+            let voter = membership.voter_ids().any(|v| v == id);
+            (membership.get_node(&id).is_some(), voter)
         };
         if !is_member {
             return Err(RemoveError::NotMember(name.to_owned()));
         }
-        let change = openraft::ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+        // The leader's own view decides too: a node it hears from stays.
+        if self.shared.inner().membership.is_up(name) {
+            return Err(RemoveError::Up(name.to_owned()));
+        }
+        let ids = BTreeSet::from([id]);
+        let change = if is_voter {
+            openraft::ChangeMembers::RemoveVoters(ids)
+        } else {
+            openraft::ChangeMembers::RemoveNodes(ids)
+        };
         raft.change_membership(change, false)
             .await
             .map(drop)

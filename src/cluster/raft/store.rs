@@ -63,6 +63,40 @@ impl RaftStore {
         })
     }
 
+    /// Finishes a snapshot install a crash interrupted: `raft.snapshot` is
+    /// saved before the state is replaced and `raft.json` updated, so a
+    /// snapshot newer than the applied position is installed again.
+    pub async fn recover(&self) -> Result<(), String> {
+        let mut inner = self.inner.lock().await;
+        let Some(snapshot) = inner.snapshot.clone() else {
+            return Ok(());
+        };
+        let (Some(last), applied) = (snapshot.meta.last_log_id, inner.hard.last_applied) else {
+            return Ok(());
+        };
+        if applied.is_some_and(|a| a.index >= last.index) {
+            return Ok(());
+        }
+        let state: State = serde_json::from_slice(&snapshot.data).map_err(|e| e.to_string())?;
+        let handle = Arc::clone(&self.handle);
+        tokio::task::spawn_blocking(move || handle.replace_state(state))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        inner.hard.last_applied = Some(last);
+        inner.hard.membership = snapshot.meta.last_membership.clone();
+        if inner.hard.last_purged.is_none_or(|p| p.index < last.index) {
+            inner.hard.last_purged = Some(last);
+        }
+        inner.log = inner.log.split_off(&(last.index + 1));
+        self.save_hard(&inner.hard)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.rewrite_log(&inner).await.map_err(|e| e.to_string())?;
+        tracing::warn!(last = ?last, "finished a raft snapshot install cut short by a crash");
+        Ok(())
+    }
+
     /// Runs blocking file work `f` off the runtime's workers.
     async fn with_files<R: Send + 'static>(
         &self,
@@ -201,6 +235,22 @@ impl RaftStorage<TypeConfig> for RaftStore {
 
     async fn purge_logs_upto(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let mut inner = self.inner.lock().await;
+        // Never past what is applied here: openraft may purge up to a
+        // snapshot from the leader before that snapshot is installed, and
+        // a crash in between must still find the entries it applies next.
+        // What is kept is dropped by the next purge.
+        let log_id = match inner.hard.last_applied {
+            Some(applied) if applied.index < log_id.index => applied,
+            Some(_) => log_id,
+            None => return Ok(()),
+        };
+        if inner
+            .hard
+            .last_purged
+            .is_some_and(|p| p.index >= log_id.index)
+        {
+            return Ok(());
+        }
         // raft.json first: if the rewrite below does not happen, the
         // entries left in the log are skipped at open.
         inner.hard.last_purged = Some(log_id);
