@@ -957,3 +957,55 @@ fn a_restarted_node_keeps_the_replicated_state_over_its_config() {
         );
     }
 }
+
+#[test]
+fn triggers_are_spread_over_the_workers_of_every_node() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    // One worker on n0 and one on n2; each reports what it got.
+    let rt = runtime();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<usize>();
+    for node in [0usize, 2] {
+        let n = cluster.node(node);
+        let addr = backend_addr(&n.ready_line);
+        let token = vhost_token(&n.dir.path().join("data"), "/chat");
+        let seen_tx = seen_tx.clone();
+        rt.spawn(async move {
+            let mut worker = dealer(addr, &identity("dlr", "/chat", &token)).await;
+            worker.send(message(&[b"", b"RD"])).await.unwrap();
+            while next_non_heartbeat(&mut worker, Duration::from_secs(60))
+                .await
+                .is_some()
+            {
+                let _ = seen_tx.send(node);
+            }
+        });
+    }
+    // n0 learns of n2's worker with n2's heartbeats: until then every
+    // trigger stays on n0.
+    let mut client = Client::connect(&cluster.node(0).url("/chat"));
+    assert!(wait_until(Duration::from_secs(10), || {
+        // ASSIGNATION_FAILED until the workers' RD have arrived.
+        let _ = client.request("trigger", json!({"event": "warm", "data": 0}));
+        cluster.counter(0, "cluster.triggers_out") > 0
+    }));
+    while seen_rx.recv_timeout(Duration::from_millis(500)).is_ok() {}
+    const N: usize = 40;
+    for k in 0..N {
+        let reply = client.request("trigger", json!({"event": "job", "data": k}));
+        assert_eq!(reply, json!({"triggered": "job"}));
+    }
+    let mut got = [0usize; 3];
+    for _ in 0..N {
+        let node = seen_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("every trigger reached a worker");
+        got[node] += 1;
+    }
+    assert!(
+        got[0] >= N / 4 && got[2] >= N / 4,
+        "n0 {} n2 {}",
+        got[0],
+        got[2]
+    );
+}

@@ -107,38 +107,80 @@ impl ClusterHook for BrokerLink {
     }
 }
 
-/// The broker's [`Backend`] in a cluster: this node's workers first, then
-/// (round robin) another node that reported ready workers for the vhost.
+/// The broker's [`Backend`] in a cluster: triggers are spread over the
+/// ready workers of the vhost on every node, in proportion to how many
+/// each node has (this node's count and the counts peers report with their
+/// heartbeats), so that workers anywhere share the load. A node that turns
+/// out to have none after all (counts are up to a heartbeat old) is
+/// skipped for the next one; `ASSIGNATION_FAILED` only when no node takes
+/// it.
 pub struct ClusterBackend {
     pub(super) shared: Arc<Shared>,
 }
 
+impl ClusterBackend {
+    fn here(&self, vhost: &VhostPath, payload: &[u8]) -> Result<(), NoWorker> {
+        lock(&self.shared.local_backend)
+            .as_mut()
+            .map_or(Err(NoWorker), |b| b.trigger(vhost, payload))
+    }
+}
+
 impl Backend for ClusterBackend {
     fn trigger(&mut self, vhost: &VhostPath, payload: &[u8]) -> Result<(), NoWorker> {
-        let shared = &self.shared;
-        let local = lock(&shared.local_backend)
-            .as_mut()
-            .map_or(Err(NoWorker), |b| b.trigger(vhost, payload));
-        if local.is_ok() {
-            return local;
-        }
-        let mut inner = shared.inner();
-        let peers = inner.membership.with_workers(vhost.as_str());
-        if peers.is_empty() {
-            return Err(NoWorker);
+        let shared = Arc::clone(&self.shared);
+        let (local_first, peers) = {
+            let mut inner = shared.inner();
+            let here = inner.my_workers.get(vhost.as_str()).copied().unwrap_or(0);
+            let peers = inner.membership.worker_counts(vhost.as_str());
+            let total: u64 =
+                u64::from(here) + peers.iter().map(|(_, n)| u64::from(*n)).sum::<u64>();
+            if total == 0 {
+                (true, Vec::new())
+            } else {
+                let slot = inner.next_peer as u64 % total;
+                inner.next_peer = inner.next_peer.wrapping_add(1);
+                (
+                    slot < u64::from(here),
+                    rotate_to(peers, slot.saturating_sub(u64::from(here))),
+                )
+            }
+        };
+        if local_first && self.here(vhost, payload).is_ok() {
+            return Ok(());
         }
         let message = PeerMessage::Trigger {
             vhost: vhost.as_str().to_owned(),
             payload: payload.to_vec(),
         };
-        for _ in 0..peers.len() {
-            let peer = &peers[inner.next_peer % peers.len()];
-            inner.next_peer = inner.next_peer.wrapping_add(1);
+        for peer in &peers {
+            let mut inner = shared.inner();
             if shared.send_data(&mut inner, peer, &message) {
                 shared.counters.triggers_out.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
         }
-        Err(NoWorker)
+        if local_first {
+            Err(NoWorker)
+        } else {
+            self.here(vhost, payload)
+        }
     }
+}
+
+/// The peers' names, starting with the one whose share of worker slots
+/// holds `slot` (counted over the peers only), then the others in order.
+fn rotate_to(peers: Vec<(String, u32)>, slot: u64) -> Vec<String> {
+    let mut start = 0;
+    let mut seen = 0u64;
+    for (i, (_, n)) in peers.iter().enumerate() {
+        seen += u64::from(*n);
+        if slot < seen {
+            start = i;
+            break;
+        }
+    }
+    let mut names: Vec<String> = peers.into_iter().map(|(name, _)| name).collect();
+    names.rotate_left(start);
+    names
 }

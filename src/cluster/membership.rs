@@ -305,6 +305,19 @@ impl Membership {
             .collect()
     }
 
+    /// Up peers with ready workers for `vhost` and how many each reported,
+    /// by name.
+    pub fn worker_counts(&self, vhost: &str) -> Vec<(String, u32)> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.state == PeerState::Up)
+            .filter_map(|(n, p)| {
+                let count = p.workers.get(vhost).copied().filter(|&c| c > 0)?;
+                Some((n.clone(), count))
+            })
+            .collect()
+    }
+
     /// Ready-worker counts per vhost that `name` reported.
     pub fn set_workers(&mut self, name: &str, workers: BTreeMap<String, u32>) {
         if let Some(peer) = self.peers.get_mut(name) {
