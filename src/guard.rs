@@ -34,6 +34,8 @@ pub const SLOW_PEER: std::time::Duration = std::time::Duration::from_secs(5);
 /// Connections one guarded port relays at once (each costs two sockets
 /// and 24 KiB of buffers).
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Of those, from one IP address: one host cannot take every slot.
+pub const MAX_PER_IP: usize = MAX_CONNECTIONS / 4;
 const MORE: u8 = 0x01;
 const LONG: u8 = 0x02;
 const COMMAND: u8 = 0x04;
@@ -53,6 +55,8 @@ pub struct GuardLimits {
     pub slow_peer: std::time::Duration,
     /// Connections relayed at once; more are closed at once (and counted).
     pub max_connections: usize,
+    /// Connections relayed at once from one IP address.
+    pub max_per_ip: usize,
 }
 
 /// Why a connection was cut.
@@ -214,6 +218,8 @@ pub fn serve(
     tokio::spawn(async move {
         // Dropped with this task: aborting the guard ends every relay.
         let mut relays = tokio::task::JoinSet::new();
+        // Relays per peer address, bounded by `max_per_ip`.
+        let mut per_ip: std::collections::HashMap<std::net::IpAddr, usize> = Default::default();
         loop {
             let (peer, from) = match public.accept().await {
                 Ok(accepted) => accepted,
@@ -224,36 +230,63 @@ pub fn serve(
                     continue;
                 }
             };
-            while relays.try_join_next().is_some() {}
-            if relays.len() >= limits.max_connections {
+            while let Some(done) = relays.try_join_next() {
+                if let Ok(ip) = done {
+                    release(&mut per_ip, ip);
+                }
+            }
+            let ip = from.ip();
+            let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
+            if relays.len() >= limits.max_connections || from_ip >= limits.max_per_ip {
                 on_cut();
                 tracing::warn!(peer = %from, "ZeroMQ port full: connection refused");
                 drop(peer);
                 continue;
             }
+            *per_ip.entry(ip).or_insert(0) += 1;
             let on_cut = Arc::clone(&on_cut);
             relays.spawn(async move {
-                if let Err(error) = relay(peer, inner, limits).await {
+                let relayed = relay(peer, inner, limits).await;
+                if let Err(error) = relayed {
                     if error.kind() == io::ErrorKind::InvalidData {
                         on_cut();
                         tracing::warn!(peer = %from, %error, "ZeroMQ peer cut off");
                     }
                 }
+                ip
             });
         }
     })
+}
+
+/// One relay from `ip` ended.
+fn release(per_ip: &mut std::collections::HashMap<std::net::IpAddr, usize>, ip: std::net::IpAddr) {
+    if let Some(count) = per_ip.get_mut(&ip) {
+        *count -= 1;
+        if *count == 0 {
+            per_ip.remove(&ip);
+        }
+    }
 }
 
 /// One connection: the peer's bytes through [`FrameCheck`] to the ROUTER,
 /// the ROUTER's bytes straight back.
 async fn relay(peer: TcpStream, inner: SocketAddr, limits: GuardLimits) -> io::Result<()> {
     peer.set_nodelay(true)?;
+    // A peer that vanished without closing is found by keepalive probes
+    // (about 90 s), so it does not hold a connection slot for good.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(std::time::Duration::from_secs(60))
+        .with_interval(std::time::Duration::from_secs(10))
+        .with_retries(3);
+    socket2::SockRef::from(&peer).set_tcp_keepalive(&keepalive)?;
     let router = TcpStream::connect(inner).await?;
     router.set_nodelay(true)?;
     let (mut peer_read, mut peer_write) = peer.into_split();
     let (mut router_read, mut router_write) = router.into_split();
-    let mut back = tokio::spawn(async move {
+    let mut back = AbortOnDrop(tokio::spawn(async move {
         let mut buf = vec![0u8; 8 * 1024];
+        let mut too_slow = false;
         loop {
             let n = match router_read.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
@@ -265,12 +298,13 @@ async fn relay(peer: TcpStream, inner: SocketAddr, limits: GuardLimits) -> io::R
             let written =
                 tokio::time::timeout(limits.slow_peer, peer_write.write_all(&buf[..n])).await;
             if !matches!(written, Ok(Ok(()))) {
-                tracing::warn!("ZeroMQ peer cut off: it stopped reading");
+                too_slow = written.is_err();
                 break;
             }
         }
         let _ = peer_write.shutdown().await;
-    });
+        too_slow
+    }));
     let mut check = FrameCheck::new(limits);
     let mut buf = vec![0u8; 16 * 1024];
     let mut back_done = false;
@@ -284,8 +318,11 @@ async fn relay(peer: TcpStream, inner: SocketAddr, limits: GuardLimits) -> io::R
                 break Err(io::Error::new(io::ErrorKind::InvalidData, "no ZMTP greeting in time"));
             }
             // The ROUTER closed, or the peer stopped reading: end it all.
-            _ = &mut back => {
+            too_slow = &mut back.0 => {
                 back_done = true;
+                if matches!(too_slow, Ok(true)) {
+                    break Err(io::Error::new(io::ErrorKind::InvalidData, "it stopped reading"));
+                }
                 break Ok(());
             }
         };
@@ -305,19 +342,21 @@ async fn relay(peer: TcpStream, inner: SocketAddr, limits: GuardLimits) -> io::R
     // the copy back; a cut connection does not wait for that.
     let _ = router_write.shutdown().await;
     drop(router_write);
-    if !back_done {
-        if result.is_ok() {
-            if tokio::time::timeout(std::time::Duration::from_secs(1), &mut back)
-                .await
-                .is_err()
-            {
-                back.abort();
-            }
-        } else {
-            back.abort();
-        }
+    if !back_done && result.is_ok() {
+        // Dropping `back` aborts it if it is not done by then.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut back.0).await;
     }
     result
+}
+
+/// A task that is aborted when this is dropped (with the relay that owns
+/// it, when the guard is stopped).
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +369,7 @@ mod tests {
         max_frames: 4,
         slow_peer: std::time::Duration::from_millis(200),
         max_connections: 4,
+        max_per_ip: 4,
     };
 
     fn greeting() -> Vec<u8> {
@@ -422,6 +462,7 @@ mod relay_tests {
         max_frames: 8,
         slow_peer: Duration::from_millis(200),
         max_connections: 4,
+        max_per_ip: 4,
     };
 
     fn greeting() -> Vec<u8> {
@@ -435,6 +476,10 @@ mod relay_tests {
     /// A guard in front of a stand-in ROUTER; returns the guard's address,
     /// the stand-in's listener and the cut counter.
     async fn guarded() -> (SocketAddr, TcpListener, Arc<AtomicU64>) {
+        guarded_with(LIMITS).await
+    }
+
+    async fn guarded_with(limits: GuardLimits) -> (SocketAddr, TcpListener, Arc<AtomicU64>) {
         let router = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = public.local_addr().unwrap();
@@ -443,7 +488,7 @@ mod relay_tests {
         let on_cut: OnCut = Arc::new(move || {
             counted.fetch_add(1, Ordering::Relaxed);
         });
-        serve(public, router.local_addr().unwrap(), LIMITS, on_cut);
+        serve(public, router.local_addr().unwrap(), limits, on_cut);
         (addr, router, cut)
     }
 
@@ -466,7 +511,7 @@ mod relay_tests {
 
     #[tokio::test]
     async fn a_peer_that_stops_reading_is_cut_and_the_router_told() {
-        let (addr, router, _) = guarded().await;
+        let (addr, router, cut) = guarded().await;
         let mut peer = TcpStream::connect(addr).await.unwrap();
         peer.write_all(&greeting()).await.unwrap();
         let (inner, _) = router.accept().await.unwrap();
@@ -491,6 +536,42 @@ mod relay_tests {
         assert_eq!(seen, greeting());
         writer.abort();
         drop(peer);
+        let counted = tokio::time::timeout(Duration::from_secs(5), async {
+            while cut.load(Ordering::Relaxed) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(counted.is_ok(), "the cut is counted");
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_take_every_slot() {
+        let limits = GuardLimits {
+            max_connections: 8,
+            max_per_ip: 2,
+            ..LIMITS
+        };
+        let (addr, router, cut) = guarded_with(limits).await;
+        let mut kept = Vec::new();
+        for _ in 0..2 {
+            let mut peer = TcpStream::connect(addr).await.unwrap();
+            peer.write_all(&greeting()).await.unwrap();
+            let _ = router.accept().await.unwrap();
+            kept.push(peer);
+        }
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        assert_eq!(cut.load(Ordering::Relaxed), 1);
+        // A slot freed is a slot again.
+        drop(kept.pop());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut again = TcpStream::connect(addr).await.unwrap();
+        again.write_all(&greeting()).await.unwrap();
+        let accepted = tokio::time::timeout(Duration::from_secs(10), router.accept()).await;
+        assert!(accepted.is_ok(), "accepted once a slot is free");
     }
 
     #[tokio::test]

@@ -140,15 +140,25 @@ impl Handle {
     /// and returns once it is applied here; without a majority it fails
     /// after [`crate::cluster::raft::CHANGE_TIMEOUT`]. Blocks: call it off
     /// the async runtime's workers.
+    ///
+    /// The count limits (`max_vhosts`, `max_users_per_vhost`,
+    /// `max_channels_per_vhost`) are checked here, by the node asked: on a
+    /// single node under the same lock as the commit; on a cluster against
+    /// this node's state before proposing, so that creations made at once
+    /// through several nodes can pass a limit by as many as are in flight
+    /// (applying never checks limits, so every node applies the same
+    /// changes whatever its own config says).
     pub fn change(&self, change: Change) -> Result<(), ChangeError> {
         let limits = &self.config.limits;
-        self.with_state(|state| within_limits(limits, state, &change))
-            .map_err(ChangeError::Limit)?;
         let Some(raft) = self.cluster().and_then(|c| c.raft()) else {
-            return self.apply_local(change);
+            return self.apply_local_within(change, Some(limits));
         };
-        self.with_state(|state| state.check(&change))
-            .map_err(storage::StorageError::State)?;
+        self.with_state(|state| {
+            state
+                .check(&change)
+                .map_err(|e| ChangeError::Storage(storage::StorageError::State(e)))?;
+            within_limits(limits, state, &change).map_err(ChangeError::Limit)
+        })?;
         raft.propose_blocking(change).map_err(ChangeError::Cluster)
     }
 
@@ -156,14 +166,9 @@ impl Handle {
     /// the same as an unclustered [`Handle::change`]. A change that no
     /// longer fits the state is skipped with its reason (it was refused
     /// everywhere, or this node applied it before a crash and replays it).
-    /// The count limits are checked here too, the same on every node, so
-    /// that changes proposed at once on several nodes cannot pass them.
     pub fn apply_committed(&self, change: Change) -> Result<(), String> {
-        let limits = &self.config.limits;
-        self.with_state(|state| {
-            state.check(&change).map_err(|e| e.to_string())?;
-            within_limits(limits, state, &change)
-        })?;
+        self.with_state(|state| state.check(&change))
+            .map_err(|e| e.to_string())?;
         self.apply_local(change).map_err(|e| e.to_string())
     }
 
@@ -194,9 +199,22 @@ impl Handle {
     }
 
     fn apply_local(&self, change: Change) -> Result<(), ChangeError> {
+        self.apply_local_within(change, None)
+    }
+
+    /// [`Handle::apply_local`], first checking `limits` (if any) under the
+    /// same lock.
+    fn apply_local_within(
+        &self,
+        change: Change,
+        limits: Option<&Limits>,
+    ) -> Result<(), ChangeError> {
         {
             let mut guard = lock(&self.durable);
             let Durable { store, state } = &mut *guard;
+            if let Some(limits) = limits {
+                within_limits(limits, state, &change).map_err(ChangeError::Limit)?;
+            }
             store.commit_and_apply(state, &change)?;
             // Queued while the state is still locked, so that whoever sees
             // the change in the state (a cluster answer reading it) finds
@@ -330,6 +348,14 @@ impl Replicator for ClusterLog {
         };
         if self.0.with_state(|state| already_holds(state, &change)) {
             finish(Ok(()));
+            return;
+        }
+        let limits = &self.0.config.limits;
+        if let Err(why) = self
+            .0
+            .with_state(|state| within_limits(limits, state, &change))
+        {
+            finish(Err(why));
             return;
         }
         let handle = Arc::clone(&self.0);

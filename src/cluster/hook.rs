@@ -138,8 +138,12 @@ impl Backend for ClusterBackend {
             if total == 0 {
                 (true, Vec::new())
             } else {
-                let slot = inner.next_peer as u64 % total;
-                inner.next_peer = inner.next_peer.wrapping_add(1);
+                let next = inner
+                    .next_worker
+                    .entry(vhost.as_str().to_owned())
+                    .or_insert(0);
+                let slot = *next % total;
+                *next = next.wrapping_add(1);
                 (
                     slot < u64::from(here),
                     rotate_to(peers, slot.saturating_sub(u64::from(here))),
@@ -151,6 +155,7 @@ impl Backend for ClusterBackend {
         }
         let message = PeerMessage::Trigger {
             vhost: vhost.as_str().to_owned(),
+            hops: 0,
             payload: payload.to_vec(),
         };
         for peer in &peers {

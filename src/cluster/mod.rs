@@ -181,6 +181,7 @@ impl Cluster {
             max_frames: MAX_FRAMES,
             slow_peer: guard::SLOW_PEER,
             max_connections: guard::MAX_CONNECTIONS,
+            max_per_ip: guard::MAX_PER_IP,
         };
         let counted = Arc::clone(&shared);
         let guard = guard::serve(

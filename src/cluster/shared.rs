@@ -65,7 +65,8 @@ pub struct Inner {
     /// Ready workers per vhost on this node, as last counted.
     pub my_workers: BTreeMap<String, u32>,
     /// Round robin over peers with workers.
-    pub next_peer: usize,
+    /// Round-robin position over the cluster's workers, per vhost.
+    pub next_worker: HashMap<String, u64>,
 }
 
 /// Shared by the cluster's tasks, the broker hook and the trigger backend.
@@ -131,7 +132,7 @@ impl Shared {
                 route_clock: 0,
                 nonces: SeenNonces::default(),
                 my_workers: BTreeMap::new(),
-                next_peer: 0,
+                next_worker: HashMap::new(),
             }),
             settings,
             counters: Counters::default(),
@@ -415,15 +416,22 @@ impl Shared {
                     });
                 }
             }
-            PeerMessage::Trigger { vhost, payload } => {
+            PeerMessage::Trigger {
+                vhost,
+                hops,
+                payload,
+            } => {
                 self.counters.triggers_in.fetch_add(1, Ordering::Relaxed);
                 let taken = VhostPath::parse(&vhost).ok().is_some_and(|vhost| {
                     lock(&self.local_backend)
                         .as_mut()
                         .is_some_and(|b| b.trigger(&vhost, &payload).is_ok())
                 });
-                if !taken {
-                    tracing::warn!(%vhost, peer = %from, "a forwarded trigger found no ready worker here");
+                // No worker here after all (the counts are a heartbeat
+                // old): passed on once to another node that has some.
+                let passed = !taken && hops == 0 && self.pass_on(from, vhost.clone(), payload);
+                if !taken && !passed {
+                    tracing::warn!(%vhost, peer = %from, "a forwarded trigger found no ready worker");
                     self.counters.triggers_lost.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -450,6 +458,31 @@ impl Shared {
             | PeerMessage::Interest(_)
             | PeerMessage::Leave(_) => {}
         }
+    }
+
+    /// Sends a trigger no worker here took to another node with ready
+    /// workers (not `from`); whether one took it on its link.
+    fn pass_on(&self, from: &str, vhost: String, payload: Vec<u8>) -> bool {
+        let mut inner = self.inner();
+        let peers: Vec<String> = inner
+            .membership
+            .worker_counts(&vhost)
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name != from)
+            .collect();
+        let message = PeerMessage::Trigger {
+            vhost,
+            hops: 1,
+            payload,
+        };
+        for peer in &peers {
+            if self.send_data(&mut inner, peer, &message) {
+                self.counters.triggers_out.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+        }
+        false
     }
 
     /// A link wrote a `LEAVE`.

@@ -11,7 +11,7 @@
 //! | `INT` | json [`InterestUpdate`] | channels I have subscribers for (delta or snapshot) |
 //! | `FWD` | vhost channel hops delivery | a broadcast for its sequencer to order |
 //! | `DLV` | vhost channel delivery | an ordered broadcast for local subscribers |
-//! | `TRG` | vhost payload | a trigger for a ready worker of this node |
+//! | `TRG` | vhost hops payload | a trigger for a ready worker of this node (passed on once if it has none) |
 //! | `DS` | request vhost sid event data | a backend's direct message for a session, maybe here (empty data: none) |
 //! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
 //! | `LEAVE` | json [`Leave`] | I am leaving: count me out now, not after the heartbeat timeout |
@@ -58,6 +58,9 @@ pub enum PeerMessage {
     Trigger {
         /// Vhost path.
         vhost: String,
+        /// Times it was passed on already (a node without a ready worker
+        /// passes a trigger on once).
+        hops: u8,
         /// The `TR` payload.
         payload: Vec<u8>,
     },
@@ -234,7 +237,11 @@ impl PeerMessage {
                 channel,
                 delivery,
             } => vec![b("DLV"), b(vhost), b(channel), delivery.clone()],
-            PeerMessage::Trigger { vhost, payload } => vec![b("TRG"), b(vhost), payload.clone()],
+            PeerMessage::Trigger {
+                vhost,
+                hops,
+                payload,
+            } => vec![b("TRG"), b(vhost), vec![*hops], payload.clone()],
             PeerMessage::Direct {
                 request,
                 vhost,
@@ -306,9 +313,10 @@ impl PeerMessage {
                 channel: text(f[2], "channel")?,
                 delivery: f[3].to_vec(),
             },
-            (b"TRG", 3) => PeerMessage::Trigger {
+            (b"TRG", 4) => PeerMessage::Trigger {
                 vhost: text(f[1], "vhost")?,
-                payload: f[2].to_vec(),
+                hops: *f[2].first().ok_or(WireError::Field("hops"))?,
+                payload: f[3].to_vec(),
             },
             (b"DS", 6) => PeerMessage::Direct {
                 request: request(f[1])?,
@@ -380,6 +388,7 @@ mod tests {
         });
         round_trip(PeerMessage::Trigger {
             vhost: "/chat".into(),
+            hops: 1,
             payload: b"{}".to_vec(),
         });
         round_trip(PeerMessage::Direct {

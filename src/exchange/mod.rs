@@ -110,6 +110,7 @@ pub async fn bind(config: &Config) -> io::Result<(Exchange, SocketAddr)> {
         max_frames: MAX_FRAMES,
         slow_peer: guard::SLOW_PEER,
         max_connections: guard::MAX_CONNECTIONS,
+        max_per_ip: guard::MAX_PER_IP,
     };
     let cut_off = Arc::new(AtomicU64::new(0));
     let router = SocketAddr::from(([127, 0, 0, 1], port));

@@ -32,6 +32,7 @@ use openraft::{BasicNode, Raft, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::membership::PeerState;
 use super::shared::{lock, Shared};
 use super::wire::PeerMessage;
 use crate::server::Handle;
@@ -105,7 +106,7 @@ pub enum RemoveError {
     /// It is not a member of the replicated log.
     #[error("node {0} is not a member of the cluster")]
     NotMember(String),
-    /// The leader still hears from it.
+    /// The leader still hears from it (or it is the leader).
     #[error("node {0} is up; stop it first")]
     Up(String),
     /// No leader with a majority confirmed the new membership.
@@ -451,8 +452,11 @@ impl RaftNode {
         if !is_member {
             return Err(RemoveError::NotMember(name.to_owned()));
         }
-        // The leader's own view decides too: a node it hears from stays.
-        if self.shared.inner().membership.is_up(name) {
+        // The leader's own view decides too: only a node it no longer
+        // hears from (down, left, or forgotten) goes; never itself.
+        let state = self.shared.inner().membership.peer(name).map(|p| p.state);
+        let gone = matches!(state, None | Some(PeerState::Down | PeerState::Left));
+        if name == self.name || !gone {
             return Err(RemoveError::Up(name.to_owned()));
         }
         let ids = BTreeSet::from([id]);
