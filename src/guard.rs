@@ -206,6 +206,58 @@ impl FrameCheck {
 /// Called for each connection the guard cuts (to count it).
 pub type OnCut = Arc<dyn Fn() + Send + Sync>;
 
+/// Most frames in one message on a server port (the longest backend or
+/// peer command has five).
+pub const MAX_FRAMES: u32 = 64;
+
+impl GuardLimits {
+    /// The server's limits for a port whose messages and frames stay under
+    /// `max` bytes.
+    pub fn server(max: u64) -> Self {
+        GuardLimits {
+            max_frame: max,
+            max_message: max,
+            max_frames: MAX_FRAMES,
+            slow_peer: SLOW_PEER,
+            max_connections: MAX_CONNECTIONS,
+            max_per_ip: MAX_PER_IP,
+        }
+    }
+}
+
+/// A ZeroMQ ROUTER behind a guard: what [`front`] returns.
+pub struct Guarded {
+    /// The ROUTER, bound on a loopback port of its own.
+    pub socket: zeromq::RouterSocket,
+    /// Where peers connect (port 0 resolved).
+    pub local_addr: SocketAddr,
+    /// The guard; aborting it ends every relay.
+    pub task: JoinHandle<()>,
+}
+
+/// Binds `public` for peers and a new ROUTER on loopback behind it, and
+/// starts the guard between them.
+pub async fn front(public: SocketAddr, limits: GuardLimits, on_cut: OnCut) -> io::Result<Guarded> {
+    use zeromq::Socket;
+    let listener = TcpListener::bind(public).await?;
+    let local_addr = listener.local_addr()?;
+    let mut socket = zeromq::RouterSocket::new();
+    let endpoint = socket
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .map_err(|error| io::Error::other(format!("the loopback ROUTER: {error}")))?;
+    let zeromq::Endpoint::Tcp(_, port) = endpoint else {
+        return Err(io::Error::other("the loopback ROUTER is not on TCP"));
+    };
+    let router = SocketAddr::from(([127, 0, 0, 1], port));
+    let task = serve(listener, router, limits, on_cut);
+    Ok(Guarded {
+        socket,
+        local_addr,
+        task,
+    })
+}
+
 /// Relays connections accepted on `public` to the ROUTER at `inner`,
 /// checking what each peer sends against `limits`; `on_cut` is told of
 /// each connection cut. Runs until aborted.
@@ -492,6 +544,26 @@ mod relay_tests {
         (addr, router, cut)
     }
 
+    /// `n` peers that greeted and were relayed to the stand-in ROUTER.
+    async fn greeted(addr: SocketAddr, router: &TcpListener, n: usize) -> Vec<TcpStream> {
+        let mut peers = Vec::new();
+        for _ in 0..n {
+            let mut peer = TcpStream::connect(addr).await.unwrap();
+            peer.write_all(&greeting()).await.unwrap();
+            let _ = router.accept().await.unwrap();
+            peers.push(peer);
+        }
+        peers
+    }
+
+    /// A new connection to `addr` is closed at once.
+    async fn assert_refused(addr: SocketAddr) {
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    }
+
     #[tokio::test]
     async fn bytes_pass_both_ways_unchanged() {
         let (addr, router, _) = guarded().await;
@@ -553,17 +625,8 @@ mod relay_tests {
             ..LIMITS
         };
         let (addr, router, cut) = guarded_with(limits).await;
-        let mut kept = Vec::new();
-        for _ in 0..2 {
-            let mut peer = TcpStream::connect(addr).await.unwrap();
-            peer.write_all(&greeting()).await.unwrap();
-            let _ = router.accept().await.unwrap();
-            kept.push(peer);
-        }
-        let mut third = TcpStream::connect(addr).await.unwrap();
-        let mut buf = [0u8; 1];
-        let read = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf)).await;
-        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        let mut kept = greeted(addr, &router, 2).await;
+        assert_refused(addr).await;
         assert_eq!(cut.load(Ordering::Relaxed), 1);
         // A slot freed is a slot again.
         drop(kept.pop());
@@ -611,17 +674,8 @@ mod relay_tests {
     #[tokio::test]
     async fn connections_past_the_cap_are_closed_at_once() {
         let (addr, router, cut) = guarded().await;
-        let mut kept = Vec::new();
-        for _ in 0..LIMITS.max_connections {
-            let mut peer = TcpStream::connect(addr).await.unwrap();
-            peer.write_all(&greeting()).await.unwrap();
-            let _ = router.accept().await.unwrap();
-            kept.push(peer);
-        }
-        let mut extra = TcpStream::connect(addr).await.unwrap();
-        let mut buf = [0u8; 1];
-        let read = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut buf)).await;
-        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        let _kept = greeted(addr, &router, LIMITS.max_connections).await;
+        assert_refused(addr).await;
         assert_eq!(cut.load(Ordering::Relaxed), 1);
     }
 }

@@ -346,16 +346,17 @@ impl Replicator for ClusterLog {
             finish(Err("this node has not joined its cluster yet".into()));
             return;
         };
-        if self.0.with_state(|state| already_holds(state, &change)) {
-            finish(Ok(()));
-            return;
-        }
+        // Nothing to commit, or over a limit: answered at once.
         let limits = &self.0.config.limits;
-        if let Err(why) = self
-            .0
-            .with_state(|state| within_limits(limits, state, &change))
-        {
-            finish(Err(why));
+        let at_once = self.0.with_state(|state| {
+            if already_holds(state, &change) {
+                Some(Ok(()))
+            } else {
+                within_limits(limits, state, &change).err().map(Err)
+            }
+        });
+        if let Some(answer) = at_once {
+            finish(answer);
             return;
         }
         let handle = Arc::clone(&self.0);

@@ -138,10 +138,14 @@ impl Backend for ClusterBackend {
             if total == 0 {
                 (true, Vec::new())
             } else {
-                let next = inner
-                    .next_worker
-                    .entry(vhost.as_str().to_owned())
-                    .or_insert(0);
+                // The vhost's name is copied once, not per trigger.
+                let next = match inner.next_worker.get_mut(vhost.as_str()) {
+                    Some(next) => next,
+                    None => inner
+                        .next_worker
+                        .entry(vhost.as_str().to_owned())
+                        .or_insert(0),
+                };
                 let slot = *next % total;
                 *next = next.wrapping_add(1);
                 (

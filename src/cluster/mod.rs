@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use zeromq::{RouterSocket, Socket, SocketRecv};
+use zeromq::{RouterSocket, SocketRecv};
 
 pub use self::hook::{BrokerLink, ClusterBackend};
 use self::shared::{lock, LinkQueues, Settings, Shared};
@@ -72,8 +72,6 @@ pub const PEER_TIMEOUT: Duration = Duration::from_secs(3);
 pub const LINK_QUEUE: usize = 65_536;
 /// How often liveness is checked and ready workers are counted.
 const TICK: Duration = Duration::from_millis(100);
-/// Most frames in one peer message (the longest has five).
-const MAX_FRAMES: u32 = 64;
 const MIB: u64 = 1 << 20;
 /// How long [`Cluster::leave`] waits for its `LEAVE`s to be written.
 pub const LEAVE_WAIT: Duration = Duration::from_secs(1);
@@ -144,19 +142,6 @@ impl Cluster {
             .cookie
             .clone()
             .ok_or(ClusterError::NoCookie)?;
-        let bind_error = |reason: String| ClusterError::Bind { addr, reason };
-        let public = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| bind_error(e.to_string()))?;
-        // The ROUTER itself listens on loopback only, behind the guard.
-        let mut socket = RouterSocket::new();
-        let endpoint = socket
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .map_err(|e| bind_error(format!("the cluster ROUTER: {e}")))?;
-        let zeromq::Endpoint::Tcp(_, port) = endpoint else {
-            return Err(bind_error("the cluster ROUTER is not on TCP".into()));
-        };
         let settings = Settings {
             name: config.server.node_name.as_str().to_owned(),
             addr: addr.to_string(),
@@ -175,27 +160,23 @@ impl Cluster {
         // Peers' deliveries and raft messages (snapshot chunks are 64 KiB
         // of state as JSON) stay far below this.
         let max = (config.limits.max_message_size as u64).max(MIB) * 2;
-        let limits = GuardLimits {
-            max_frame: max,
-            max_message: max,
-            max_frames: MAX_FRAMES,
-            slow_peer: guard::SLOW_PEER,
-            max_connections: guard::MAX_CONNECTIONS,
-            max_per_ip: guard::MAX_PER_IP,
-        };
         let counted = Arc::clone(&shared);
-        let guard = guard::serve(
-            public,
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            limits,
+        let guarded = guard::front(
+            addr,
+            GuardLimits::server(max),
             Arc::new(move || {
                 counted.counters.refused.fetch_add(1, Ordering::Relaxed);
             }),
-        );
+        )
+        .await
+        .map_err(|e| ClusterError::Bind {
+            addr,
+            reason: e.to_string(),
+        })?;
         Ok(Some(Cluster {
             shared,
-            tasks: Arc::new(Mutex::new(vec![guard])),
-            socket: Arc::new(Mutex::new(Some(socket))),
+            tasks: Arc::new(Mutex::new(vec![guarded.task])),
+            socket: Arc::new(Mutex::new(Some(guarded.socket))),
             dials: Arc::new(Mutex::new(Some(dials))),
         }))
     }

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use zeromq::{RouterRecvHalf, RouterSendHalf, RouterSocket, Socket};
+use zeromq::{RouterRecvHalf, RouterSendHalf};
 
 use self::endpoint::{lock, Outgoing, Settings, Shared};
 use self::stats::bump;
@@ -61,8 +61,6 @@ pub use self::stats::ExchangeStats;
 
 /// How long [`Exchange::shutdown`] waits for the `QT`s to be written.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
-/// Most frames in one backend message (the longest command has five).
-const MAX_FRAMES: u32 = 64;
 
 /// The bound backend exchange. Cheap to clone; clones share the socket.
 #[derive(Clone)]
@@ -88,34 +86,19 @@ struct Inner {
 /// wait.
 pub async fn bind(config: &Config) -> io::Result<(Exchange, SocketAddr)> {
     let wanted = config.server.backend_addr;
-    let public = tokio::net::TcpListener::bind(wanted)
-        .await
-        .map_err(|error| io::Error::new(error.kind(), format!("binding {wanted}: {error}")))?;
-    let local_addr = public.local_addr()?;
-    // The ROUTER itself listens on loopback only, behind the guard.
-    let mut socket = RouterSocket::new();
-    let endpoint = socket
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .map_err(|error| io::Error::other(format!("binding the backend ROUTER: {error}")))?;
-    let zeromq::Endpoint::Tcp(_, port) = endpoint else {
-        return Err(io::Error::other("the backend ROUTER is not on TCP"));
-    };
     // Twice the limit: a message a little over it still reaches the
     // exchange and gets its `ER 400`; only far larger ones are cut.
     let max = (config.limits.max_backend_message_size as u64).saturating_mul(2);
-    let limits = GuardLimits {
-        max_frame: max,
-        max_message: max,
-        max_frames: MAX_FRAMES,
-        slow_peer: guard::SLOW_PEER,
-        max_connections: guard::MAX_CONNECTIONS,
-        max_per_ip: guard::MAX_PER_IP,
-    };
     let cut_off = Arc::new(AtomicU64::new(0));
-    let router = SocketAddr::from(([127, 0, 0, 1], port));
     let counter = Arc::clone(&cut_off);
-    let guard = guard::serve(public, router, limits, Arc::new(move || bump(&counter)));
+    let guarded = guard::front(
+        wanted,
+        GuardLimits::server(max),
+        Arc::new(move || bump(&counter)),
+    )
+    .await
+    .map_err(|error| io::Error::new(error.kind(), format!("binding {wanted}: {error}")))?;
+    let local_addr = guarded.local_addr;
     let settings = Settings {
         heartbeat_interval: config.backend.heartbeat_interval,
         worker_timeout: config.backend.worker_timeout(),
@@ -127,9 +110,9 @@ pub async fn bind(config: &Config) -> io::Result<(Exchange, SocketAddr)> {
             local_addr,
             settings,
             max_workers_per_vhost: config.limits.max_workers_per_vhost,
-            socket: Mutex::new(Some(socket.split())),
+            socket: Mutex::new(Some(guarded.socket.split())),
             shared: OnceLock::new(),
-            tasks: Mutex::new(vec![guard]),
+            tasks: Mutex::new(vec![guarded.task]),
             cut_off,
         }),
     };
