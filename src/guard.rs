@@ -231,8 +231,31 @@ pub struct Guarded {
     pub socket: zeromq::RouterSocket,
     /// Where peers connect (port 0 resolved).
     pub local_addr: SocketAddr,
-    /// The guard; aborting it ends every relay.
-    pub task: JoinHandle<()>,
+    /// The guard between them.
+    pub guard: Guard,
+}
+
+/// A running guard.
+pub struct Guard {
+    task: JoinHandle<()>,
+    drain: Arc<tokio::sync::Notify>,
+}
+
+impl Guard {
+    /// Ends the guard and every relay at once.
+    pub fn into_task(self) -> JoinHandle<()> {
+        self.task
+    }
+
+    /// Stops accepting and lets the relays pass on what they still hold
+    /// and end by themselves (once the ROUTER closes their connection) for
+    /// at most `within`; then cuts the rest.
+    pub async fn close(mut self, within: std::time::Duration) {
+        self.drain.notify_one();
+        if tokio::time::timeout(within, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+    }
 }
 
 /// Binds `public` for peers and a new ROUTER on loopback behind it, and
@@ -250,30 +273,30 @@ pub async fn front(public: SocketAddr, limits: GuardLimits, on_cut: OnCut) -> io
         return Err(io::Error::other("the loopback ROUTER is not on TCP"));
     };
     let router = SocketAddr::from(([127, 0, 0, 1], port));
-    let task = serve(listener, router, limits, on_cut);
     Ok(Guarded {
         socket,
         local_addr,
-        task,
+        guard: serve(listener, router, limits, on_cut),
     })
 }
 
 /// Relays connections accepted on `public` to the ROUTER at `inner`,
 /// checking what each peer sends against `limits`; `on_cut` is told of
-/// each connection cut. Runs until aborted.
-pub fn serve(
-    public: TcpListener,
-    inner: SocketAddr,
-    limits: GuardLimits,
-    on_cut: OnCut,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
+/// each connection cut. Runs until aborted or closed.
+pub fn serve(public: TcpListener, inner: SocketAddr, limits: GuardLimits, on_cut: OnCut) -> Guard {
+    let drain = Arc::new(tokio::sync::Notify::new());
+    let drained = Arc::clone(&drain);
+    let task = tokio::spawn(async move {
         // Dropped with this task: aborting the guard ends every relay.
         let mut relays = tokio::task::JoinSet::new();
         // Relays per peer address, bounded by `max_per_ip`.
         let mut per_ip: std::collections::HashMap<std::net::IpAddr, usize> = Default::default();
         loop {
-            let (peer, from) = match public.accept().await {
+            let accepted = tokio::select! {
+                accepted = public.accept() => accepted,
+                _ = drained.notified() => break,
+            };
+            let (peer, from) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of descriptors, usually: let others close first.
@@ -308,7 +331,10 @@ pub fn serve(
                 ip
             });
         }
-    })
+        drop(public);
+        while relays.join_next().await.is_some() {}
+    });
+    Guard { task, drain }
 }
 
 /// One relay from `ip` ended.

@@ -175,7 +175,7 @@ impl Cluster {
         })?;
         Ok(Some(Cluster {
             shared,
-            tasks: Arc::new(Mutex::new(vec![guarded.task])),
+            tasks: Arc::new(Mutex::new(vec![guarded.guard.into_task()])),
             socket: Arc::new(Mutex::new(Some(guarded.socket))),
             dials: Arc::new(Mutex::new(Some(dials))),
         }))

@@ -61,6 +61,8 @@ pub use self::stats::ExchangeStats;
 
 /// How long [`Exchange::shutdown`] waits for the `QT`s to be written.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+/// How long the guard's relays may pass on data at shutdown.
+const RELAY_DRAIN: Duration = Duration::from_millis(250);
 
 /// The bound backend exchange. Cheap to clone; clones share the socket.
 #[derive(Clone)]
@@ -78,6 +80,8 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Connections the guard cut (frames over the limits).
     cut_off: Arc<AtomicU64>,
+    /// The guard in front of the ROUTER; closed last at shutdown.
+    guard: Mutex<Option<guard::Guard>>,
 }
 
 /// Binds the ROUTER socket on `config.server.backend_addr` and returns the
@@ -112,7 +116,8 @@ pub async fn bind(config: &Config) -> io::Result<(Exchange, SocketAddr)> {
             max_workers_per_vhost: config.limits.max_workers_per_vhost,
             socket: Mutex::new(Some(guarded.socket.split())),
             shared: OnceLock::new(),
-            tasks: Mutex::new(vec![guarded.task]),
+            tasks: Mutex::new(Vec::new()),
+            guard: Mutex::new(Some(guarded.guard)),
             cut_off,
         }),
     };
@@ -195,6 +200,13 @@ impl Exchange {
         let tasks: Vec<JoinHandle<()>> = lock(&self.inner.tasks).drain(..).collect();
         for task in tasks {
             task.abort();
+        }
+        // The relays get a moment to pass on what they still hold (the
+        // last QTs among it) before they are cut.
+        drop(lock(&self.inner.socket).take());
+        let guard = lock(&self.inner.guard).take();
+        if let Some(guard) = guard {
+            guard.close(RELAY_DRAIN).await;
         }
     }
 }
