@@ -173,13 +173,16 @@ fn main() {
     let (exchange, addr) = rt
         .block_on(webrocket::exchange::bind(&config))
         .expect("bind");
-    let server = webrocket::server::Server::start(&config, |handle| exchange.backend(handle))
-        .expect("start server");
+    let listeners = webrocket::server::Listeners {
+        exchange: Some(exchange.clone()),
+        ..Default::default()
+    };
+    let server = webrocket::server::Server::start(&config, listeners).expect("start server");
     let vhost = VhostPath::parse("/bench").expect("vhost");
     let token = server
-        .handle
+        .changes
         .with_state(|s| s.vhosts[&vhost].token.as_str().to_string());
-    let url = format!("ws://{}/bench", server.handle.websocket_addr());
+    let url = format!("ws://{}/bench", server.websocket_addr());
 
     for workers in [1usize, 4] {
         let stop = Arc::new(AtomicBool::new(false));

@@ -17,7 +17,20 @@
 //!   machine driven by frames).
 //! - [`guard`]: the frame-size guard in front of the ZeroMQ ports (tokio;
 //!   its framing check is pure).
-//! - [`server`]: the composition root that builds and wires everything.
+//! - [`node`]: the running node as narrow capabilities (the broker's inbox,
+//!   the data path's bindings, the durable state and the one way it
+//!   changes, the [`node::Consensus`] trait). Imports only the layers above
+//!   in this list.
+//! - [`exchange`]: the ZeroMQ backend exchange (imports `node`).
+//! - [`cluster`]: membership, links between nodes, raft (imports `node`,
+//!   `exchange`'s worker directory).
+//! - [`admin`]: the admin HTTP API (imports `node`, `cluster`, `exchange`).
+//! - [`server`]: the composition root that builds and wires everything and
+//!   owns the ordered shutdown; nothing imports it.
+//!
+//! Arrows point down this list only: no module imports one listed after
+//! it (`broker` knows the cluster, the backend and storage as traits that
+//! `node` and `cluster` implement).
 #![deny(unsafe_code)]
 
 pub mod admin;
@@ -28,6 +41,7 @@ pub mod exchange;
 pub mod guard;
 pub mod limits;
 pub mod name;
+pub mod node;
 pub mod nukleus;
 pub mod protocol;
 pub mod server;

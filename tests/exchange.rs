@@ -281,15 +281,18 @@ fn a_regenerated_token_stops_working_at_once() {
     config.server.run_dir = Some(dir.path().join("run"));
     let rt = runtime();
     let (exchange, addr) = rt.block_on(webrocket::exchange::bind(&config)).unwrap();
-    let server =
-        webrocket::server::Server::start(&config, |handle| exchange.backend(handle)).unwrap();
-    let handle = Arc::clone(&server.handle);
+    let listeners = webrocket::server::Listeners {
+        exchange: Some(exchange.clone()),
+        ..Default::default()
+    };
+    let server = webrocket::server::Server::start(&config, listeners).unwrap();
+    let changes = Arc::clone(&server.changes);
     let chat = VhostPath::parse("/chat").unwrap();
-    let old = handle.with_state(|s| s.vhosts[&chat].token.as_str().to_string());
+    let old = changes.with_state(|s| s.vhosts[&chat].token.as_str().to_string());
 
     let mut worker = rt.block_on(dealer(addr, &identity("dlr", "/chat", &old)));
     rt.block_on(worker.send(message(&[b"", b"RD"]))).unwrap();
-    let mut client = Client::connect(&format!("ws://{}/chat", handle.websocket_addr()));
+    let mut client = Client::connect(&format!("ws://{}/chat", server.websocket_addr()));
     assert!(client.trigger_until_taken("e", json!(null), WAIT));
     assert_eq!(exchange.workers(&chat).len(), 1);
     let mut requests = rt.block_on(req(addr, &identity("req", "/chat", &old)));
@@ -298,7 +301,7 @@ fn a_regenerated_token_stops_working_at_once() {
         vec![b"OK".to_vec()]
     );
 
-    handle
+    changes
         .change(Change::SetVhostToken {
             path: chat.clone(),
             token: AccessToken::generate(),
@@ -323,7 +326,7 @@ fn a_regenerated_token_stops_working_at_once() {
     });
     assert_eq!(told, Some(er("402")));
     // The new token works.
-    let new = handle.with_state(|s| s.vhosts[&chat].token.as_str().to_string());
+    let new = changes.with_state(|s| s.vhosts[&chat].token.as_str().to_string());
     let mut fresh = rt.block_on(req(addr, &identity("req", "/chat", &new)));
     assert_eq!(
         rt.block_on(request(&mut fresh, &[b"OC", b"c"])),

@@ -24,7 +24,7 @@ pub(super) async fn require_cookie(
     next: Next,
 ) -> Response {
     match presented_cookie(request.headers()) {
-        Some(cookie) if same_secret(cookie.as_bytes(), state.handle.cookie.as_bytes()) => {
+        Some(cookie) if same_secret(cookie.as_bytes(), state.node.cookie.as_bytes()) => {
             next.run(request).await
         }
         _ => ApiError::forbidden().into_response(),

@@ -19,7 +19,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::name::{NameError, NameKind};
-use crate::server::ChangeError;
+use crate::node::ChangeError;
 use crate::storage::{StateError, StorageError};
 
 /// An admin request that failed, with the status and code it answers with.

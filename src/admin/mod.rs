@@ -30,7 +30,7 @@
 //! A user is `{"name", "permissions": ["READ", ..], "has_secret"}`; secrets
 //! and their hashes never leave the server. Errors: [`error`].
 //!
-//! Changes go through [`Handle::change`], which makes them durable before
+//! Changes go through [`Changes::change`], which makes them durable before
 //! it returns, so a 2xx means the change survives a restart. Everything
 //! that locks the durable state or hashes a secret runs on tokio's blocking
 //! pool, never on the async workers.
@@ -55,86 +55,61 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::cluster::{Cluster, NodeStatus};
+use crate::config::Config;
+pub use crate::exchange::{WorkerDirectory, WorkerInfo};
+use crate::node::{Changes, DataPath};
+use crate::storage::{Change, State};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-use serde_json::Value;
-
-use crate::exchange::Exchange;
-pub use crate::exchange::WorkerInfo;
-use crate::name::VhostPath;
-use crate::server::Handle;
-use crate::storage::{Change, State};
 use error::ApiError;
 
-/// What the admin API can learn about backend workers: the ZeroMQ
-/// exchange implements it (below); without one, `list_workers` answers an
-/// empty list with a note and `/stats` has no `exchange.*` counters.
-pub trait WorkerDirectory: Send + Sync {
-    /// The ready workers of `vhost` on this node right now.
-    fn workers(&self, vhost: &VhostPath) -> Vec<WorkerInfo>;
-
-    /// Counters as `(label, value)`, labelled like the counters files
-    /// (`exchange.triggers_written`), for `/stats` and `/metrics`.
-    fn counters(&self) -> Vec<(String, i64)> {
-        Vec::new()
-    }
-
-    /// Where backends connect, port 0 resolved (`list_nodes`); `None`:
-    /// the configured address.
-    fn local_addr(&self) -> Option<SocketAddr> {
-        None
-    }
+/// The node as the admin API sees it: what it reads and changes.
+pub struct NodeView {
+    /// The configuration the node started with.
+    pub config: Config,
+    /// The node cookie every request must carry.
+    pub cookie: String,
+    /// The durable state and the way it changes.
+    pub changes: Arc<Changes>,
+    /// The run directory (counters) and the WebSocket address.
+    pub data_path: Arc<DataPath>,
+    /// The cluster, if the node is in one (`list_nodes`, `remove_node`).
+    pub cluster: Option<Cluster>,
+    /// Where `list_workers` gets its answer; without one it answers an
+    /// empty list with a note and `/stats` has no `exchange.*` counters.
+    pub workers: Option<Arc<dyn WorkerDirectory>>,
 }
 
-impl WorkerDirectory for Exchange {
-    fn workers(&self, vhost: &VhostPath) -> Vec<WorkerInfo> {
-        Exchange::workers(self, vhost)
-    }
-
-    fn local_addr(&self) -> Option<SocketAddr> {
-        Some(Exchange::local_addr(self))
-    }
-
-    fn counters(&self) -> Vec<(String, i64)> {
-        // The stats serialize to a flat object of numbers; going through
-        // serde keeps this list in step with new fields.
-        let Ok(Value::Object(fields)) = serde_json::to_value(self.stats()) else {
-            return Vec::new();
-        };
-        fields
-            .into_iter()
-            .filter_map(|(name, value)| Some((format!("exchange.{name}"), value.as_i64()?)))
-            .collect()
+impl NodeView {
+    /// Every node of the cluster, this one first; empty when clustering
+    /// is off.
+    fn cluster_nodes(&self) -> Vec<NodeStatus> {
+        self.cluster
+            .as_ref()
+            .map(Cluster::nodes)
+            .unwrap_or_default()
     }
 }
 
 /// The admin API of one node, ready to [`serve`](Admin::serve).
 pub struct Admin {
-    handle: Arc<Handle>,
-    workers: Option<Arc<dyn WorkerDirectory>>,
+    node: Arc<NodeView>,
 }
 
 impl Admin {
-    /// The API over `handle`, with no worker directory.
-    pub fn new(handle: Arc<Handle>) -> Self {
+    /// The API over `node`.
+    pub fn new(node: NodeView) -> Self {
         Admin {
-            handle,
-            workers: None,
+            node: Arc::new(node),
         }
-    }
-
-    /// Plugs in where `list_workers` gets its answer.
-    pub fn with_workers(mut self, workers: Arc<dyn WorkerDirectory>) -> Self {
-        self.workers = Some(workers);
-        self
     }
 
     /// The routes; `admin_addr` is what `list_nodes` reports.
     pub fn router(self, admin_addr: SocketAddr) -> Router {
-        let body_limit = self.handle.config.limits.max_admin_body_size;
+        let body_limit = self.node.config.limits.max_admin_body_size;
         let state = ApiState {
-            handle: self.handle,
-            workers: self.workers,
+            node: self.node,
             started: Instant::now(),
             admin_addr,
         };
@@ -169,16 +144,6 @@ impl Admin {
     }
 }
 
-/// Serves the admin API of `handle` on `listener` until `shutdown`
-/// completes (no worker directory; see [`Admin`] to plug one in).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    handle: Arc<Handle>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    Admin::new(handle).serve(listener, shutdown).await
-}
-
 fn routes() -> Router<ApiState> {
     Router::new()
         .route(
@@ -211,11 +176,10 @@ fn routes() -> Router<ApiState> {
         .route("/metrics", get(stats::metrics))
 }
 
-/// What every handler gets: the node and the worker directory.
+/// What every handler gets: the node.
 #[derive(Clone)]
 pub(crate) struct ApiState {
-    handle: Arc<Handle>,
-    workers: Option<Arc<dyn WorkerDirectory>>,
+    node: Arc<NodeView>,
     started: Instant,
     admin_addr: SocketAddr,
 }
@@ -226,10 +190,10 @@ impl ApiState {
     async fn blocking<R, F>(&self, f: F) -> Result<R, ApiError>
     where
         R: Send + 'static,
-        F: FnOnce(&Handle) -> Result<R, ApiError> + Send + 'static,
+        F: FnOnce(&NodeView) -> Result<R, ApiError> + Send + 'static,
     {
-        let handle = Arc::clone(&self.handle);
-        tokio::task::spawn_blocking(move || f(&handle))
+        let node = Arc::clone(&self.node);
+        tokio::task::spawn_blocking(move || f(&node))
             .await
             .map_err(|error| ApiError::internal(format!("admin task failed: {error}")))?
     }
@@ -240,12 +204,12 @@ impl ApiState {
         R: Send + 'static,
         F: FnOnce(&State) -> Result<R, ApiError> + Send + 'static,
     {
-        self.blocking(move |handle| handle.with_state(f)).await
+        self.blocking(move |node| node.changes.with_state(f)).await
     }
 
     /// Makes `change` durable and applies it everywhere.
     async fn change(&self, change: Change) -> Result<(), ApiError> {
-        self.blocking(move |handle| Ok(handle.change(change)?))
+        self.blocking(move |node| Ok(node.changes.change(change)?))
             .await
     }
 }

@@ -23,7 +23,7 @@ pub(super) async fn list_workers(
     let read = path.clone();
     api.read(move |state| state.vhost(&read).map(drop).map_err(ApiError::from))
         .await?;
-    let body = match &api.workers {
+    let body = match &api.node.workers {
         Some(directory) => {
             let workers = directory.workers(&path);
             json!({ "vhost": path, "workers": workers })
@@ -34,14 +34,15 @@ pub(super) async fn list_workers(
 }
 
 pub(super) async fn list_nodes(State(api): State<ApiState>) -> Json<Value> {
-    let server = &api.handle.config.server;
+    let server = &api.node.config.server;
     let backend_addr = api
+        .node
         .workers
         .as_ref()
         .and_then(|directory| directory.local_addr())
         .unwrap_or(server.backend_addr);
     let mine = api
-        .handle
+        .node
         .cluster_nodes()
         .into_iter()
         .find(|n| n.state == "self" || n.state == "leaving");
@@ -52,13 +53,13 @@ pub(super) async fn list_nodes(State(api): State<ApiState>) -> Json<Value> {
         "state": "up",
         "self": true,
         "uptime_seconds": api.started.elapsed().as_secs(),
-        "websocket_addr": api.handle.websocket_addr().to_string(),
+        "websocket_addr": api.node.data_path.websocket_addr().to_string(),
         "backend_addr": backend_addr.to_string(),
         "admin_addr": api.admin_addr.to_string(),
-        "cluster_addr": api.handle.config.cluster.addr.map(|a| a.to_string()),
+        "cluster_addr": api.node.config.cluster.addr.map(|a| a.to_string()),
     });
     let mut nodes = vec![node];
-    for peer in api.handle.cluster_nodes() {
+    for peer in api.node.cluster_nodes() {
         if peer.state == "self" || peer.state == "leaving" {
             continue;
         }
@@ -89,12 +90,12 @@ pub(super) async fn remove_node(
 ) -> Result<Json<Value>, ApiError> {
     use crate::cluster::raft::RemoveError;
     use axum::http::StatusCode;
-    let cluster = api.handle.cluster();
+    let cluster = api.node.cluster.as_ref();
     let Some(raft) = cluster.and_then(|c| c.raft()) else {
         return Err(ApiError::not_found("this node is not in a cluster"));
     };
     let conflict = |message: String| ApiError::new(StatusCode::CONFLICT, "CONFLICT", message);
-    let nodes = api.handle.cluster_nodes();
+    let nodes = api.node.cluster_nodes();
     match nodes.iter().find(|n| n.name == name) {
         Some(node) if node.state == "self" || node.state == "leaving" => {
             return Err(conflict(format!(

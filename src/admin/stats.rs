@@ -88,13 +88,13 @@ fn vhost_sizes(state: &Durable) -> Vec<VhostSizes> {
 
 /// Counters and per-vhost sizes, read on the blocking pool (files, lock).
 async fn snapshot(api: &ApiState) -> Result<(BTreeMap<String, i64>, Vec<VhostSizes>), ApiError> {
-    let workers = api.workers.clone();
-    api.blocking(move |handle| {
-        let mut counters = read_counters(&handle.run_dir);
+    let workers = api.node.workers.clone();
+    api.blocking(move |node| {
+        let mut counters = read_counters(node.data_path.run_dir());
         if let Some(directory) = workers {
             counters.extend(directory.counters());
         }
-        let vhosts = handle.with_state(vhost_sizes);
+        let vhosts = node.changes.with_state(vhost_sizes);
         Ok((counters, vhosts))
     })
     .await
@@ -105,7 +105,7 @@ pub(super) async fn stats(State(api): State<ApiState>) -> Result<Json<Value>, Ap
     let users: usize = vhosts.iter().map(|v| v.users).sum();
     let channels: usize = vhosts.iter().map(|v| v.channels).sum();
     Ok(Json(json!({
-        "node": api.handle.config.server.node_name,
+        "node": api.node.config.server.node_name,
         "uptime_seconds": api.started.elapsed().as_secs(),
         "counters": counters,
         "totals": {"vhosts": vhosts.len(), "users": users, "channels": channels},

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{Admin, WorkerDirectory, WorkerInfo};
+use super::{Admin, NodeView, WorkerDirectory, WorkerInfo};
 use crate::config::Config;
 use crate::name::VhostPath;
-use crate::server::{NoBackend, Server};
+use crate::server::{Listeners, Server};
 use crate::storage::{verify_secret, Store};
 
 struct Node {
@@ -35,7 +35,7 @@ fn start_with(workers: Option<Arc<dyn WorkerDirectory>>, edit: impl FnOnce(&mut 
     config.server.websocket_addr = "127.0.0.1:0".parse().unwrap();
     config.server.storage_dir = dir.path().join("data");
     config.server.run_dir = Some(dir.path().join("run"));
-    let server = Server::start(&config, |_| Box::new(NoBackend)).unwrap();
+    let server = Server::start(&config, Listeners::default()).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -45,10 +45,14 @@ fn start_with(workers: Option<Arc<dyn WorkerDirectory>>, edit: impl FnOnce(&mut 
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let admin = listener.local_addr().unwrap();
-    let mut api = Admin::new(Arc::clone(&server.handle));
-    if let Some(workers) = workers {
-        api = api.with_workers(workers);
-    }
+    let api = Admin::new(NodeView {
+        config: config.clone(),
+        cookie: server.cookie.clone(),
+        changes: Arc::clone(&server.changes),
+        data_path: Arc::clone(&server.data_path),
+        cluster: None,
+        workers,
+    });
     runtime.spawn(api.serve(listener, std::future::pending()));
     Node {
         server,
@@ -60,7 +64,7 @@ fn start_with(workers: Option<Arc<dyn WorkerDirectory>>, edit: impl FnOnce(&mut 
 
 impl Node {
     fn cookie(&self) -> String {
-        self.server.handle.cookie.clone()
+        self.server.cookie.clone()
     }
 
     /// `(status, JSON body)` of a request with the node cookie.
@@ -194,7 +198,7 @@ fn users_get_hashed_secrets_and_new_permissions() {
         json!({"name": "alice", "permissions": ["READ", "WRITE"], "has_secret": true})
     );
     let vhost = VhostPath::parse("/chat").unwrap();
-    let hash = node.server.handle.with_state(|state| {
+    let hash = node.server.changes.with_state(|state| {
         state.vhosts[&vhost].users["alice"]
             .secret_hash
             .clone()
@@ -353,7 +357,7 @@ fn nodes_list_this_node() {
     assert_eq!(this["name"], "webrocket");
     assert_eq!(this["state"], "up");
     assert_eq!(this["admin_addr"], node.admin.to_string());
-    let websocket = node.server.handle.websocket_addr().to_string();
+    let websocket = node.server.websocket_addr().to_string();
     assert_eq!(this["websocket_addr"], websocket);
 }
 
@@ -366,7 +370,7 @@ fn acknowledged_changes_are_on_disk() {
         "/vhosts/chat/users",
         Some(json!({"name": "a", "permissions": "ALL"})),
     );
-    node.server.shutdown();
+    node.runtime.block_on(node.server.shutdown());
     let storage = node.dir.path().join("data");
     let (_, state) = Store::open(&storage).unwrap();
     let vhost = &state.vhosts[&VhostPath::parse("/chat").unwrap()];
@@ -377,7 +381,7 @@ fn acknowledged_changes_are_on_disk() {
 #[test]
 fn bodies_over_the_limit_are_refused_with_413() {
     let node = start(None);
-    let limit = node.server.handle.config.limits.max_admin_body_size;
+    let limit = node.server.config.limits.max_admin_body_size;
     let big = json!({ "name": "x".repeat(limit + 16) });
     let (status, body) = node.call("POST", "/vhosts", Some(big));
     assert_eq!(status, 413, "{body}");

@@ -7,6 +7,7 @@
 use serde_json::value::RawValue;
 
 use crate::name::{ChannelName, EventName, SessionId, VhostPath};
+use crate::protocol::backend::code;
 use crate::protocol::{encode_delivery, encode_direct, Reply};
 use crate::storage::Change;
 
@@ -53,10 +54,10 @@ impl BackendError {
     /// rest (a vhost that vanished under a valid identity, limits, storage).
     pub fn code(&self) -> u16 {
         match self {
-            BackendError::ChannelNotFound { .. } => 454,
+            BackendError::ChannelNotFound { .. } => code::CHANNEL_NOT_FOUND,
             BackendError::VhostNotFound(_)
             | BackendError::TooManyChannels { .. }
-            | BackendError::Storage { .. } => 597,
+            | BackendError::Storage { .. } => code::INTERNAL_ERROR,
         }
     }
 }

@@ -6,9 +6,11 @@
 //! only when a channel is created.
 
 use crate::name::VhostPath;
+use crate::protocol::backend::BackendReply;
 use crate::protocol::CloseReason;
 use crate::storage::{Change, StorageError};
 
+use super::pending::PendingChange;
 use super::session::SessionKey;
 
 /// The way out to client sessions.
@@ -51,6 +53,20 @@ pub trait Persist {
     fn replicated(&self) -> bool {
         false
     }
+
+    /// Has the cluster commit `change` without blocking this thread, then
+    /// hands the outcome to `completion` (from another thread). The change
+    /// is applied on this node (`Task::Apply`) before the completion runs.
+    /// Called only when [`Persist::replicated`].
+    fn propose(&mut self, change: Change, completion: Completion);
+}
+
+/// Who waits for a change the broker handed to the cluster.
+pub enum Completion {
+    /// A session's `subscribe` (back to the broker as `Task::Replicated`).
+    Session(PendingChange),
+    /// A backend's `OC` / `CC` (`OK`, or `ER 597` when not committed).
+    Backend(BackendReply),
 }
 
 /// Everything the broker may call during one operation.

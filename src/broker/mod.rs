@@ -52,7 +52,7 @@ use std::collections::{HashMap, HashSet};
 pub use auth::SecretCheck;
 pub use backend::{BackendError, NotFound};
 pub use cluster::{ClusterHook, Route};
-pub use io::{Backend, Io, NoWorker, Outlet, Persist};
+pub use io::{Backend, Completion, Io, NoWorker, Outlet, Persist};
 pub use pending::{ChannelOp, Outcome, PendingChange};
 pub use session::SessionKey;
 pub use stats::{BrokerStats, VhostStats};

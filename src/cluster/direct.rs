@@ -11,13 +11,16 @@ use serde_json::value::RawValue;
 use super::shared::{lock, Shared};
 use super::wire::PeerMessage;
 use crate::name::{EventName, SessionId, VhostPath};
-use crate::server::{Handle, Task};
+use crate::node::Inbox;
+use crate::nukleus::webrocket::Task;
+use crate::protocol::backend::code::NO_SUCH_SESSION;
+use crate::protocol::backend::BackendReply;
 
 /// How long a `DS` waits for the other nodes' answers.
 const DIRECT_WAIT: Duration = Duration::from_secs(1);
 
 /// Where a `DS`'s outcome goes.
-type DirectReply = Box<dyn FnOnce(Result<(), u16>) + Send>;
+type DirectReply = BackendReply;
 
 pub(super) struct PendingDirect {
     waiting: usize,
@@ -27,7 +30,7 @@ pub(super) struct PendingDirect {
 impl Shared {
     pub(super) fn on_direct(
         self: &Arc<Self>,
-        handle: &Handle,
+        inbox: &Inbox,
         from: &str,
         request: u64,
         [vhost, sid, event]: [&str; 3],
@@ -56,7 +59,7 @@ impl Shared {
             );
         };
         match parsed {
-            Some((vhost, sid, event, data)) => handle.task(Task::ClusterDirect {
+            Some((vhost, sid, event, data)) => inbox.send(Task::ClusterDirect {
                 vhost,
                 sid,
                 event,
@@ -90,7 +93,7 @@ impl Shared {
         let peers: Vec<String> = inner.membership.up().cloned().collect();
         if peers.is_empty() {
             drop(inner);
-            reply(Err(404));
+            reply(Err(NO_SUCH_SESSION));
             return;
         }
         lock(&self.directs).insert(
@@ -108,7 +111,7 @@ impl Shared {
         self.runtime.spawn(async move {
             tokio::time::sleep(DIRECT_WAIT).await;
             if let Some(pending) = lock(&shared.directs).remove(&request) {
-                (pending.reply)(Err(404));
+                (pending.reply)(Err(NO_SUCH_SESSION));
             }
         });
     }
@@ -125,7 +128,7 @@ impl Shared {
         if done {
             if let Some(pending) = directs.remove(&request) {
                 drop(directs);
-                (pending.reply)(if found { Ok(()) } else { Err(404) });
+                (pending.reply)(if found { Ok(()) } else { Err(NO_SUCH_SESSION) });
             }
         }
     }

@@ -13,6 +13,8 @@ use super::stats::Publisher;
 use super::wire::PeerMessage;
 use crate::broker::{Backend, ClusterHook, NoWorker, Route};
 use crate::name::{ChannelName, EventName, SessionId, VhostPath};
+use crate::nukleus::webrocket::ClusterLink;
+use crate::protocol::backend::BackendReply;
 use crate::stream::CountersManager;
 
 /// A broadcast changes sequencer at most this many times on its way.
@@ -32,21 +34,24 @@ impl BrokerLink {
             publisher: Arc::default(),
         }
     }
+}
 
-    /// Copies the cluster's counters into `manager` (`cluster.*`).
-    pub fn publish(&self, manager: &CountersManager) {
+impl ClusterLink for BrokerLink {
+    fn hook(&self) -> Box<dyn ClusterHook> {
+        Box::new(self.clone())
+    }
+
+    fn publish(&self, manager: &CountersManager) {
         lock(&self.publisher).publish(&self.shared, manager);
     }
 
-    /// A backend's `DS` for a session that is not on this node: asks the
-    /// other nodes; `reply` gets `Ok` or 404.
-    pub fn direct(
+    fn direct(
         &self,
         vhost: &VhostPath,
         sid: &SessionId,
         event: &EventName,
         data: Option<&RawValue>,
-        reply: Box<dyn FnOnce(Result<(), u16>) + Send>,
+        reply: BackendReply,
     ) {
         self.shared.direct(vhost, sid, event, data, reply);
     }

@@ -55,14 +55,15 @@ use tokio::task::JoinHandle;
 use zeromq::{RouterSocket, SocketRecv};
 
 pub use self::hook::{BrokerLink, ClusterBackend};
-use self::shared::{lock, LinkQueues, Settings, Shared};
+use self::shared::{lock, LinkQueues, LocalNode, Settings, Shared};
 pub use self::stats::ClusterStats;
 use self::wire::{Leave, PeerMessage};
-use crate::admin::WorkerDirectory;
 use crate::broker::Backend;
 use crate::config::Config;
+use crate::exchange::WorkerDirectory;
 use crate::guard::{self, GuardLimits};
-use crate::server::{Handle, Task};
+use crate::node::{Changes, Inbox};
+use crate::nukleus::webrocket::Task;
 
 /// Heartbeat period on every link.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -190,18 +191,31 @@ impl Cluster {
         })
     }
 
-    /// Starts talking to peers for the node behind `handle`; `workers`
-    /// counts this node's ready workers for the others. Idempotent.
-    pub fn start(&self, handle: Arc<Handle>, workers: Option<Arc<dyn WorkerDirectory>>) {
+    /// Starts talking to peers for the node behind `inbox` and `changes`
+    /// (this node's changes go through the cluster's log from now on);
+    /// `workers` counts this node's ready workers for the others.
+    /// Idempotent.
+    pub fn start(
+        &self,
+        config: &Config,
+        inbox: &Inbox,
+        changes: &Arc<Changes>,
+        workers: Option<Arc<dyn WorkerDirectory>>,
+    ) {
         let shared = &self.shared;
-        if shared.handle.set(Arc::clone(&handle)).is_err() {
+        let local = LocalNode {
+            inbox: inbox.clone(),
+            changes: Arc::clone(changes),
+        };
+        if shared.local.set(local).is_err() {
             return;
         }
         if let Some(workers) = workers {
             let _ = shared.workers.set(workers);
         }
-        handle.set_cluster(self.clone());
-        handle.task(Task::ClusterJoin(BrokerLink::new(Arc::clone(shared))));
+        inbox.send(Task::ClusterJoin(Box::new(BrokerLink::new(Arc::clone(
+            shared,
+        )))));
         let mut tasks = lock(&self.tasks);
         if let Some(socket) = lock(&self.socket).take() {
             tasks.push(tokio::spawn(receive(Arc::clone(shared), socket)));
@@ -214,15 +228,22 @@ impl Cluster {
             )));
         }
         tasks.push(tokio::spawn(tick(Arc::clone(shared))));
-        let seeds = handle
-            .config
+        let seeds = config
             .cluster
             .seeds
             .iter()
             .map(|s| s.to_string())
             .filter(|s| *s != shared.settings.addr)
             .collect();
-        tasks.extend(raft::RaftNode::start(shared, Arc::clone(&handle), seeds));
+        tasks.extend(raft::RaftNode::start(
+            shared,
+            Arc::clone(changes),
+            seeds,
+            raft::Tuning {
+                snapshot_every: config.cluster.snapshot_every.max(1),
+                storage_dir: config.server.storage_dir.clone(),
+            },
+        ));
         tracing::info!(node = %shared.settings.name, addr = %shared.settings.addr, "cluster started");
     }
 
@@ -393,9 +414,10 @@ async fn tick(shared: Arc<Shared>) {
 
 fn count_workers(shared: &Shared) -> Option<std::collections::BTreeMap<String, u32>> {
     let directory = shared.workers.get()?;
-    let handle = shared.handle.get()?;
-    let vhosts: Vec<crate::name::VhostPath> =
-        handle.with_state(|s| s.vhosts.keys().cloned().collect());
+    let local = shared.local.get()?;
+    let vhosts: Vec<crate::name::VhostPath> = local
+        .changes
+        .with_state(|s| s.vhosts.keys().cloned().collect());
     Some(
         vhosts
             .into_iter()

@@ -14,10 +14,20 @@ use super::mac::{hmac_sha1_hex, same_mac, SeenNonces};
 use super::membership::{Event, LocalInterest, Membership};
 use super::stats::Counters;
 use super::wire::{Heartbeat, Hello, InterestUpdate, Member, PeerMessage};
-use crate::admin::WorkerDirectory;
 use crate::broker::Backend;
+use crate::exchange::WorkerDirectory;
 use crate::name::{ChannelName, VhostPath};
-use crate::server::{Handle, Task};
+use crate::node::{Changes, Inbox};
+use crate::nukleus::webrocket::Task;
+
+/// The node a cluster member serves: its broker's inbox (deliveries,
+/// direct messages) and its durable state (committed changes).
+pub struct LocalNode {
+    /// Work for the broker thread.
+    pub inbox: Inbox,
+    /// The durable state.
+    pub changes: Arc<Changes>,
+}
 
 /// How far a HELLO's clock may be from ours.
 const HELLO_FRESHNESS: Duration = Duration::from_secs(60);
@@ -80,7 +90,7 @@ pub struct Shared {
     /// Counters of cluster traffic.
     pub counters: Counters,
     /// The node, once started.
-    pub handle: OnceLock<Arc<Handle>>,
+    pub local: OnceLock<LocalNode>,
     /// Where triggers from other nodes go (this node's exchange).
     pub local_backend: Mutex<Option<Box<dyn Backend + Send>>>,
     /// Counts this node's ready workers.
@@ -136,7 +146,7 @@ impl Shared {
             }),
             settings,
             counters: Counters::default(),
-            handle: OnceLock::new(),
+            local: OnceLock::new(),
             local_backend: Mutex::new(None),
             workers: OnceLock::new(),
             dial,
@@ -369,7 +379,7 @@ impl Shared {
 
     /// Broadcasts, triggers and direct messages from peer `from`.
     fn on_data(self: &Arc<Self>, from: &str, message: PeerMessage) {
-        let Some(handle) = self.handle.get() else {
+        let Some(local) = self.local.get() else {
             return;
         };
         let names = |vhost: &str, channel: &str| {
@@ -393,7 +403,7 @@ impl Shared {
                 }
                 if let Some((vhost, channel)) = names(&vhost, &channel) {
                     self.counters.deliveries_in.fetch_add(1, Ordering::Relaxed);
-                    handle.task(Task::ClusterDeliver {
+                    local.inbox.send(Task::ClusterDeliver {
                         vhost,
                         channel,
                         delivery,
@@ -408,7 +418,7 @@ impl Shared {
             } => {
                 if let Some((vhost, channel)) = names(&vhost, &channel) {
                     self.counters.forwards_in.fetch_add(1, Ordering::Relaxed);
-                    handle.task(Task::ClusterSequence {
+                    local.inbox.send(Task::ClusterSequence {
                         vhost,
                         channel,
                         delivery,
@@ -441,7 +451,7 @@ impl Shared {
                 sid,
                 event,
                 data,
-            } => self.on_direct(handle, from, request, [&vhost, &sid, &event], data),
+            } => self.on_direct(&local.inbox, from, request, [&vhost, &sid, &event], data),
             PeerMessage::DirectReply { request, found } => self.direct_answered(request, found),
             PeerMessage::RaftRequest { request, body } => {
                 if let Some(raft) = self.raft.get() {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! backend sockets ──> receive task ──> lobby (RD/HB/QT)
-//!                                 └──> Handle::task (BC/OC/CC/DS) ──> broker
+//!                                 └──> Inbox::send (BC/OC/CC/DS) ──> broker
 //! broker thread ── Backend::trigger ──> lobby.pick ──┐
 //! broker thread ── request replies ─────────────────┤ unbounded queue
 //!                                                    v
@@ -27,7 +27,9 @@ use super::lobby::{Lobby, WorkerId};
 use super::stats::{bump, Counters};
 use crate::broker::NoWorker;
 use crate::name::{AccessToken, VhostPath};
-use crate::server::{Handle, Task};
+use crate::node::{Changes, Inbox};
+use crate::nukleus::webrocket::Task;
+use crate::protocol::backend::BackendRequest;
 
 /// How long one write to a backend socket may take before the socket is
 /// treated as failed. Writes normally land in the kernel's buffer at once;
@@ -68,7 +70,8 @@ pub(super) struct Shared {
     pub lobby: Mutex<Lobby>,
     pub out: mpsc::Sender<Outgoing>,
     pub counters: Counters,
-    pub handle: Arc<Handle>,
+    pub inbox: Inbox,
+    pub changes: Arc<Changes>,
     pub settings: Settings,
 }
 
@@ -83,7 +86,7 @@ impl Shared {
     /// The vhost's token now, from the durable state (so a regenerated
     /// token applies to the very next message or trigger).
     fn current_token(&self, vhost: &VhostPath) -> Option<AccessToken> {
-        self.handle
+        self.changes
             .with_state(|state| state.vhosts.get(vhost).map(|v| v.token.clone()))
     }
 
@@ -200,11 +203,11 @@ impl Shared {
         }
     }
 
-    fn on_request(self: &Arc<Self>, identity: &Identity, request: crate::server::BackendRequest) {
+    fn on_request(self: &Arc<Self>, identity: &Identity, request: BackendRequest) {
         bump(&self.counters.requests);
         let shared = Arc::clone(self);
         let to = identity.as_bytes().to_vec();
-        self.handle.task(Task::Backend {
+        self.inbox.send(Task::Backend {
             vhost: identity.vhost().clone(),
             request,
             reply: Box::new(move |result| {

@@ -19,18 +19,8 @@ use serde_json::value::RawValue;
 
 use super::identity::Role;
 use crate::name::{ChannelName, EventName, SessionId};
-use crate::nukleus::webrocket::BackendRequest;
-
-/// `ER 400`: bad request.
-pub const BAD_REQUEST: u16 = 400;
-/// `ER 402`: bad identity or token.
-pub const BAD_IDENTITY: u16 = 402;
-/// `ER 404`: no such session.
-pub const NO_SUCH_SESSION: u16 = 404;
-/// `ER 451`: invalid channel name.
-pub const INVALID_CHANNEL_NAME: u16 = 451;
-/// `ER 597`: internal error.
-pub const INTERNAL_ERROR: u16 = 597;
+pub use crate::protocol::backend::code::*;
+use crate::protocol::backend::BackendRequest;
 
 /// What a backend socket sent.
 #[derive(Debug)]

@@ -11,18 +11,10 @@
 //! # Starting
 //!
 //! The socket is bound before the node starts ([`bind`], so port 0 can be
-//! reported), and starts serving when the node hands over its [`Handle`]
-//! through [`Exchange::backend`], the closure argument of
-//! [`Server::start`](crate::server::Server::start):
-//!
-//! ```no_run
-//! # async fn run(config: webrocket::config::Config) -> std::io::Result<()> {
-//! let (exchange, backend_addr) = webrocket::exchange::bind(&config).await?;
-//! let server = webrocket::server::Server::start(&config, |handle| exchange.backend(handle));
-//! // ... on shutdown:
-//! exchange.shutdown().await;
-//! # Ok(()) }
-//! ```
+//! reported), and starts serving when the node hands over its broker
+//! inbox and durable state through [`Exchange::backend`]
+//! ([`crate::server`] does, when it builds the node). It imports `node`
+//! only: the broker's inbox, the state (tokens).
 //!
 //! # Delivery
 //!
@@ -54,9 +46,51 @@ use crate::broker::{Backend, NoWorker};
 use crate::config::Config;
 use crate::guard::{self, GuardLimits};
 use crate::name::VhostPath;
-use crate::server::Handle;
+use crate::node::{Changes, Inbox};
 
 pub use self::lobby::WorkerInfo;
+
+/// What others learn about this node's backend workers (the admin API's
+/// `list_workers` and `/stats`, the cluster's worker counts): the
+/// exchange implements it.
+pub trait WorkerDirectory: Send + Sync {
+    /// The ready workers of `vhost` on this node right now.
+    fn workers(&self, vhost: &VhostPath) -> Vec<WorkerInfo>;
+
+    /// Counters as `(label, value)`, labelled like the counters files
+    /// (`exchange.triggers_written`), for `/stats` and `/metrics`.
+    fn counters(&self) -> Vec<(String, i64)> {
+        Vec::new()
+    }
+
+    /// Where backends connect, port 0 resolved (`list_nodes`); `None`:
+    /// the configured address.
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+}
+
+impl WorkerDirectory for Exchange {
+    fn workers(&self, vhost: &VhostPath) -> Vec<WorkerInfo> {
+        Exchange::workers(self, vhost)
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(Exchange::local_addr(self))
+    }
+
+    fn counters(&self) -> Vec<(String, i64)> {
+        // The stats serialize to a flat object of numbers; going through
+        // serde keeps this list in step with new fields.
+        let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(self.stats()) else {
+            return Vec::new();
+        };
+        fields
+            .into_iter()
+            .filter_map(|(name, value)| Some((format!("exchange.{name}"), value.as_i64()?)))
+            .collect()
+    }
+}
 pub use self::stats::ExchangeStats;
 
 /// How long [`Exchange::shutdown`] waits for the `QT`s to be written.
@@ -130,18 +164,20 @@ impl Exchange {
         self.inner.local_addr
     }
 
-    /// Starts serving with the node's `handle` (first call) and returns the
-    /// [`Backend`] the broker hands triggers to. Later calls return another
-    /// backend of the same exchange and ignore `handle`.
-    pub fn backend(&self, handle: Arc<Handle>) -> Box<dyn Backend + Send> {
+    /// Starts serving for the node behind `inbox` and `changes` (first
+    /// call) and returns the [`Backend`] the broker hands triggers to.
+    /// Later calls return another backend of the same exchange and ignore
+    /// their arguments.
+    pub fn backend(&self, inbox: &Inbox, changes: &Arc<Changes>) -> Box<dyn Backend + Send> {
         let inner = &self.inner;
         let shared = inner.shared.get_or_init(|| {
-            let (out, inbox) = mpsc::channel(endpoint::OUT_QUEUE);
+            let (out, outgoing) = mpsc::channel(endpoint::OUT_QUEUE);
             let shared = Arc::new(Shared {
                 lobby: Mutex::new(lobby::Lobby::new(inner.max_workers_per_vhost)),
                 out,
                 counters: Default::default(),
-                handle,
+                inbox: inbox.clone(),
+                changes: Arc::clone(changes),
                 settings: inner.settings,
             });
             if let Some((send_half, recv_half)) = lock(&inner.socket).take() {
@@ -151,7 +187,7 @@ impl Exchange {
                         .spawn(endpoint::receive(Arc::clone(&shared), recv_half)),
                     inner
                         .runtime
-                        .spawn(endpoint::send(Arc::clone(&shared), send_half, inbox)),
+                        .spawn(endpoint::send(Arc::clone(&shared), send_half, outgoing)),
                 ];
                 lock(&inner.tasks).extend(tasks);
             }

@@ -1,9 +1,28 @@
 //! The nukleus data path: frames over rings in memory-mapped files, control
-//! commands, the agent runner, and the tcp, ws and echo nuklei.
+//! commands, the agent runner, and the tcp, tls, ws, webrocket and echo
+//! nuklei.
+//!
+//! - [`frame`]: the stream frames (BEGIN, DATA, END, RESET, WINDOW) and
+//!   stream ids; [`command`]: the control commands and responses (layouts
+//!   and byte tests; pure).
+//! - [`control`]: a client of another nukleus's control file (what the
+//!   server and tools use to CAPTURE, ROUTE, BIND...).
+//! - [`plumbing`]: a nukleus's own control file, the streams files it
+//!   captured and routed, and the ring-draining loop they share.
+//! - [`runner`]: agents, thread groups, the signals that wake them.
+//! - [`metrics`]: counters a nukleus publishes; [`slab`]: the slot
+//!   allocator for per-connection state.
+//! - [`tcp`]: sockets (the only sockets of the data path); [`tls`]: rustls
+//!   between tcp and ws; [`ws`]: the WebSocket protocol engine (pure) and
+//!   its nukleus; [`webrocket`]: the broker's nukleus; [`echo`]: an echo
+//!   handler for conformance runs.
 //!
 //! Dependency rule: `frame`, `command` and `ws`'s protocol engine are pure;
 //! only `tcp` touches sockets; everything talks to its neighbours through
-//! [`plumbing`] (streams files) and nothing else.
+//! [`plumbing`] (streams files) and nothing else. The nuklei import the
+//! layers below them only (`broker`, `protocol`, `stream`, `name`,
+//! `limits`); what they need from above is a trait
+//! ([`webrocket::ClusterLink`], [`crate::broker::Persist`]).
 
 pub mod command;
 pub mod control;

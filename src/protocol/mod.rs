@@ -6,10 +6,12 @@
 //!
 //! - [`error`]: [`ErrorId`] (every client-visible error id) and
 //!   [`CloseReason`] (every way a session ends, with its close code).
+//! - [`backend`]: the backend protocol's requests and `ER` codes.
 //! - [`client`]: [`decode`] one client message into a [`Request`].
 //! - [`encode`]: replies, errors, broadcast deliveries, direct messages and
 //!   the trigger payload for workers.
 
+pub mod backend;
 pub mod client;
 pub mod encode;
 pub mod error;

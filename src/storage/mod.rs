@@ -57,3 +57,12 @@ pub use store::{StorageError, Store, StoreOptions, CORRUPT_COPY_FILE, LOG_FILE, 
 
 #[cfg(test)]
 mod crash_tests;
+
+/// The store and the state it holds: the node's durable state, changed
+/// only by committing a [`Change`] to `store` and applying it to `state`.
+pub struct Durable {
+    /// The log on disk.
+    pub store: Store,
+    /// What the log says.
+    pub state: State,
+}

@@ -93,6 +93,11 @@ impl Persist for RecPersist {
     fn replicated(&self) -> bool {
         self.replicated
     }
+
+    // The broker hands changes to the cluster through its outcomes
+    // (`Outcome::Replicate`, `ChannelOp::Replicate`); only the nukleus
+    // around it proposes.
+    fn propose(&mut self, _change: Change, _completion: crate::broker::Completion) {}
 }
 
 pub(super) fn vhost(path: &str) -> VhostPath {

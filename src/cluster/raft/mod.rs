@@ -2,7 +2,7 @@
 //!
 //! - [`files`]: the raft log, vote and snapshot on disk.
 //! - [`store`]: openraft's storage over those files, and the state machine
-//!   (the node's existing store and state, via [`Handle::apply_committed`]).
+//!   (the node's existing store and state, via [`Changes::apply_committed`]).
 //! - [`network`]: openraft's RPCs as `RRQ`/`RRS` peer messages.
 //!
 //! Node ids are a fixed hash of the node name; each raft member's
@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 use super::membership::PeerState;
 use super::shared::{lock, Shared};
 use super::wire::PeerMessage;
-use crate::server::Handle;
+use crate::node::{Changes, Consensus, ConsensusError};
 use crate::storage::Change;
 
 openraft::declare_raft_types!(
@@ -137,6 +137,16 @@ pub struct RaftView {
     pub members: BTreeMap<String, &'static str>,
 }
 
+/// Where and how often raft keeps its files.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Entries between snapshots (`cluster.snapshot_every`, at least 1).
+    pub snapshot_every: u64,
+    /// The node's storage directory (`raft.json`, `raft.log`,
+    /// `raft.snapshot`).
+    pub storage_dir: std::path::PathBuf,
+}
+
 /// This node's raft member: the openraft instance and the RPCs in flight.
 pub struct RaftNode {
     shared: Arc<Shared>,
@@ -148,13 +158,15 @@ pub struct RaftNode {
 }
 
 impl RaftNode {
-    /// Starts raft for the node behind `handle`: opens `raft.json`, starts
-    /// openraft and the membership driver. `seeds`: the configured seed
+    /// Starts raft for the node's durable state `changes`: opens
+    /// `raft.json`, starts openraft and the membership driver, and makes
+    /// itself the way `changes` commits. `seeds`: the configured seed
     /// addresses. Returns the tasks to abort on shutdown.
     pub fn start(
         shared: &Arc<Shared>,
-        handle: Arc<Handle>,
+        changes: Arc<Changes>,
         seeds: Vec<String>,
+        tuning: Tuning,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let name = shared.settings.name.clone();
         let node = Arc::new(RaftNode {
@@ -168,17 +180,19 @@ impl RaftNode {
         if shared.raft.set(Arc::clone(&node)).is_err() {
             return Vec::new();
         }
+        let consensus: Arc<dyn Consensus> = Arc::clone(&node) as Arc<dyn Consensus>;
+        changes.set_consensus(Arc::downgrade(&consensus));
         let started = Instant::now();
         vec![tokio::spawn(async move {
-            match node.open(handle).await {
+            match node.open(changes, tuning).await {
                 Ok(()) => node.drive(seeds, started).await,
                 Err(error) => tracing::error!(%error, "raft did not start; changes are refused"),
             }
         })]
     }
 
-    async fn open(self: &Arc<Self>, handle: Arc<Handle>) -> Result<(), String> {
-        let every = handle.config.cluster.snapshot_every.max(1);
+    async fn open(self: &Arc<Self>, changes: Arc<Changes>, tuning: Tuning) -> Result<(), String> {
+        let every = tuning.snapshot_every;
         let config = openraft::Config {
             cluster_name: "webrocket".into(),
             heartbeat_interval: 250,
@@ -193,7 +207,7 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| e.to_string())?;
-        let store = store::RaftStore::open(handle)?;
+        let store = store::RaftStore::open(changes, &tuning.storage_dir)?;
         store.recover().await?;
         let (log, machine) = openraft::storage::Adaptor::new(store);
         let net = network::Network {
@@ -391,7 +405,7 @@ impl RaftNode {
     /// Commits `change` through the raft leader and waits until it is
     /// applied on this node. Blocks: call it off the runtime's workers
     /// (the admin API does, with `spawn_blocking`).
-    pub fn propose_blocking(self: &Arc<Self>, change: Change) -> Result<(), String> {
+    pub fn propose_blocking(self: &Arc<Self>, change: Change) -> Result<(), ConsensusError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let node = Arc::clone(self);
         self.shared.runtime.spawn(async move {
@@ -399,6 +413,7 @@ impl RaftNode {
         });
         rx.recv_timeout(CHANGE_TIMEOUT + Duration::from_secs(1))
             .unwrap_or_else(|_| Err("the change timed out".into()))
+            .map_err(ConsensusError)
     }
 
     /// Takes node `name` out of the replicated log's members for good
@@ -478,11 +493,11 @@ impl RaftNode {
     pub fn propose_then(
         self: &Arc<Self>,
         change: Change,
-        done: impl FnOnce(Result<(), String>) + Send + 'static,
+        done: impl FnOnce(Result<(), ConsensusError>) + Send + 'static,
     ) {
         let node = Arc::clone(self);
         self.shared.runtime.spawn(async move {
-            done(node.propose(change).await);
+            done(node.propose(change).await.map_err(ConsensusError));
         });
     }
 
@@ -543,6 +558,22 @@ impl RaftNode {
                 .map_err(|e| format!("committed, but not yet applied on this node: {e}"))?;
             return result;
         }
+    }
+}
+
+/// The node's changes go through raft: [`Changes`] holds this (weakly)
+/// once the member starts.
+impl Consensus for RaftNode {
+    fn propose_blocking(self: Arc<Self>, change: Change) -> Result<(), ConsensusError> {
+        RaftNode::propose_blocking(&self, change)
+    }
+
+    fn propose_then(
+        self: Arc<Self>,
+        change: Change,
+        done: Box<dyn FnOnce(Result<(), ConsensusError>) + Send + 'static>,
+    ) {
+        RaftNode::propose_then(&self, change, done);
     }
 }
 

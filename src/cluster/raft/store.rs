@@ -1,13 +1,13 @@
 //! openraft's storage (the v1 `RaftStorage`, split by `Adaptor`): the raft
 //! log, vote and snapshot in the files of [`super::files`], and the state
 //! machine, which is the node's existing [`crate::storage`] state: a
-//! committed entry is applied through [`Handle::apply_committed`] (local
+//! committed entry is applied through [`Changes::apply_committed`] (local
 //! store commit, data path, broker).
 //!
 //! Snapshots are the whole state as JSON, taken every `snapshot_every`
 //! applied changes (`[cluster]`); openraft then drops the log before it
 //! but for as many entries again. A snapshot received from the leader
-//! replaces the state through [`Handle::replace_state`], which tells the
+//! replaces the state through [`Changes::replace_state`], which tells the
 //! broker and the data path what changed.
 
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ use openraft::{
 
 use super::files::{Hard, Membership, RaftFiles, StoredSnapshot};
 use super::{NodeId, TypeConfig};
-use crate::server::Handle;
+use crate::node::Changes;
 use crate::storage::State;
 
 /// What the store holds in memory.
@@ -40,7 +40,7 @@ struct Inner {
 pub struct RaftStore {
     inner: Arc<tokio::sync::Mutex<Inner>>,
     files: Arc<Mutex<RaftFiles>>,
-    handle: Arc<Handle>,
+    changes: Arc<Changes>,
 }
 
 fn io_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -48,10 +48,10 @@ fn io_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<
 }
 
 impl RaftStore {
-    /// Opens (or starts) the raft files of the node behind `handle`.
-    pub fn open(handle: Arc<Handle>) -> Result<RaftStore, String> {
-        let dir = handle.config.server.storage_dir.clone();
-        let (files, loaded) = RaftFiles::open(&dir).map_err(|e| e.to_string())?;
+    /// Opens (or starts) the raft files in `dir` of the node whose durable
+    /// state is `changes`.
+    pub fn open(changes: Arc<Changes>, dir: &std::path::Path) -> Result<RaftStore, String> {
+        let (files, loaded) = RaftFiles::open(dir).map_err(|e| e.to_string())?;
         Ok(RaftStore {
             inner: Arc::new(tokio::sync::Mutex::new(Inner {
                 hard: loaded.hard,
@@ -59,7 +59,7 @@ impl RaftStore {
                 snapshot: loaded.snapshot,
             })),
             files: Arc::new(Mutex::new(files)),
-            handle,
+            changes,
         })
     }
 
@@ -78,8 +78,8 @@ impl RaftStore {
             return Ok(());
         }
         let state: State = serde_json::from_slice(&snapshot.data).map_err(|e| e.to_string())?;
-        let handle = Arc::clone(&self.handle);
-        tokio::task::spawn_blocking(move || handle.replace_state(state))
+        let changes = Arc::clone(&self.changes);
+        tokio::task::spawn_blocking(move || changes.replace_state(state))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
@@ -148,7 +148,7 @@ impl RaftSnapshotBuilder<TypeConfig> for RaftStore {
         // Holding `inner` keeps entries from being applied meanwhile, so
         // the state is exactly the one at `last_applied`.
         let mut inner = self.inner.lock().await;
-        let state = self.handle.with_state(State::clone);
+        let state = self.changes.with_state(State::clone);
         let data = serde_json::to_vec(&state).map_err(|e| io_err(ErrorVerb::Read, e))?;
         let last = inner.hard.last_applied;
         let stored = StoredSnapshot {
@@ -280,12 +280,13 @@ impl RaftStorage<TypeConfig> for RaftStore {
                     Ok(())
                 }
                 EntryPayload::Normal(change) => {
-                    let handle = Arc::clone(&self.handle);
+                    let changes = Arc::clone(&self.changes);
                     let change = change.clone();
                     // Storage fsyncs and data-path commands block.
-                    tokio::task::spawn_blocking(move || handle.apply_committed(change))
+                    tokio::task::spawn_blocking(move || changes.apply_committed(change))
                         .await
                         .map_err(|e| io_err(ErrorVerb::Write, e))?
+                        .map_err(|e| e.to_string())
                 }
             };
             inner.hard.last_applied = Some(entry.log_id);
@@ -320,8 +321,8 @@ impl RaftStorage<TypeConfig> for RaftStore {
         let to_save = stored.clone();
         self.with_files(move |files| files.save_snapshot(&to_save))
             .await?;
-        let handle = Arc::clone(&self.handle);
-        tokio::task::spawn_blocking(move || handle.replace_state(state))
+        let changes = Arc::clone(&self.changes);
+        tokio::task::spawn_blocking(move || changes.replace_state(state))
             .await
             .map_err(|e| io_err(ErrorVerb::Write, e))?
             .map_err(|e| io_err(ErrorVerb::Write, e))?;

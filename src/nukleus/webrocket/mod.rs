@@ -13,13 +13,14 @@ mod stats;
 mod verify;
 
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::outlet::{Overflow, Stream, StreamOutlet};
 use self::verify::Verifier;
 use crate::broker::{
-    Backend, Broker, ChannelOp, Io, NoWorker, Outcome, PendingChange, Persist, SessionKey,
+    Backend, Broker, ChannelOp, ClusterHook, Completion, Io, NoWorker, Outcome, PendingChange,
+    Persist, SessionKey,
 };
 use crate::limits::Limits;
 use crate::name::VhostPath;
@@ -28,8 +29,10 @@ use crate::nukleus::frame::{self, Frame, Reader, StreamId, StreamIds};
 use crate::nukleus::plumbing::{Pending, Plumbing};
 use crate::nukleus::runner::{Agent, Signal, Signals};
 use crate::nukleus::IdMap;
+use crate::protocol::backend::{code, BackendReply, BackendRequest};
 use crate::protocol::CloseReason;
-use crate::storage::{Change, State, StorageError, Store};
+use crate::storage::{Change, State};
+use crate::stream::CountersManager;
 use serde_json::value::RawValue;
 
 const STATS_PERIOD: Duration = Duration::from_millis(200);
@@ -49,11 +52,11 @@ pub enum Task {
         /// What it asks.
         request: BackendRequest,
         /// Called with the outcome, on the broker thread.
-        reply: Reply,
+        reply: BackendReply,
     },
     /// The node joined a cluster: broadcasts are routed and interest
     /// reported through `link` from now on.
-    ClusterJoin(crate::cluster::BrokerLink),
+    ClusterJoin(Box<dyn ClusterLink>),
     /// A broadcast another node ordered, for local subscribers only.
     ClusterDeliver {
         /// Vhost.
@@ -97,86 +100,25 @@ pub enum Task {
     },
 }
 
-/// Where the outcome of a backend request goes: `Ok` or the `ER` code.
-pub type Reply = Box<dyn FnOnce(Result<(), u16>) + Send>;
+/// The cluster as the broker thread sees it (implemented by the cluster;
+/// handed over with [`Task::ClusterJoin`]).
+pub trait ClusterLink: Send {
+    /// The hook the broker routes broadcasts and reports interest through.
+    fn hook(&self) -> Box<dyn ClusterHook>;
 
-/// A request from a backend program.
-#[derive(Debug)]
-pub enum BackendRequest {
-    /// `BC channel event json`.
-    Broadcast {
-        /// Channel.
-        channel: ChannelName,
-        /// Event name.
-        event: EventName,
-        /// Payload (JSON).
-        data: Option<Box<RawValue>>,
-    },
-    /// `OC channel`.
-    OpenChannel(ChannelName),
-    /// `CC channel`.
-    CloseChannel(ChannelName),
-    /// `DS sid event json`.
-    Direct {
-        /// Target session.
-        sid: SessionId,
-        /// Event name.
-        event: EventName,
-        /// Payload (JSON).
-        data: Option<Box<RawValue>>,
-    },
-}
+    /// Copies the cluster's counters into `manager` (`cluster.*`).
+    fn publish(&self, manager: &CountersManager);
 
-/// The durable store and the state it holds, shared by the broker (channels
-/// it creates), the admin API and the exchange (tokens).
-pub struct Durable {
-    /// The log on disk.
-    pub store: Store,
-    /// What the log says.
-    pub state: State,
-}
-
-/// The cluster's replicated log, as the broker thread sees it.
-pub trait Replicator: Send {
-    /// Whether the broker's changes go through the cluster (`false`: they
-    /// are committed to local storage only).
-    fn active(&self) -> bool;
-
-    /// Has the cluster commit `change` without blocking this thread, then
-    /// hands the outcome to `completion` (from another thread). The change
-    /// is applied on this node (`Task::Apply`) before the completion runs.
-    fn propose(&self, change: Change, completion: Completion);
-}
-
-/// Who waits for a change the broker handed to the cluster.
-pub enum Completion {
-    /// A session's `subscribe` ([`Task::Replicated`] back to the broker).
-    Session(PendingChange),
-    /// A backend's `OC` / `CC` (`OK`, or `597` when not committed).
-    Backend(Reply),
-}
-
-/// [`Persist`] over the shared [`Durable`]: the broker's own changes
-/// (channels it creates or closes) are durable here before it answers; on
-/// a cluster they go through the [`Replicator`] instead.
-pub struct SharedStore {
-    durable: Arc<Mutex<Durable>>,
-    replicator: Box<dyn Replicator>,
-}
-
-impl Persist for SharedStore {
-    fn commit(&mut self, change: &Change) -> Result<(), StorageError> {
-        let mut guard = match self.durable.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let Durable { store, state } = &mut *guard;
-        store.commit_and_apply(state, change)
-    }
-
-    fn replicated(&self) -> bool {
-        self.replicator.active()
-    }
+    /// A backend's `DS` for a session that is not on this node: asks the
+    /// other nodes; `reply` gets `Ok` or `ER 404`.
+    fn direct(
+        &self,
+        vhost: &VhostPath,
+        sid: &SessionId,
+        event: &EventName,
+        data: Option<&RawValue>,
+        reply: BackendReply,
+    );
 }
 
 /// The backend until workers exist: nobody takes triggers.
@@ -192,7 +134,7 @@ impl Backend for NoBackend {
 pub struct WebrocketNukleus {
     plumbing: Plumbing,
     broker: Broker,
-    store: SharedStore,
+    persist: Box<dyn Persist + Send>,
     backend: Box<dyn Backend + Send>,
     streams: IdMap<Stream>,
     by_reply: IdMap<i64>,
@@ -204,7 +146,7 @@ pub struct WebrocketNukleus {
     input_window: i64,
     stats: stats::Publisher,
     next_stats: Instant,
-    cluster: Option<crate::cluster::BrokerLink>,
+    cluster: Option<Box<dyn ClusterLink>>,
 }
 
 impl WebrocketNukleus {
@@ -218,20 +160,16 @@ impl WebrocketNukleus {
         signal: Arc<Signal>,
         state: &State,
         limits: &Limits,
-        store: Arc<Mutex<Durable>>,
         tasks: Receiver<Task>,
         backend: Box<dyn Backend + Send>,
-        replicator: Box<dyn Replicator>,
+        persist: Box<dyn Persist + Send>,
     ) -> std::io::Result<Self> {
         let plumbing = Plumbing::create(run_dir, "webrocket", ring_capacity, signals)?;
         let stats = stats::Publisher::new(&plumbing.counters);
         Ok(WebrocketNukleus {
             plumbing,
             broker: Broker::new(state, limits),
-            store: SharedStore {
-                durable: store,
-                replicator,
-            },
+            persist,
             backend,
             streams: IdMap::default(),
             by_reply: IdMap::default(),
@@ -259,7 +197,7 @@ impl WebrocketNukleus {
         let mut io = Io {
             outlet: &mut outlet,
             backend: self.backend.as_mut(),
-            persist: &mut self.store,
+            persist: self.persist.as_mut(),
         };
         let mut outcome = f(&mut self.broker, &mut io);
         let pending = loop {
@@ -274,9 +212,7 @@ impl WebrocketNukleus {
         };
         if let Some(pending) = pending {
             let change = pending.change().clone();
-            self.store
-                .replicator
-                .propose(change, Completion::Session(pending));
+            self.persist.propose(change, Completion::Session(pending));
         }
     }
 
@@ -460,16 +396,15 @@ impl WebrocketNukleus {
                     reply,
                 } => {
                     if let Some(reply) = self.cluster_backend(&vhost, &request, reply) {
-                        let mut result = Err(597);
+                        let mut result = Err(code::INTERNAL_ERROR);
                         self.with_io(|broker, io| {
                             result = backend_request(broker, &vhost, request, io);
                             Outcome::Done
                         });
                         match result {
-                            Ok(ChannelOp::Replicate(change)) => self
-                                .store
-                                .replicator
-                                .propose(change, Completion::Backend(reply)),
+                            Ok(ChannelOp::Replicate(change)) => {
+                                self.persist.propose(change, Completion::Backend(reply))
+                            }
                             Ok(ChannelOp::Done) => reply(Ok(())),
                             Err(code) => reply(Err(code)),
                         }
@@ -496,8 +431,8 @@ impl WebrocketNukleus {
         &mut self,
         vhost: &VhostPath,
         request: &BackendRequest,
-        reply: Reply,
-    ) -> Option<Reply> {
+        reply: BackendReply,
+    ) -> Option<BackendReply> {
         let Some(cluster) = &self.cluster else {
             return Some(reply);
         };
@@ -516,7 +451,7 @@ impl WebrocketNukleus {
     fn cluster_task(&mut self, task: Task) {
         match task {
             Task::ClusterJoin(link) => {
-                self.broker.set_cluster(Box::new(link.clone()));
+                self.broker.set_cluster(link.hook());
                 self.cluster = Some(link);
             }
             Task::ClusterDeliver {
@@ -596,7 +531,7 @@ fn backend_request(
         BackendRequest::Direct { sid, event, data } => broker
             .direct(vhost, &sid, &event, data.as_deref(), io)
             .map(|()| ChannelOp::Done)
-            .map_err(|_| 404),
+            .map_err(|_| code::NO_SUCH_SESSION),
     }
 }
 

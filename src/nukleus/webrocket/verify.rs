@@ -123,6 +123,8 @@ mod tests {
         fn commit(&mut self, _change: &Change) -> Result<(), StorageError> {
             Ok(())
         }
+
+        fn propose(&mut self, _change: Change, _completion: crate::broker::Completion) {}
     }
 
     /// Vhost `/v` with user `u`, whose secret is `s`.
