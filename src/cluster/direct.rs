@@ -33,21 +33,17 @@ impl Shared {
         inbox: &Inbox,
         from: &str,
         request: u64,
-        [vhost, sid, event]: [&str; 3],
+        (vhost, sid, event): (VhostPath, SessionId, EventName),
         data: Option<String>,
     ) {
-        let parsed = (|| {
-            let data = match data {
-                Some(text) => Some(RawValue::from_string(text).ok()?),
-                None => None,
-            };
-            Some((
-                VhostPath::parse(vhost).ok()?,
-                SessionId::parse(sid).ok()?,
-                EventName::parse(event).ok()?,
-                data,
-            ))
-        })();
+        // The names were checked when the message was decoded; the payload
+        // must still be JSON.
+        let parsed = match data {
+            Some(text) => RawValue::from_string(text)
+                .ok()
+                .map(|data| (vhost, sid, event, Some(data))),
+            None => Some((vhost, sid, event, None)),
+        };
         let shared = Arc::clone(self);
         let from = from.to_owned();
         let answer = move |found: bool| {
@@ -84,9 +80,9 @@ impl Shared {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let message = PeerMessage::Direct {
             request,
-            vhost: vhost.as_str().to_owned(),
-            sid: sid.as_str().to_owned(),
-            event: event.as_str().to_owned(),
+            vhost: vhost.clone(),
+            sid: sid.clone(),
+            event: event.clone(),
             data: data.map(|d| d.get().to_owned()),
         };
         let mut inner = self.inner();

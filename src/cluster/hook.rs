@@ -73,8 +73,8 @@ impl ClusterHook for BrokerLink {
             .to_owned();
         if sequencer == shared.settings.name {
             let message = PeerMessage::Deliver {
-                vhost: vhost.as_str().to_owned(),
-                channel: channel.as_str().to_owned(),
+                vhost: vhost.clone(),
+                channel: channel.clone(),
                 delivery: delivery.to_vec(),
             };
             for peer in inner
@@ -95,8 +95,8 @@ impl ClusterHook for BrokerLink {
             return Route::Remote;
         }
         let message = PeerMessage::Forward {
-            vhost: vhost.as_str().to_owned(),
-            channel: channel.as_str().to_owned(),
+            vhost: vhost.clone(),
+            channel: channel.clone(),
             hops: hops + 1,
             delivery: delivery.to_vec(),
         };
@@ -163,7 +163,7 @@ impl Backend for ClusterBackend {
             return Ok(());
         }
         let message = PeerMessage::Trigger {
-            vhost: vhost.as_str().to_owned(),
+            vhost: vhost.clone(),
             hops: 0,
             payload: payload.to_vec(),
         };

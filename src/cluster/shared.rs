@@ -16,7 +16,7 @@ use super::stats::Counters;
 use super::wire::{Heartbeat, Hello, InterestUpdate, Member, PeerMessage};
 use crate::broker::Backend;
 use crate::exchange::WorkerDirectory;
-use crate::name::{ChannelName, VhostPath};
+use crate::name::VhostPath;
 use crate::node::{Changes, Inbox};
 use crate::nukleus::webrocket::Task;
 
@@ -382,33 +382,29 @@ impl Shared {
         let Some(local) = self.local.get() else {
             return;
         };
-        let names = |vhost: &str, channel: &str| {
-            Some((
-                VhostPath::parse(vhost).ok()?,
-                ChannelName::parse(channel).ok()?,
-            ))
-        };
         match message {
             PeerMessage::Deliver {
                 vhost,
                 channel,
                 delivery,
             } => {
-                let sequencer = self.inner().membership.sequencer(&vhost, &channel) == from;
+                let sequencer = self
+                    .inner()
+                    .membership
+                    .sequencer(vhost.as_str(), channel.as_str())
+                    == from;
                 if !sequencer {
                     self.counters
                         .dropped_not_sequencer
                         .fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                if let Some((vhost, channel)) = names(&vhost, &channel) {
-                    self.counters.deliveries_in.fetch_add(1, Ordering::Relaxed);
-                    local.inbox.send(Task::ClusterDeliver {
-                        vhost,
-                        channel,
-                        delivery,
-                    });
-                }
+                self.counters.deliveries_in.fetch_add(1, Ordering::Relaxed);
+                local.inbox.send(Task::ClusterDeliver {
+                    vhost,
+                    channel,
+                    delivery,
+                });
             }
             PeerMessage::Forward {
                 vhost,
@@ -416,15 +412,13 @@ impl Shared {
                 hops,
                 delivery,
             } => {
-                if let Some((vhost, channel)) = names(&vhost, &channel) {
-                    self.counters.forwards_in.fetch_add(1, Ordering::Relaxed);
-                    local.inbox.send(Task::ClusterSequence {
-                        vhost,
-                        channel,
-                        delivery,
-                        hops,
-                    });
-                }
+                self.counters.forwards_in.fetch_add(1, Ordering::Relaxed);
+                local.inbox.send(Task::ClusterSequence {
+                    vhost,
+                    channel,
+                    delivery,
+                    hops,
+                });
             }
             PeerMessage::Trigger {
                 vhost,
@@ -432,11 +426,9 @@ impl Shared {
                 payload,
             } => {
                 self.counters.triggers_in.fetch_add(1, Ordering::Relaxed);
-                let taken = VhostPath::parse(&vhost).ok().is_some_and(|vhost| {
-                    lock(&self.local_backend)
-                        .as_mut()
-                        .is_some_and(|b| b.trigger(&vhost, &payload).is_ok())
-                });
+                let taken = lock(&self.local_backend)
+                    .as_mut()
+                    .is_some_and(|b| b.trigger(&vhost, &payload).is_ok());
                 // No worker here after all (the counts are a heartbeat
                 // old): passed on once to another node that has some.
                 let passed = !taken && hops == 0 && self.pass_on(from, vhost.clone(), payload);
@@ -451,7 +443,7 @@ impl Shared {
                 sid,
                 event,
                 data,
-            } => self.on_direct(&local.inbox, from, request, [&vhost, &sid, &event], data),
+            } => self.on_direct(&local.inbox, from, request, (vhost, sid, event), data),
             PeerMessage::DirectReply { request, found } => self.direct_answered(request, found),
             PeerMessage::RaftRequest { request, body } => {
                 if let Some(raft) = self.raft.get() {
@@ -472,11 +464,11 @@ impl Shared {
 
     /// Sends a trigger no worker here took to another node with ready
     /// workers (not `from`); whether one took it on its link.
-    fn pass_on(&self, from: &str, vhost: String, payload: Vec<u8>) -> bool {
+    fn pass_on(&self, from: &str, vhost: VhostPath, payload: Vec<u8>) -> bool {
         let mut inner = self.inner();
         let peers: Vec<String> = inner
             .membership
-            .worker_counts(&vhost)
+            .worker_counts(vhost.as_str())
             .into_iter()
             .map(|(name, _)| name)
             .filter(|name| name != from)

@@ -22,6 +22,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::name::{ChannelName, EventName, NameError, SessionId, VhostPath};
+
 /// Largest number of frames a peer message has.
 const MAX_FRAMES: usize = 6;
 
@@ -37,9 +39,9 @@ pub enum PeerMessage {
     /// `FWD`.
     Forward {
         /// Vhost path.
-        vhost: String,
+        vhost: VhostPath,
         /// Channel name.
-        channel: String,
+        channel: ChannelName,
         /// Nodes crossed so far, this one included.
         hops: u8,
         /// The encoded client message.
@@ -48,16 +50,16 @@ pub enum PeerMessage {
     /// `DLV`.
     Deliver {
         /// Vhost path.
-        vhost: String,
+        vhost: VhostPath,
         /// Channel name.
-        channel: String,
+        channel: ChannelName,
         /// The encoded client message.
         delivery: Vec<u8>,
     },
     /// `TRG`.
     Trigger {
         /// Vhost path.
-        vhost: String,
+        vhost: VhostPath,
         /// Times it was passed on already (a node without a ready worker
         /// passes a trigger on once).
         hops: u8,
@@ -69,11 +71,11 @@ pub enum PeerMessage {
         /// Matches the `DSR`.
         request: u64,
         /// The requesting backend's vhost.
-        vhost: String,
+        vhost: VhostPath,
         /// Target session id.
-        sid: String,
+        sid: SessionId,
         /// Event name.
-        event: String,
+        event: EventName,
         /// The JSON payload, if any.
         data: Option<String>,
     },
@@ -200,6 +202,17 @@ fn text(frame: &[u8], tag: &'static str) -> Result<String, WireError> {
         .map_err(|_| WireError::Field(tag))
 }
 
+/// A name field, validated as it is decoded: a peer's message with a bad
+/// name is refused here, not carried further.
+fn name<T>(
+    frame: &[u8],
+    tag: &'static str,
+    parse: impl Fn(&str) -> Result<T, NameError>,
+) -> Result<T, WireError> {
+    let text = std::str::from_utf8(frame).map_err(|_| WireError::Field(tag))?;
+    parse(text).map_err(|_| WireError::Field(tag))
+}
+
 fn json<T: for<'de> Deserialize<'de>>(frame: &[u8], tag: &'static str) -> Result<T, WireError> {
     serde_json::from_slice(frame).map_err(|e| WireError::Json {
         tag,
@@ -227,8 +240,8 @@ impl PeerMessage {
                 delivery,
             } => vec![
                 b("FWD"),
-                b(vhost),
-                b(channel),
+                b(vhost.as_str()),
+                b(channel.as_str()),
                 vec![*hops],
                 delivery.clone(),
             ],
@@ -236,12 +249,17 @@ impl PeerMessage {
                 vhost,
                 channel,
                 delivery,
-            } => vec![b("DLV"), b(vhost), b(channel), delivery.clone()],
+            } => vec![
+                b("DLV"),
+                b(vhost.as_str()),
+                b(channel.as_str()),
+                delivery.clone(),
+            ],
             PeerMessage::Trigger {
                 vhost,
                 hops,
                 payload,
-            } => vec![b("TRG"), b(vhost), vec![*hops], payload.clone()],
+            } => vec![b("TRG"), b(vhost.as_str()), vec![*hops], payload.clone()],
             PeerMessage::Direct {
                 request,
                 vhost,
@@ -251,9 +269,9 @@ impl PeerMessage {
             } => vec![
                 b("DS"),
                 request.to_be_bytes().to_vec(),
-                b(vhost),
-                b(sid),
-                b(event),
+                b(vhost.as_str()),
+                b(sid.as_str()),
+                b(event.as_str()),
                 data.as_deref().map(b).unwrap_or_default(),
             ],
             PeerMessage::DirectReply { request, found } => {
@@ -303,26 +321,26 @@ impl PeerMessage {
             (b"INT", 2) => PeerMessage::Interest(json(f[1], "INT")?),
             (b"LEAVE", 2) => PeerMessage::Leave(json(f[1], "LEAVE")?),
             (b"FWD", 5) => PeerMessage::Forward {
-                vhost: text(f[1], "vhost")?,
-                channel: text(f[2], "channel")?,
+                vhost: name(f[1], "vhost", VhostPath::parse)?,
+                channel: name(f[2], "channel", ChannelName::parse)?,
                 hops: *f[3].first().ok_or(WireError::Field("hops"))?,
                 delivery: f[4].to_vec(),
             },
             (b"DLV", 4) => PeerMessage::Deliver {
-                vhost: text(f[1], "vhost")?,
-                channel: text(f[2], "channel")?,
+                vhost: name(f[1], "vhost", VhostPath::parse)?,
+                channel: name(f[2], "channel", ChannelName::parse)?,
                 delivery: f[3].to_vec(),
             },
             (b"TRG", 4) => PeerMessage::Trigger {
-                vhost: text(f[1], "vhost")?,
+                vhost: name(f[1], "vhost", VhostPath::parse)?,
                 hops: *f[2].first().ok_or(WireError::Field("hops"))?,
                 payload: f[3].to_vec(),
             },
             (b"DS", 6) => PeerMessage::Direct {
                 request: request(f[1])?,
-                vhost: text(f[2], "vhost")?,
-                sid: text(f[3], "sid")?,
-                event: text(f[4], "event")?,
+                vhost: name(f[2], "vhost", VhostPath::parse)?,
+                sid: name(f[3], "sid", SessionId::parse)?,
+                event: name(f[4], "event", EventName::parse)?,
                 data: Some(text(f[5], "data")?).filter(|d| !d.is_empty()),
             },
             (b"DSR", 3) => PeerMessage::DirectReply {
@@ -345,6 +363,29 @@ impl PeerMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn vhost() -> VhostPath {
+        VhostPath::parse("/chat").unwrap()
+    }
+
+    #[test]
+    fn names_are_checked_as_they_are_decoded() {
+        let bad = [
+            vec![&b"DLV"[..], b"no-slash", b"news", b"{}"],
+            vec![&b"FWD"[..], b"/chat", b"bad channel!", &[0], b"{}"],
+            vec![&b"TRG"[..], b"", &[0], b"{}"],
+            vec![&b"DS"[..], &[0; 8], b"/chat", b"not-a-sid", b"e", b""],
+            vec![&b"DS"[..], &[0; 8], b"/chat", SID.as_bytes(), b"", b""],
+        ];
+        for frames in bad {
+            assert!(
+                matches!(PeerMessage::decode(&frames), Err(WireError::Field(_))),
+                "{frames:?}"
+            );
+        }
+    }
 
     fn round_trip(message: PeerMessage) {
         let frames = message.encode();
@@ -376,33 +417,33 @@ mod tests {
             remove: vec![],
         }));
         round_trip(PeerMessage::Forward {
-            vhost: "/chat".into(),
-            channel: "news".into(),
+            vhost: vhost(),
+            channel: ChannelName::parse("news").unwrap(),
             hops: 1,
             delivery: b"{\"e\":{}}".to_vec(),
         });
         round_trip(PeerMessage::Deliver {
-            vhost: "/chat".into(),
-            channel: "news".into(),
+            vhost: vhost(),
+            channel: ChannelName::parse("news").unwrap(),
             delivery: vec![0, 1, 2],
         });
         round_trip(PeerMessage::Trigger {
-            vhost: "/chat".into(),
+            vhost: vhost(),
             hops: 1,
             payload: b"{}".to_vec(),
         });
         round_trip(PeerMessage::Direct {
             request: u64::MAX - 3,
-            vhost: "/chat".into(),
-            sid: "0123".into(),
-            event: "hi".into(),
+            vhost: vhost(),
+            sid: SessionId::parse(SID).unwrap(),
+            event: EventName::parse("hi").unwrap(),
             data: Some("{\"a\":1}".into()),
         });
         round_trip(PeerMessage::Direct {
             request: 1,
-            vhost: "/chat".into(),
-            sid: "0123".into(),
-            event: "hi".into(),
+            vhost: vhost(),
+            sid: SessionId::parse(SID).unwrap(),
+            event: EventName::parse("hi").unwrap(),
             data: None,
         });
         round_trip(PeerMessage::DirectReply {
