@@ -123,6 +123,17 @@ fn control_files_answer_commands_from_another_process() {
     let mut ws = Controller::open(&server.run_dir, "ws", None).expect("open ws control");
     assert!(ws.call(Command::Prepare(&[]), T).is_err());
     assert!(ws.call(Command::Unbind(999), T).is_err());
+    // A command type no nukleus knows is answered with ERROR, not silence.
+    for (nukleus, controller) in [("tcp", &mut tcp), ("ws", &mut ws)] {
+        let correlation = controller.send_raw(0x7e, b"what").expect("sent");
+        assert!(
+            matches!(
+                controller.wait(0x7e, correlation, T),
+                Err(ControlError::Refused { .. })
+            ),
+            "{nukleus}"
+        );
+    }
 }
 
 const TIMEOUTS_CONFIG: &str = r#"

@@ -112,8 +112,13 @@ pub enum Decoded<'a> {
         /// Why.
         error: FrameError,
     },
-    /// Not a command type we know (or too short to carry a correlation id):
-    /// ignored.
+    /// A command type this protocol does not define: answer ERROR, so the
+    /// sender does not wait for a response that never comes.
+    Unknown {
+        /// Echoed in the ERROR response.
+        correlation: i64,
+    },
+    /// Too short to carry a correlation id: nobody to answer; ignored.
     Ignored,
 }
 
@@ -136,7 +141,7 @@ pub fn decode(type_id: i32, body: &[u8]) -> Decoded<'_> {
         UNBIND => r.i64().map(Command::Unbind),
         PREPARE => Ok(Command::Prepare(r.rest())),
         UNPREPARE => r.i64().map(Command::Unprepare),
-        _ => return Decoded::Ignored,
+        _ => return Decoded::Unknown { correlation },
     };
     match command {
         Ok(command) => Decoded::Command {
@@ -276,8 +281,12 @@ mod tests {
     }
 
     #[test]
-    fn unknown_types_are_ignored_and_bad_bodies_are_errors() {
-        assert_eq!(decode(0x55, &[0; 16]), Decoded::Ignored);
+    fn unknown_types_and_bad_bodies_are_errors() {
+        let mut unknown = 77i64.to_le_bytes().to_vec();
+        unknown.extend_from_slice(&[0; 8]);
+        assert_eq!(decode(0x55, &unknown), Decoded::Unknown { correlation: 77 });
+        // Nothing to answer without a correlation id.
+        assert_eq!(decode(0x55, &[1, 2]), Decoded::Ignored);
         assert_eq!(decode(CAPTURE, &[1, 2]), Decoded::Ignored);
         assert!(matches!(
             decode(CAPTURE, &[5, 0, 0, 0, 0, 0, 0, 0, 9, b'x']),

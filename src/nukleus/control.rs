@@ -78,14 +78,31 @@ impl Controller {
         let correlation = self.client.commands.next_correlation_id();
         self.scratch.clear();
         command.encode(correlation, &mut self.scratch);
+        self.write(command.type_id())?;
+        Ok(correlation)
+    }
+
+    /// Sends a record of any `type_id` with `args` after the correlation
+    /// id (a tool speaking a newer command set, or a test of what an
+    /// unknown command gets) and returns the correlation id.
+    pub fn send_raw(&mut self, type_id: i32, args: &[u8]) -> Result<i64, ControlError> {
+        let correlation = self.client.commands.next_correlation_id();
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&correlation.to_le_bytes());
+        self.scratch.extend_from_slice(args);
+        self.write(type_id)?;
+        Ok(correlation)
+    }
+
+    fn write(&mut self, type_id: i32) -> Result<(), ControlError> {
         self.client
             .commands
-            .write(command.type_id(), &[&self.scratch])
+            .write(type_id, &[&self.scratch])
             .map_err(|_| ControlError::Full(self.nukleus.clone()))?;
         if let Some(signal) = &self.signal {
             signal.wake();
         }
-        Ok(correlation)
+        Ok(())
     }
 
     /// Waits for the response to `correlation`.

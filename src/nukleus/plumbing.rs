@@ -143,6 +143,11 @@ impl Plumbing {
         for (type_id, body) in std::mem::take(&mut self.pending) {
             let (correlation, command) = match command::decode(type_id, &body) {
                 Decoded::Ignored => continue,
+                Decoded::Unknown { correlation } => {
+                    tracing::warn!(nukleus = %self.name, type_id, "unknown command type");
+                    self.respond(Response::error(correlation));
+                    continue;
+                }
                 Decoded::Malformed { correlation, error } => {
                     tracing::warn!(nukleus = %self.name, %error, "malformed command");
                     self.respond(Response::error(correlation));
