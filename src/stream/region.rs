@@ -13,7 +13,10 @@
 //! - **Atomic accessors** (`load_*`, `store_*`, `compare_exchange_i64`,
 //!   `fetch_add_i64`, `load_words`, `store_words`) may race with anything
 //!   else that also uses atomic accessors: that is their purpose.
-//! - **Plain accessors** (`window`, `window_mut`, `zero`; crate-private) require that the caller *owns* the bytes for as
+//! - **Plain accessors** (`window`, `window_mut`, `zero`) are private to
+//!   the `stream` module (their soundness rests on the ring protocol of
+//!   `stream::ring`, so no code outside it can call them) and require that
+//!   the caller *owns* the bytes for as
 //!   long as it uses them: no other thread or process writes them meanwhile
 //!   (and, for the `mut` forms, nobody reads them either). The ring protocol
 //!   guarantees this: a writer owns what it claimed until it publishes, the
@@ -205,7 +208,7 @@ impl Region {
     ///
     /// Contract: the caller owns these bytes while the borrow lives - no
     /// thread or process writes them (module docs).
-    pub(crate) fn window(&self, offset: usize, len: usize) -> &[u8] {
+    pub(super) fn window(&self, offset: usize, len: usize) -> &[u8] {
         let ptr = self.check(offset, len, 1);
         // SAFETY: in bounds (checked) and valid while `&self` keeps the map
         // alive; no concurrent writer by the ownership contract above.
@@ -218,7 +221,7 @@ impl Region {
     /// lives - nobody else reads or writes them, and the caller holds no
     /// other window over them (module docs).
     #[allow(clippy::mut_from_ref)] // shared memory: exclusivity is by protocol
-    pub(crate) fn window_mut(&self, offset: usize, len: usize) -> &mut [u8] {
+    pub(super) fn window_mut(&self, offset: usize, len: usize) -> &mut [u8] {
         let ptr = self.check(offset, len, 1);
         // SAFETY: in bounds (checked) and valid while `&self` keeps the map
         // alive; exclusive by the ownership contract above.
@@ -226,7 +229,7 @@ impl Region {
     }
 
     /// Sets `len` bytes at `offset` to zero. Contract: as `window_mut`.
-    pub(crate) fn zero(&self, offset: usize, len: usize) {
+    pub(super) fn zero(&self, offset: usize, len: usize) {
         let ptr = self.check(offset, len, 1);
         // SAFETY: in bounds (checked); exclusive by contract.
         unsafe { std::ptr::write_bytes(ptr, 0, len) }
