@@ -28,14 +28,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 const GREETING_LEN: u64 = 64;
-/// How long a write to a peer may wait for it to read, and how long a new
-/// peer has to greet.
-pub const SLOW_PEER: std::time::Duration = std::time::Duration::from_secs(5);
-/// Connections one guarded port relays at once (each costs two sockets
-/// and 24 KiB of buffers).
-pub const MAX_CONNECTIONS: usize = 4096;
-/// Of those, from one IP address: one host cannot take every slot.
-pub const MAX_PER_IP: usize = MAX_CONNECTIONS / 4;
+pub use crate::limits::{
+    GUARD_MAX_CONNECTIONS as MAX_CONNECTIONS, GUARD_MAX_FRAMES as MAX_FRAMES,
+    GUARD_MAX_PER_IP as MAX_PER_IP, GUARD_SLOW_PEER as SLOW_PEER,
+};
 const MORE: u8 = 0x01;
 const LONG: u8 = 0x02;
 const COMMAND: u8 = 0x04;
@@ -205,10 +201,6 @@ impl FrameCheck {
 
 /// Called for each connection the guard cuts (to count it).
 pub type OnCut = Arc<dyn Fn() + Send + Sync>;
-
-/// Most frames in one message on a server port (the longest backend or
-/// peer command has five).
-pub const MAX_FRAMES: u32 = 64;
 
 impl GuardLimits {
     /// The server's limits for a port whose messages and frames stay under

@@ -276,6 +276,57 @@ impl Limits {
     }
 }
 
+// Fixed bounds: not configurable, because they protect the server's own
+// machinery rather than shape a deployment, but kept here with the others
+// so that every number the server enforces is in one file.
+
+/// Connections one guarded ZeroMQ port (backend, cluster) relays at once;
+/// each costs two sockets and 24 KiB of buffers. Beyond it a new
+/// connection is closed at once.
+pub const GUARD_MAX_CONNECTIONS: usize = 4096;
+
+/// Of [`GUARD_MAX_CONNECTIONS`], from one IP address: one host cannot take
+/// every slot. Beyond it that host's new connections are closed at once.
+pub const GUARD_MAX_PER_IP: usize = GUARD_MAX_CONNECTIONS / 4;
+
+/// How long a guarded write to a ZeroMQ peer may wait for it to read, and
+/// how long a new peer has to greet. Slower: the connection is cut.
+pub const GUARD_SLOW_PEER: Duration = Duration::from_secs(5);
+
+/// Most frames in one ZeroMQ message on a server port (the longest backend
+/// or peer command has six). More: the connection is cut.
+pub const GUARD_MAX_FRAMES: u32 = 64;
+
+/// The longest `<uuid>` part of a backend identity. A textual UUID is 36
+/// bytes; some clients use other unique strings. Longer: `ER 402`.
+pub const MAX_BACKEND_UUID_LEN: usize = 64;
+
+/// How long one write to a backend socket may take before the socket is
+/// treated as failed (its trigger goes to the next ready worker).
+pub const BACKEND_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Messages waiting for the exchange's send task. Full: answers are
+/// dropped (`exchange.dropped_replies`) and triggers refused as if no
+/// worker were ready, rather than queued without end.
+pub const BACKEND_OUT_QUEUE: usize = 65_536;
+
+/// Broadcasts and triggers queued per cluster link. Full: new ones to
+/// that peer are dropped and counted (`cluster.dropped_full`).
+pub const CLUSTER_LINK_QUEUE: usize = 65_536;
+
+/// Nonces of peers' HELLOs remembered against replays; the oldest are
+/// forgotten first (a HELLO is also refused when its clock is off).
+pub const CLUSTER_REMEMBERED_NONCES: usize = 4096;
+
+/// Largest record payload of the storage log. A change is a few hundred
+/// bytes; a larger length field is corruption, not a record to allocate
+/// for (the tail is cut off at open).
+pub const MAX_LOG_RECORD: usize = MIB;
+
+/// Largest raft snapshot record: far beyond any real state, small enough
+/// that a corrupt length is not allocated for (the snapshot is refused).
+pub const MAX_RAFT_SNAPSHOT: usize = GIB;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,8 +58,7 @@ pub struct SeenNonces {
     recent: VecDeque<String>,
 }
 
-/// How many nonces [`SeenNonces`] remembers.
-const REMEMBERED: usize = 4096;
+use crate::limits::CLUSTER_REMEMBERED_NONCES as REMEMBERED;
 
 impl SeenNonces {
     /// Records `nonce`; `false` if it was seen already.

@@ -69,8 +69,7 @@ use crate::nukleus::webrocket::Task;
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// Silence after which a peer is down.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(3);
-/// Broadcasts and triggers queued per link before new ones are dropped.
-pub const LINK_QUEUE: usize = 65_536;
+pub use crate::limits::CLUSTER_LINK_QUEUE as LINK_QUEUE;
 /// How often liveness is checked and ready workers are counted.
 const TICK: Duration = Duration::from_millis(100);
 const MIB: u64 = 1 << 20;

@@ -31,17 +31,13 @@ use crate::node::{Changes, Inbox};
 use crate::nukleus::webrocket::Task;
 use crate::protocol::backend::BackendRequest;
 
-/// How long one write to a backend socket may take before the socket is
-/// treated as failed. Writes normally land in the kernel's buffer at once;
-/// only a worker that stopped reading makes them wait.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+// Writes normally land in the kernel's buffer at once; only a worker that
+// stopped reading makes them wait.
+pub use crate::limits::BACKEND_WRITE_TIMEOUT as WRITE_TIMEOUT;
 
-/// Messages waiting for the send task at most. A backend that floods the
-/// exchange with requests while not reading its answers (each write then
-/// waits [`WRITE_TIMEOUT`]) fills it; from then on answers are dropped
-/// (`dropped_replies`) and triggers refused as if no worker were ready,
-/// rather than queued without end.
-pub const OUT_QUEUE: usize = 65_536;
+// A backend that floods the exchange with requests while not reading its
+// answers (each write then waits the write timeout) fills the queue.
+pub use crate::limits::BACKEND_OUT_QUEUE as OUT_QUEUE;
 
 /// Work for the send task.
 pub(super) enum Outgoing {

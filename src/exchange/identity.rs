@@ -12,9 +12,7 @@ use std::fmt;
 
 use crate::name::{AccessToken, VhostPath, ACCESS_TOKEN_LEN};
 
-/// The longest `<uuid>` part accepted. A textual UUID is 36 bytes; some
-/// clients use other unique strings, so allow a little more.
-pub const MAX_UUID_LEN: usize = 64;
+pub use crate::limits::MAX_BACKEND_UUID_LEN as MAX_UUID_LEN;
 
 /// What kind of backend socket an identity names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

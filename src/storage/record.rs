@@ -23,9 +23,7 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"WRSTSNP\x01";
 pub const HEADER_LEN: usize = 16;
 /// Bytes of a record header (length and checksum).
 pub const RECORD_HEADER_LEN: usize = 8;
-/// Largest log record payload. A change is a few hundred bytes; a larger
-/// length field is corruption, not a record to allocate for.
-pub const MAX_LOG_RECORD: usize = 1 << 20;
+pub use crate::limits::MAX_LOG_RECORD;
 
 /// A file header with `magic` and `generation`.
 pub fn encode_header(magic: [u8; 8], generation: u64) -> [u8; HEADER_LEN] {

@@ -44,9 +44,7 @@ pub const LOG_FILE: &str = "raft.log";
 pub const SNAPSHOT_FILE: &str = "raft.snapshot";
 /// Magic of `raft.log`; the last byte is the format version.
 pub const LOG_MAGIC: [u8; 8] = *b"WRRFLOG\x01";
-/// Largest snapshot state record: far beyond any real state, small enough
-/// that a corrupt length is not allocated for.
-const MAX_SNAPSHOT: usize = 1 << 30;
+use crate::limits::MAX_RAFT_SNAPSHOT as MAX_SNAPSHOT;
 
 /// Raft's membership as stored.
 pub type Membership = StoredMembership<NodeId, openraft::BasicNode>;
