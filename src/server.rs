@@ -77,7 +77,7 @@ pub enum StartError {
     Thread(std::io::Error),
     /// The TLS certificate or key.
     #[error("tls: {0}")]
-    Tls(String),
+    Tls(#[from] tls::TlsError),
     /// The backend exchange's or the admin API's port.
     #[error("{what} {addr}: {source}")]
     Bind {
@@ -278,7 +278,7 @@ impl Server {
             nuklei.push(Box::new(echo));
         }
         if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
-            let tls_config = tls::load_config(cert, key).map_err(StartError::Tls)?;
+            let tls_config = tls::load_config(cert, key)?;
             let tls = TlsNukleus::new(&run_dir, ring, Arc::clone(&signals), tls_config)
                 .map_err(run_error)?;
             nuklei.push(Box::new(tls));

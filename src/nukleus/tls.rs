@@ -35,32 +35,50 @@ const WINDOW: i64 = 64 * 1024;
 const RECORD_PADDING: i32 = 64;
 const PLAIN_CHUNK: usize = 16 * 1024;
 
+/// Why a certificate or key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or holds no usable PEM item.
+    #[error("{path}: {reason}")]
+    File {
+        /// Which file.
+        path: std::path::PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// rustls refused the certificate and key.
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+}
+
 /// Loads a certificate chain and private key (PEM) into a server config.
 pub fn load_config(
     cert: &std::path::Path,
     key: &std::path::Path,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let bad = |p: &std::path::Path, reason: String| TlsError::File {
+        path: p.to_path_buf(),
+        reason,
+    };
     let open = |p: &std::path::Path| {
         std::fs::File::open(p)
             .map(std::io::BufReader::new)
-            .map_err(|e| format!("{}: {e}", p.display()))
+            .map_err(|e| bad(p, e.to_string()))
     };
     let certs = rustls_pemfile::certs(&mut open(cert)?)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
+        .map_err(|e| bad(cert, e.to_string()))?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate found", cert.display()));
+        return Err(bad(cert, "no certificate found".into()));
     }
-    let key = rustls_pemfile::private_key(&mut open(key)?)
-        .map_err(|e| format!("{}: {e}", key.display()))?
-        .ok_or_else(|| format!("{}: no private key found", key.display()))?;
+    let key_der = rustls_pemfile::private_key(&mut open(key)?)
+        .map_err(|e| bad(key, e.to_string()))?
+        .ok_or_else(|| bad(key, "no private key found".into()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
+        .with_single_cert(certs, key_der)?;
     Ok(Arc::new(config))
 }
 
