@@ -392,11 +392,12 @@ impl Server {
             None => "none".to_owned(),
         };
         format!(
-            "webrocket-server ready node={} websocket={} backend={} admin={} run_dir={}",
+            "webrocket-server ready node={} websocket={} backend={} admin={} cluster={} run_dir={}",
             self.config.server.node_name,
             self.websocket_addr(),
             or_none(self.backend_addr()),
             or_none(self.admin_addr()),
+            self.cluster.as_ref().map_or("none", Cluster::local_addr),
             self.data_path.run_dir().display()
         )
     }

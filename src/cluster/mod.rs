@@ -46,7 +46,7 @@ pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -142,9 +142,30 @@ impl Cluster {
             .cookie
             .clone()
             .ok_or(ClusterError::NoCookie)?;
+        // Peers' deliveries and raft messages (snapshot chunks are 64 KiB
+        // of state as JSON) stay far below this.
+        let max = (config.limits.max_message_size as u64).max(MIB) * 2;
+        // Bound first, so that port 0 is resolved into the address this
+        // node announces; cuts are counted once the node's state exists.
+        let counted: Arc<OnceLock<Arc<Shared>>> = Arc::default();
+        let slot = Arc::clone(&counted);
+        let guarded = guard::front(
+            addr,
+            GuardLimits::server(max),
+            Arc::new(move || {
+                if let Some(shared) = slot.get() {
+                    shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }),
+        )
+        .await
+        .map_err(|e| ClusterError::Bind {
+            addr,
+            reason: e.to_string(),
+        })?;
         let settings = Settings {
             name: config.server.node_name.as_str().to_owned(),
-            addr: addr.to_string(),
+            addr: guarded.local_addr.to_string(),
             heartbeat: HEARTBEAT,
             timeout: PEER_TIMEOUT,
             link_queue: LINK_QUEUE,
@@ -157,28 +178,19 @@ impl Cluster {
             }
         }
         let shared = Arc::new(Shared::new(settings, cookie, dial));
-        // Peers' deliveries and raft messages (snapshot chunks are 64 KiB
-        // of state as JSON) stay far below this.
-        let max = (config.limits.max_message_size as u64).max(MIB) * 2;
-        let counted = Arc::clone(&shared);
-        let guarded = guard::front(
-            addr,
-            GuardLimits::server(max),
-            Arc::new(move || {
-                counted.counters.refused.fetch_add(1, Ordering::Relaxed);
-            }),
-        )
-        .await
-        .map_err(|e| ClusterError::Bind {
-            addr,
-            reason: e.to_string(),
-        })?;
+        let _ = counted.set(Arc::clone(&shared));
         Ok(Some(Cluster {
             shared,
             tasks: Arc::new(Mutex::new(vec![guarded.guard.into_task()])),
             socket: Arc::new(Mutex::new(Some(guarded.socket))),
             dials: Arc::new(Mutex::new(Some(dials))),
         }))
+    }
+
+    /// Where peers connect (port 0 resolved): the address this node
+    /// announces.
+    pub fn local_addr(&self) -> &str {
+        &self.shared.settings.addr
     }
 
     /// The broker's backend: `local` (this node's exchange) first, then

@@ -1,9 +1,13 @@
 //! Three (or more) real webrocket-server processes forming a cluster on
 //! loopback, for black-box cluster tests.
+//!
+//! Every port is bound by the node itself on port 0 and read back from
+//! its ready line (`cluster=`); a restarted node asks for the cluster
+//! address it had, so its peers find it where they knew it.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::common::ServerProcess;
@@ -11,18 +15,12 @@ use crate::common::ServerProcess;
 /// The cluster cookie every test node shares.
 pub const COOKIE: &str = "test-cluster-cookie-0123456789abcdef";
 
-/// A free loopback address: bound by the OS, then released for a node.
-pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr")
-}
-
 /// Nodes `n0..nN` with their cluster addresses. Node `i > 0` is given node
 /// `i - 1` as its only seed, so the others are learnt by gossip.
 pub struct TestCluster {
     /// The running nodes (`None` while stopped).
     pub nodes: Vec<Option<ServerProcess>>,
-    /// Each node's cluster address.
+    /// Each node's cluster address, as its ready line said.
     pub addrs: Vec<SocketAddr>,
     config: String,
 }
@@ -36,26 +34,27 @@ impl TestCluster {
     /// [`TestCluster::start`] with more `[cluster]` keys (`cluster`).
     pub fn start_with(n: usize, config: &str, cluster: &str) -> TestCluster {
         let config = format!("{config}\n[cluster]\ncookie = \"{COOKIE}\"\n{cluster}\n");
-        let addrs: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
         let mut cluster = TestCluster {
             nodes: Vec::new(),
-            addrs,
+            addrs: Vec::new(),
             config,
         };
         for i in 0..n {
-            let node = cluster.spawn(i, tempfile::tempdir().expect("tempdir"));
+            let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+            let node = cluster.spawn(i, any, tempfile::tempdir().expect("tempdir"));
+            cluster.addrs.push(node.cluster_addr());
             cluster.nodes.push(Some(node));
         }
         cluster
     }
 
-    fn spawn(&self, i: usize, dir: tempfile::TempDir) -> ServerProcess {
+    fn spawn(&self, i: usize, addr: SocketAddr, dir: tempfile::TempDir) -> ServerProcess {
         let name = format!("n{i}");
-        let addr = self.addrs[i].to_string();
+        let addr = addr.to_string();
         let mut args = vec!["--node-name", &name, "--cluster-addr", &addr];
-        let seed = self.addrs[i.saturating_sub(1)].to_string();
-        if i > 0 {
-            args.extend(["--seed", &seed]);
+        let seed = i.checked_sub(1).map(|j| self.addrs[j].to_string());
+        if let Some(seed) = &seed {
+            args.extend(["--seed", seed]);
         }
         ServerProcess::start_in(dir, &self.config, &args)
     }
@@ -76,7 +75,7 @@ impl TestCluster {
 
     /// Starts node `i` again on the same addresses and files.
     pub fn restart(&mut self, i: usize, dir: tempfile::TempDir) {
-        let node = self.spawn(i, dir);
+        let node = self.spawn(i, self.addrs[i], dir);
         self.nodes[i] = Some(node);
     }
 

@@ -76,6 +76,16 @@ impl ServerProcess {
         }
     }
 
+    /// The cluster address from the ready line.
+    pub fn cluster_addr(&self) -> SocketAddr {
+        let field = self
+            .ready_line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("cluster="))
+            .unwrap_or_else(|| panic!("no cluster= in {}", self.ready_line));
+        field.parse().expect("the node's cluster address")
+    }
+
     /// The ws:// URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{}", self.websocket, path)
