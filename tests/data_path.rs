@@ -165,6 +165,8 @@ fn one_thread_runs_every_nukleus() {
     echo.send(Message::text("one")).unwrap();
     assert_eq!(echo.read().unwrap(), Message::text("one"));
     let (mut chat, _) = tungstenite::connect(server.url("/chat")).expect("connect");
+    let greeting = chat.read().unwrap().into_text().unwrap();
+    assert!(greeting.starts_with(r#"{"connected":{"sid":""#), "{greeting}");
     chat.send(Message::text(r#"{"subscribe":{"channel":"c"}}"#))
         .unwrap();
     assert_eq!(chat.read().unwrap(), Message::text(r#"{"subscribed":"c"}"#));

@@ -337,18 +337,23 @@ impl WebrocketNukleus {
         let key = SessionKey(initial.0 as u64);
         // A refusal is a RESET instead of a reply stream: ws answers the
         // upgrade with 503.
-        let opened = VhostPath::try_from(path)
+        let sid = VhostPath::try_from(path)
             .map_err(|e| e.to_string())
             .and_then(|vhost| {
                 self.broker
                     .open_session(key, &vhost)
                     .map_err(|e| e.to_string())
             });
-        if let Err(refusal) = opened {
-            tracing::debug!(%refusal, "session refused");
-            self.plumbing.sources[source].throttle(frame::RESET, &[&initial.bytes()]);
-            return;
-        }
+        let sid = match sid {
+            Ok(sid) => sid,
+            Err(refusal) => {
+                tracing::debug!(%refusal, "session refused");
+                self.plumbing.sources[source].throttle(frame::RESET, &[&initial.bytes()]);
+                return;
+            }
+        };
+        let mut greeting = Vec::with_capacity(64);
+        crate::protocol::encode::encode_connected(&mut greeting, sid.as_str());
         let reply = self.ids.next_id();
         self.plumbing.targets[target].write(frame::BEGIN, &[&frame::begin_head(reply, initial.0)]);
         self.streams.insert(
@@ -362,6 +367,7 @@ impl WebrocketNukleus {
                 granted: self.input_window,
                 partial: Vec::new(),
                 ended: false,
+                greeting: Some(greeting),
             },
         );
         self.by_reply.insert(reply.0, initial.0);
@@ -433,6 +439,7 @@ impl WebrocketNukleus {
                             if let Some(stream) = self.streams.get_mut(&initial) {
                                 stream.credit += i64::from(credit);
                                 stream.padding = i64::from(padding.max(0));
+                                stream.greet(&mut self.plumbing.targets, &mut self.overflow);
                             }
                         }
                         Frame::Reset { .. } => {
