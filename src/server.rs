@@ -427,6 +427,8 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     accepting: AtomicBool,
+    /// Read by the ws nukleus for `/healthz`; false once stopping.
+    serving: Arc<AtomicBool>,
     sessions_closed: bool,
 }
 
@@ -505,7 +507,9 @@ impl Server {
             idle_timeout: limits.idle_timeout,
             max_connections: limits.max_connections,
             ring_capacity: ring,
+            serving: Arc::new(AtomicBool::new(true)),
         };
+        let serving = Arc::clone(&ws_settings.serving);
         let ws = WsNukleus::new(&run_dir, ws_settings, Arc::clone(&signals)).map_err(run_error)?;
         let (tasks, task_inbox) = mpsc::channel();
         let handle = Arc::new(Handle {
@@ -569,6 +573,7 @@ impl Server {
             stop,
             threads,
             accepting: AtomicBool::new(true),
+            serving,
             sessions_closed: false,
         };
         server.wire(config, &vhosts)?;
@@ -647,6 +652,7 @@ impl Server {
         if !self.accepting.swap(false, Ordering::AcqRel) {
             return;
         }
+        self.serving.store(false, Ordering::Release);
         let handle = &self.handle;
         if let Ok(mut tcp) = handle.controller("tcp") {
             let _ = tcp.call(Command::Unbind(*lock(&handle.tcp_ref)), COMMAND_TIMEOUT);

@@ -6,6 +6,8 @@
 //!
 //! - [`handshake`]: the HTTP/1.1 upgrade request, the 101 answer and every
 //!   rejection status.
+//! - [`http`]: the answers to plain HTTP requests on the WebSocket port
+//!   (the JavaScript client, the example page, `/healthz`).
 //! - [`extension`]: parsing `Sec-WebSocket-Extensions` offers and choosing the
 //!   permessage-deflate parameters.
 //! - [`frame`]: frame header layout, masking, opcodes and close codes.
@@ -20,6 +22,7 @@ mod encode;
 pub mod extension;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 mod message;
 pub mod utf8;
 

@@ -16,6 +16,7 @@
 //! path) and `i32 max message size` (0: the default). Requests for a path no
 //! binding serves are answered 404 before any upgrade.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,9 @@ pub struct WsNukleusSettings {
     pub max_connections: usize,
     /// Streams file capacity.
     pub ring_capacity: usize,
+    /// Whether the node takes new clients (`/healthz` answers 503 once it
+    /// is false).
+    pub serving: Arc<AtomicBool>,
 }
 
 /// A decoded ws BIND.
@@ -314,6 +318,7 @@ pub(super) struct WsMetrics {
     pub(super) connections: Metric,
     pub(super) upgrades: Metric,
     pub(super) rejected: Metric,
+    pub(super) http: Metric,
 }
 
 /// The ws nukleus.
@@ -357,6 +362,7 @@ impl WsNukleus {
             connections: Metric::new(&plumbing.counters, "ws.connections"),
             upgrades: Metric::new(&plumbing.counters, "ws.upgrades"),
             rejected: Metric::new(&plumbing.counters, "ws.rejected"),
+            http: Metric::new(&plumbing.counters, "ws.http_requests"),
         };
         Ok(WsNukleus {
             plumbing,

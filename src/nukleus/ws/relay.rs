@@ -3,8 +3,13 @@
 
 use std::time::Instant;
 
+use std::sync::atomic::Ordering;
+
 use super::handshake::{self, HandshakeOutcome};
-use super::nukleus::{ClientOut, Conn, HandlerOut, Phase, WsNukleus, FRAME_PADDING};
+use super::http;
+use super::nukleus::{
+    Binding, ClientOut, Conn, HandlerOut, Phase, WsNukleus, WsNukleusSettings, FRAME_PADDING,
+};
 use super::{extension, Action, WsConnection};
 use crate::nukleus::frame::{self, Frame, Reader, StreamId, Writer};
 
@@ -138,6 +143,12 @@ impl WsNukleus {
             HandshakeOutcome::Reject { response, .. } => {
                 conn.refuse(&mut self.plumbing.targets, &response, now);
                 self.metrics.rejected.add(1);
+            }
+            HandshakeOutcome::Http(request) => {
+                let source = &self.plumbing.sources[conn.tcp_source].name;
+                let response = plain_http(&self.bindings, source, &self.settings, &request);
+                conn.refuse(&mut self.plumbing.targets, &response, now);
+                self.metrics.http.add(1);
             }
             HandshakeOutcome::Request { request, consumed } => {
                 let rest = buf[consumed..].to_vec();
@@ -407,4 +418,26 @@ impl WsNukleus {
             }
         }
     }
+}
+
+/// The answer to a plain HTTP request: 426 on a path a binding serves, else
+/// what [`http::respond`] says.
+fn plain_http(
+    bindings: &crate::nukleus::IdMap<Binding>,
+    source: &str,
+    settings: &WsNukleusSettings,
+    request: &http::HttpRequest,
+) -> Vec<u8> {
+    let bound = bindings.values().any(|b| {
+        b.bind.source == source && b.bind.path.as_deref() == Some(request.path.as_str())
+    });
+    if bound {
+        return handshake::error_response(426, "this path speaks WebSocket only");
+    }
+    let health = if settings.serving.load(Ordering::Acquire) {
+        http::Health::Serving
+    } else {
+        http::Health::Draining
+    };
+    http::respond(request, health)
 }
