@@ -259,6 +259,11 @@ impl Handle {
 
     fn ws_bind(&self, handler: &str, path: &str, max_message_size: usize) -> Vec<u8> {
         let (source, source_ref) = *lock(&self.front);
+        let origins = self
+            .config
+            .vhost(path)
+            .map(|v| v.allowed_origins.clone())
+            .unwrap_or_default();
         WsBind {
             source: source.into(),
             source_ref,
@@ -266,6 +271,7 @@ impl Handle {
             protocol: None,
             path: Some(path.into()),
             max_message_size: max_message_size.min(i32::MAX as usize) as i32,
+            origins,
         }
         .encode()
     }

@@ -2,8 +2,8 @@
 //! client session; its messages go to [`Broker`], whose replies and
 //! deliveries go back on the session's reply stream.
 //!
-//! ws BEGIN (initial) carries `string sub-protocol, string path, address`;
-//! the path names the vhost. Credit for a session's input is granted again
+//! ws BEGIN (initial) carries the sub-protocol, path, query, origin and
+//! address ([`crate::nukleus::ws::begin`]); the path names the vhost. Credit for a session's input is granted again
 //! as soon as a message is handled, so input never waits here; credit for
 //! its output is what ws passed through from tcp, and running out of it is
 //! what makes a session a slow consumer.
@@ -27,6 +27,7 @@ use crate::name::{ChannelName, EventName, SessionId};
 use crate::nukleus::frame::{self, Frame, Reader, StreamId, StreamIds};
 use crate::nukleus::plumbing::{Pending, Plumbing};
 use crate::nukleus::runner::{Agent, Signal, Signals};
+use crate::nukleus::ws::begin::WsBegin;
 use crate::nukleus::IdMap;
 use crate::protocol::CloseReason;
 use crate::storage::{Change, State, StorageError, Store};
@@ -324,9 +325,15 @@ impl WebrocketNukleus {
     }
 
     fn open(&mut self, source: usize, initial: StreamId, extension: &[u8]) {
-        let mut r = Reader::new(extension);
-        let _protocol = r.string();
-        let path = r.string().ok().flatten().unwrap_or("");
+        let begin = WsBegin::decode(extension).unwrap_or_default();
+        let path = begin.path;
+        tracing::debug!(
+            path,
+            query = begin.query,
+            origin = begin.origin,
+            remote = ?begin.remote,
+            "session begins"
+        );
         let Some(target) = self
             .plumbing
             .target_index(&self.plumbing.sources[source].name)

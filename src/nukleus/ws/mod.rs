@@ -4,6 +4,8 @@
 //! The engine imports no I/O: the nukleus feeds it the bytes a client sent and
 //! ships what it returns.
 //!
+//! - [`begin`]: the BEGIN a handler gets for an accepted upgrade (path,
+//!   sub-protocol, query, origin, address).
 //! - [`handshake`]: the HTTP/1.1 upgrade request, the 101 answer and every
 //!   rejection status.
 //! - [`http`]: the answers to plain HTTP requests on the WebSocket port
@@ -16,6 +18,7 @@
 //! - [`connection`]: [`WsConnection`], the state machine of one upgraded
 //!   connection (decoding, reassembly, control frames, closing, encoding).
 
+pub mod begin;
 pub mod connection;
 pub mod deflate;
 mod encode;
