@@ -94,7 +94,10 @@ fn connect(server: &ServerProcess, vhost: &str) -> Socket {
     assert_eq!(response.status(), 101);
     let mut socket = socket;
     let greeting = read_json(&mut socket);
-    assert!(greeting.get("connected").is_some(), "first message {greeting}");
+    assert!(
+        greeting.get("connected").is_some(),
+        "first message {greeting}"
+    );
     socket
 }
 

@@ -166,7 +166,10 @@ fn one_thread_runs_every_nukleus() {
     assert_eq!(echo.read().unwrap(), Message::text("one"));
     let (mut chat, _) = tungstenite::connect(server.url("/chat")).expect("connect");
     let greeting = chat.read().unwrap().into_text().unwrap();
-    assert!(greeting.starts_with(r#"{"connected":{"sid":""#), "{greeting}");
+    assert!(
+        greeting.starts_with(r#"{"connected":{"sid":""#),
+        "{greeting}"
+    );
     chat.send(Message::text(r#"{"subscribe":{"channel":"c"}}"#))
         .unwrap();
     assert_eq!(chat.read().unwrap(), Message::text(r#"{"subscribed":"c"}"#));
@@ -300,13 +303,19 @@ fn plain_http_on_the_websocket_port() {
     assert!(head.contains("\r\nCache-Control: public, max-age=300\r\n"));
     assert!(head.ends_with("\r\nConnection: close"), "{head}");
     let shipped = include_str!("../clients/js/webrocket.js");
-    assert_eq!(body, shipped, "the whole client, then the connection closed");
+    assert_eq!(
+        body, shipped,
+        "the whole client, then the connection closed"
+    );
     let etag = head
         .lines()
         .find_map(|l| l.strip_prefix("ETag: "))
         .expect("an ETag");
     let cached = get("/webrocket.js", &format!("If-None-Match: {etag}\r\n"));
-    assert!(cached.starts_with("HTTP/1.1 304 Not Modified\r\n"), "{cached}");
+    assert!(
+        cached.starts_with("HTTP/1.1 304 Not Modified\r\n"),
+        "{cached}"
+    );
     assert!(cached.ends_with("\r\n\r\n"), "no body: {cached}");
 
     let head_only = http(

@@ -55,7 +55,10 @@ fn wss_echo_and_vhost_through_the_tls_nukleus() {
         assert_eq!(response.status(), 101);
         if path == "/chat" {
             let greeting = ws.read().unwrap().into_text().unwrap();
-            assert!(greeting.starts_with(r#"{"connected":{"sid":""#), "{greeting}");
+            assert!(
+                greeting.starts_with(r#"{"connected":{"sid":""#),
+                "{greeting}"
+            );
         }
         ws.send(Message::text(message)).unwrap();
         let reply = ws.read().unwrap();

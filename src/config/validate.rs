@@ -229,15 +229,24 @@ fn vhost_contents(config: &Config, i: usize, vhost: &VhostConfig, out: &mut Vec<
 /// bytes (the ws BIND carries it in a frame string).
 fn origin_problem(origin: &str) -> Option<String> {
     let shaped = origin == "null"
-        || origin
-            .split_once("://")
-            .is_some_and(|(scheme, host)| !scheme.is_empty() && !host.is_empty() && !host.contains('/'));
+        || origin.split_once("://").is_some_and(|(scheme, host)| {
+            !scheme.is_empty() && !host.is_empty() && !host.contains('/')
+        });
     if origin.len() > crate::nukleus::frame::MAX_STRING {
-        Some(format!("origin longer than {} bytes", crate::nukleus::frame::MAX_STRING))
-    } else if !origin.is_ascii() || origin.chars().any(|c| c.is_ascii_whitespace() || c.is_ascii_control()) {
+        Some(format!(
+            "origin longer than {} bytes",
+            crate::nukleus::frame::MAX_STRING
+        ))
+    } else if !origin.is_ascii()
+        || origin
+            .chars()
+            .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+    {
         Some(format!("{origin:?} is not an origin (ASCII, no spaces)"))
     } else if !shaped {
-        Some(format!("{origin:?} is not an origin: write scheme://host[:port], no path"))
+        Some(format!(
+            "{origin:?} is not an origin: write scheme://host[:port], no path"
+        ))
     } else {
         None
     }

@@ -109,10 +109,7 @@ enum Parsed {
     Http(super::http::HttpRequest),
 }
 
-fn validate(
-    req: &httparse::Request<'_, '_>,
-    settings: &WsSettings,
-) -> Result<Parsed, Rejection> {
+fn validate(req: &httparse::Request<'_, '_>, settings: &WsSettings) -> Result<Parsed, Rejection> {
     let target = req.path.unwrap_or("");
     if !target.starts_with('/') {
         return Err((400, "request target must be an absolute path"));

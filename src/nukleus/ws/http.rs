@@ -145,9 +145,9 @@ fn matches_etag(if_none_match: Option<&str>, etag: &str) -> bool {
     let Some(list) = if_none_match else {
         return false;
     };
-    list.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
-    })
+    list.split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 fn answer(request: &HttpRequest, status: u16, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
@@ -218,7 +218,10 @@ mod tests {
             ..get("/webrocket.js")
         };
         let response = text(respond(&request, Health::Serving));
-        assert!(response.ends_with("Connection: close\r\n\r\n"), "{response}");
+        assert!(
+            response.ends_with("Connection: close\r\n\r\n"),
+            "{response}"
+        );
         assert!(response.contains(&format!("Content-Length: {}\r\n", CLIENT_JS.len())));
         let missing = text(respond(
             &HttpRequest {
@@ -234,7 +237,12 @@ mod tests {
     #[test]
     fn a_matching_etag_is_304_without_body() {
         let etag = etags()[2].clone();
-        for tag in [etag.clone(), format!("W/{etag}"), format!("\"x\", {etag}"), "*".into()] {
+        for tag in [
+            etag.clone(),
+            format!("W/{etag}"),
+            format!("\"x\", {etag}"),
+            "*".into(),
+        ] {
             let request = HttpRequest {
                 if_none_match: Some(tag),
                 ..get("/example/chat.html")
@@ -267,7 +275,13 @@ mod tests {
 
     #[test]
     fn anything_else_is_404() {
-        for path in ["/", "/webrocket", "/example/", "/healthz/x", "/../etc/passwd"] {
+        for path in [
+            "/",
+            "/webrocket",
+            "/example/",
+            "/healthz/x",
+            "/../etc/passwd",
+        ] {
             let response = text(respond(&get(path), Health::Serving));
             assert!(response.starts_with("HTTP/1.1 404 Not Found\r\n"), "{path}");
             assert!(response.contains("\r\nConnection: close\r\n"));

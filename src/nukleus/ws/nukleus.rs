@@ -532,7 +532,13 @@ mod tests {
         let bytes = with.encode();
         assert_eq!(
             bytes,
-            [&head[..], &2i16.to_le_bytes(), b"\x11https://a.example", b"\x08http://b"].concat()
+            [
+                &head[..],
+                &2i16.to_le_bytes(),
+                b"\x11https://a.example",
+                b"\x08http://b"
+            ]
+            .concat()
         );
         assert_eq!(WsBind::decode(&bytes), Ok(with));
     }

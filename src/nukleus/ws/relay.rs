@@ -206,7 +206,11 @@ impl WsNukleus {
             return;
         };
         if !binding.bind.allows_origin(request.origin.as_deref()) {
-            conn.refuse(targets, &handshake::error_response(403, "Origin not allowed"), now);
+            conn.refuse(
+                targets,
+                &handshake::error_response(403, "Origin not allowed"),
+                now,
+            );
             self.metrics.rejected.add(1);
             return;
         }
@@ -431,9 +435,9 @@ fn plain_http(
     settings: &WsNukleusSettings,
     request: &http::HttpRequest,
 ) -> Vec<u8> {
-    let bound = bindings.values().any(|b| {
-        b.bind.source == source && b.bind.path.as_deref() == Some(request.path.as_str())
-    });
+    let bound = bindings
+        .values()
+        .any(|b| b.bind.source == source && b.bind.path.as_deref() == Some(request.path.as_str()));
     if bound {
         return handshake::error_response(426, "this path speaks WebSocket only");
     }
