@@ -14,6 +14,10 @@
 //! 405 with `Allow: GET, HEAD`. Files are embedded in the binary; each
 //! answer carries an `ETag` (a hash of the file) and `Cache-Control: public,
 //! max-age=300`, and a matching `If-None-Match` gets 304 with no body.
+//! Files also carry `Access-Control-Allow-Origin: *`: browsers load module
+//! scripts in CORS mode, so a page served elsewhere can import the client
+//! (the files are public; which origins may open a session is the vhost's
+//! `allowed_origins`).
 //!
 //! Bounds: the request head is bounded like an upgrade request
 //! (`max_handshake_size`, then 431); a response is at most its headers and
@@ -135,6 +139,7 @@ pub fn respond(request: &HttpRequest, health: Health) -> Vec<u8> {
             ("Content-Type", file.content_type),
             ("ETag", etag),
             ("Cache-Control", &cache),
+            ("Access-Control-Allow-Origin", "*"),
         ],
         file.body,
     )
@@ -205,6 +210,7 @@ mod tests {
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/javascript; charset=utf-8\r\n\
              ETag: {etag}\r\nCache-Control: public, max-age=300\r\n\
+             Access-Control-Allow-Origin: *\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n",
             CLIENT_JS.len()
         );
