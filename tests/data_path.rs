@@ -493,3 +493,41 @@ fn the_handshake_reaches_the_handler() {
     assert!(response.starts_with("HTTP/1.1 101 "), "{response}");
     assert!(response.contains("\r\nSec-WebSocket-Protocol: beta\r\n"));
 }
+
+/// `/healthz` turns 503 as soon as the node stops accepting: a connection
+/// accepted before asks after.
+#[test]
+fn healthz_is_503_once_the_node_stops_accepting() {
+    use std::io::{Read, Write};
+    use webrocket::config::Config;
+    use webrocket::server::{NoBackend, Server};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::parse(BASIC_CONFIG).unwrap();
+    config.server.websocket_addr = "127.0.0.1:0".parse().unwrap();
+    config.server.storage_dir = dir.path().join("data");
+    config.server.run_dir = Some(dir.path().join("run"));
+    let mut server = Server::start(&config, |_| Box::new(NoBackend)).unwrap();
+    let addr = server.handle.websocket_addr();
+    let mut early = std::net::TcpStream::connect(addr).unwrap();
+    early.set_read_timeout(Some(T)).unwrap();
+    early.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    // Answered after `early` was accepted (the listener takes them in order).
+    let healthy = http(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(healthy.starts_with("HTTP/1.1 200 OK\r\n"), "{healthy}");
+
+    server.stop_accepting();
+    early.write_all(b"Host: x\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    early.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\ndraining\n"), "{answer}");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "no new clients"
+    );
+    server.shutdown();
+}
