@@ -140,8 +140,10 @@ class Connection extends Emitter {
     this._timer = null;
     const ws = this._protocols ? new this._WebSocket(this.url, this._protocols) : new this._WebSocket(this.url);
     this.ws = ws;
+    let opened = false;
     ws.onopen = () => {
       if (this.ws !== ws) return;
+      opened = true;
       this.emit("open");
       this._onOpen();
     };
@@ -168,7 +170,8 @@ class Connection extends Emitter {
       this.emit("close", info);
       this._onDown(info);
       if (this._wanted) {
-        this.emit("disconnected", info);
+        // Once per lost connection; a failed attempt only schedules the next.
+        if (opened) this.emit("disconnected", info);
         this._schedule();
       }
     };

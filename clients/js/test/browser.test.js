@@ -82,9 +82,15 @@ test("the chat example in Chromium: join, talk, survive a server restart", { ski
     console.log("browser: its broadcast reached the node client as alice");
 
     const bobBack = next(bob, "reconnected", 30000);
+    await page.evaluate(() => {
+      window.closeCodes = [];
+      window.rocket.on("disconnected", ({ code }) => window.closeCodes.push(code));
+    });
     await server.stop();
     await page.waitForFunction(() => document.body.dataset.status.startsWith("disconnected"), null, WAIT);
-    console.log(`browser: server stopped; page says "${await page.textContent("#status")}"`);
+    const codes = await page.evaluate(() => window.closeCodes);
+    assert.deepEqual(codes, [1001], "the server's shutdown close reached the page, once");
+    console.log(`browser: server stopped; the page was disconnected with ${codes.join(", ")} and retries`);
     await server.start(port);
     await page.waitForSelector('#log li.notice:has-text("reconnected")', WAIT);
     await page.waitForSelector('body[data-status="connected"]', WAIT);
