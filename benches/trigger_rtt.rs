@@ -104,7 +104,10 @@ fn read_ds(ws: &mut Ws) -> u64 {
         if let Some(n) = value.get("r").and_then(Value::as_u64) {
             return n;
         }
-        assert!(value.get("triggered").is_some(), "unexpected {value}");
+        assert!(
+            value.get("triggered").is_some() || value.get("connected").is_some(),
+            "unexpected {value}"
+        );
     }
 }
 

@@ -230,14 +230,17 @@ impl Server {
             idle_timeout: limits.idle_timeout,
             max_connections: limits.max_connections,
             ring_capacity: ring,
+            serving: Arc::new(AtomicBool::new(true)),
         };
+        let serving = Arc::clone(&ws_settings.serving);
         let ws = WsNukleus::new(&run_dir, ws_settings, Arc::clone(&signals)).map_err(run_error)?;
 
         let (inbox, tasks) = Inbox::new(Arc::clone(&broker_signal));
         let data_path = Arc::new(DataPath::new(
             run_dir.clone(),
             Arc::clone(&signals),
-            config.server.websocket_addr,
+            config,
+            serving,
         ));
         let changes = Arc::new(Changes::new(
             durable,

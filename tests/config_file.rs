@@ -41,7 +41,7 @@ fn the_shipped_file_declares_the_example_vhost() {
 }
 
 /// Keys whose commented value is an example, not the default.
-const EXAMPLE_ONLY: [&str; 8] = [
+const EXAMPLE_ONLY: [&str; 9] = [
     "run_dir",
     "echo_path",
     "cert",
@@ -50,6 +50,7 @@ const EXAMPLE_ONLY: [&str; 8] = [
     "seeds",
     "cookie",
     "channels",
+    "allowed_origins",
 ];
 
 #[test]

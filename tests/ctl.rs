@@ -92,12 +92,16 @@ type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::ne
 fn connect(server: &ServerProcess, vhost: &str) -> Socket {
     let (socket, response) = tungstenite::connect(server.url(vhost)).expect("connect");
     assert_eq!(response.status(), 101);
+    let mut socket = socket;
+    let greeting = read_json(&mut socket);
+    assert!(
+        greeting.get("connected").is_some(),
+        "first message {greeting}"
+    );
     socket
 }
 
-/// Sends one client event and returns the reply.
-fn ask(socket: &mut Socket, event: Value) -> Value {
-    socket.send(Message::text(event.to_string())).expect("send");
+fn read_json(socket: &mut Socket) -> Value {
     loop {
         match socket.read().expect("read") {
             Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON reply"),
@@ -105,6 +109,12 @@ fn ask(socket: &mut Socket, event: Value) -> Value {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// Sends one client event and returns the reply.
+fn ask(socket: &mut Socket, event: Value) -> Value {
+    socket.send(Message::text(event.to_string())).expect("send");
+    read_json(socket)
 }
 
 fn authenticate(socket: &mut Socket, user: &str, secret: &str) -> Value {

@@ -176,6 +176,11 @@ fn one_thread_runs_every_nukleus() {
     echo.send(Message::text("one")).unwrap();
     assert_eq!(echo.read().unwrap(), Message::text("one"));
     let (mut chat, _) = tungstenite::connect(server.url("/chat")).expect("connect");
+    let greeting = chat.read().unwrap().into_text().unwrap();
+    assert!(
+        greeting.starts_with(r#"{"connected":{"sid":""#),
+        "{greeting}"
+    );
     chat.send(Message::text(r#"{"subscribe":{"channel":"c"}}"#))
         .unwrap();
     assert_eq!(chat.read().unwrap(), Message::text(r#"{"subscribed":"c"}"#));
@@ -291,4 +296,249 @@ fn tcp_binds_ipv6_loopback() {
         }
         Err(other) => panic!("{other}"),
     }
+}
+
+#[test]
+fn plain_http_on_the_websocket_port() {
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    let get = |path: &str, extra: &str| {
+        http(
+            server.websocket,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n"),
+        )
+    };
+    let js = get("/webrocket.js", "");
+    let (head, body) = js.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("\r\nContent-Type: text/javascript; charset=utf-8\r\n"));
+    assert!(head.contains("\r\nCache-Control: public, max-age=300\r\n"));
+    assert!(head.ends_with("\r\nConnection: close"), "{head}");
+    let shipped = include_str!("../clients/js/webrocket.js");
+    assert_eq!(
+        body, shipped,
+        "the whole client, then the connection closed"
+    );
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("ETag: "))
+        .expect("an ETag");
+    let cached = get("/webrocket.js", &format!("If-None-Match: {etag}\r\n"));
+    assert!(
+        cached.starts_with("HTTP/1.1 304 Not Modified\r\n"),
+        "{cached}"
+    );
+    assert!(cached.ends_with("\r\n\r\n"), "no body: {cached}");
+
+    let head_only = http(
+        server.websocket,
+        "HEAD /example/chat.html HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert!(head_only.starts_with("HTTP/1.1 200 OK\r\n"), "{head_only}");
+    assert!(head_only.contains("text/html"));
+    assert!(head_only.ends_with("\r\n\r\n"), "HEAD has no body");
+
+    let health = get("/healthz", "");
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+    assert!(get("/nope", "").starts_with("HTTP/1.1 404 "));
+    assert!(get("/chat", "").starts_with("HTTP/1.1 426 "));
+    let post = http(
+        server.websocket,
+        "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    assert!(post.contains("\r\nAllow: GET, HEAD\r\n"));
+}
+
+#[test]
+fn allowed_origins_are_checked_before_the_upgrade() {
+    let config = r#"
+[[vhost]]
+path = "/chat"
+anonymous = ["READ"]
+allowed_origins = ["https://good.example"]
+
+[[vhost]]
+path = "/open"
+"#;
+    let server = ServerProcess::start(config, &[]);
+    let upgrade = |path: &str, origin: Option<&str>| {
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
+        status_line(
+            server.websocket,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                 {origin}\r\n"
+            ),
+        )
+    };
+    let status = |line: String| line;
+    assert_eq!(
+        status(upgrade("/chat", Some("https://evil.example"))),
+        "HTTP/1.1 403"
+    );
+    assert_eq!(
+        status(upgrade("/chat", Some("https://good.example"))),
+        "HTTP/1.1 101"
+    );
+    assert_eq!(status(upgrade("/chat", None)), "HTTP/1.1 101");
+    assert_eq!(
+        status(upgrade("/open", Some("https://evil.example"))),
+        "HTTP/1.1 101"
+    );
+}
+
+/// The first 12 bytes of the answer to `request` ("HTTP/1.1 101").
+fn status_line(addr: std::net::SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(T)).expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut line = [0u8; 12];
+    stream.read_exact(&mut line).expect("a status line");
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// This process plays a handler nukleus ("tool") bound by ws for two
+/// sub-protocols: the client's preferred one wins, and the BEGIN carries
+/// the path, query, origin and address of the upgrade request.
+#[test]
+fn the_handshake_reaches_the_handler() {
+    use std::io::{Read, Write};
+    use webrocket::nukleus::frame::{self, Frame, StreamId};
+    use webrocket::nukleus::ws::begin::WsBegin;
+    use webrocket::nukleus::ws::nukleus::WsBind;
+    use webrocket::stream::StreamsFile;
+
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    let ours = StreamsFile::create(&server.run_dir.join("tool/streams/ws"), 1 << 20).unwrap();
+    let mut ws = Controller::open(&server.run_dir, "ws", None).unwrap();
+    ws.call(Command::Capture("tool"), T).expect("CAPTURED");
+    ws.call(Command::Route("tool"), T).expect("ROUTED");
+    let theirs = StreamsFile::open(&server.run_dir.join("ws/streams/tool")).unwrap();
+    let mut tcp = Controller::open(&server.run_dir, "tcp", None).unwrap();
+    let bind = Bind {
+        handler: "ws".into(),
+        address: BindAddress::Ip("127.0.0.1".parse().unwrap()),
+        port: 0,
+    };
+    let bound = tcp.call(Command::Bind(&bind.encode()), T).expect("BOUND");
+    let address = bound.address.expect("address");
+    let mut refs = Vec::new();
+    for protocol in [None, Some("alpha"), Some("beta")] {
+        let bind = WsBind {
+            source: "tcp".into(),
+            source_ref: bound.reference.expect("ref"),
+            handler: "tool".into(),
+            protocol: protocol.map(str::to_string),
+            path: Some("/tool".into()),
+            max_message_size: 0,
+            origins: Vec::new(),
+        };
+        let reference = ws.call(Command::Bind(&bind.encode()), T).expect("BOUND");
+        refs.push(reference.reference.expect("ref"));
+    }
+
+    let mut client = std::net::TcpStream::connect(address).unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
+    let query = format!("room=lobby&token={}", "t".repeat(400));
+    client
+        .write_all(
+            format!(
+                "GET /tool?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\nOrigin: https://app.example\r\n\
+                 Sec-WebSocket-Protocol: gamma, beta, alpha\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + T;
+    let mut begin = None;
+    while begin.is_none() && std::time::Instant::now() < deadline {
+        ours.forward.read(64, |t, b| {
+            if let Ok(Frame::Begin {
+                stream,
+                reference,
+                extension,
+            }) = Frame::decode(t, b)
+            {
+                let fields = WsBegin::decode(extension).expect("a ws BEGIN");
+                let owned = (
+                    fields.protocol.map(str::to_string),
+                    fields.path.to_string(),
+                    fields.query.map(str::to_string),
+                    fields.origin.map(str::to_string),
+                    fields.remote,
+                );
+                begin = Some((stream, reference, owned));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (initial, reference, (protocol, path, got_query, origin, remote)) =
+        begin.expect("a BEGIN for the handler");
+    assert_eq!(reference, refs[2], "the client prefers beta to alpha");
+    assert_eq!(protocol.as_deref(), Some("beta"));
+    assert_eq!(path, "/tool");
+    assert_eq!(got_query.as_deref(), Some(query.as_str()));
+    assert_eq!(origin.as_deref(), Some("https://app.example"));
+    assert_eq!(remote, Some(client.local_addr().unwrap()));
+
+    // Taking the stream answers the upgrade, naming the chosen sub-protocol.
+    theirs
+        .forward
+        .write(frame::BEGIN, &[&frame::begin_head(StreamId(2), initial.0)])
+        .unwrap();
+    let mut response = Vec::new();
+    let mut byte = [0u8; 1];
+    while !response.ends_with(b"\r\n\r\n") {
+        client.read_exact(&mut byte).expect("the 101 answer");
+        response.push(byte[0]);
+    }
+    let response = String::from_utf8(response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 101 "), "{response}");
+    assert!(response.contains("\r\nSec-WebSocket-Protocol: beta\r\n"));
+}
+
+/// `/healthz` turns 503 as soon as the node stops accepting: a connection
+/// accepted before asks after.
+#[test]
+fn healthz_is_503_once_the_node_stops_accepting() {
+    use std::io::{Read, Write};
+    use webrocket::config::Config;
+    use webrocket::server::{Listeners, Server};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::parse(BASIC_CONFIG).unwrap();
+    config.server.websocket_addr = "127.0.0.1:0".parse().unwrap();
+    config.server.storage_dir = dir.path().join("data");
+    config.server.run_dir = Some(dir.path().join("run"));
+    let server = Server::start(&config, Listeners::default()).unwrap();
+    let addr = server.websocket_addr();
+    let mut early = std::net::TcpStream::connect(addr).unwrap();
+    early.set_read_timeout(Some(T)).unwrap();
+    early.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    // Answered after `early` was accepted (the listener takes them in order).
+    let healthy = http(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(healthy.starts_with("HTTP/1.1 200 OK\r\n"), "{healthy}");
+
+    server.stop_accepting();
+    early.write_all(b"Host: x\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    early.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\ndraining\n"), "{answer}");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "no new clients"
+    );
+    drop(server);
 }

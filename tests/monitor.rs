@@ -46,7 +46,12 @@ fn monitor(args: &[&str]) -> Output {
 }
 
 fn connect(server: &ServerProcess) -> Client {
-    let (ws, _) = tungstenite::connect(server.url("/chat")).expect("connect to /chat");
+    let (mut ws, _) = tungstenite::connect(server.url("/chat")).expect("connect to /chat");
+    let greeting = read_text(&mut ws);
+    assert!(
+        greeting.starts_with(r#"{"connected":{"sid":""#),
+        "{greeting}"
+    );
     ws
 }
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests, then the black-box
-# Python interop tests (tests/python) against the real server binary.
+# Python interop tests (tests/python) and the JavaScript client's tests
+# (clients/js/test, Node and headless Chromium) against the real server
+# binary.
 #
 #   tests/run-all.sh            # from anywhere; runs from the repo root
 #
@@ -61,4 +63,46 @@ fi
 
 export WEBROCKET_SERVER="${WEBROCKET_SERVER:-$PWD/target/debug/webrocket-server}"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python || status=1
+
+# The JavaScript client's tests (clients/js/test): Node against the real
+# server, and headless Chromium loading the chat example from it.
+apt_updated=
+apt_install() {
+    if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
+        return 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if [ -z "$apt_updated" ]; then
+        apt-get update -qq && apt_updated=1
+    fi
+    apt-get install -y -qq "$@" >/dev/null
+}
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "run-all: installing nodejs and npm" >&2
+    apt_install nodejs npm || echo "run-all: cannot install nodejs/npm (needs root and apt-get)" >&2
+fi
+export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then
+    echo "run-all: installing chromium for the browser test" >&2
+    apt_install chromium ||
+        echo "run-all: no chromium and no way to install it: the browser test will be skipped" >&2
+fi
+if command -v node >/dev/null 2>&1; then
+    js=clients/js
+    js_stamp="$js/node_modules/.package-lock.sha256"
+    js_want=$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)
+    if [ "$(cat "$js_stamp" 2>/dev/null || true)" != "$js_want" ]; then
+        (cd "$js" && npm ci --no-audit --no-fund --loglevel=error) && echo "$js_want" >"$js_stamp" || status=1
+    fi
+    # Node 20 has a global WebSocket behind a flag (22 by default); the
+    # client is tested with it where it exists.
+    node_flags=()
+    if node --experimental-websocket -e 0 >/dev/null 2>&1; then
+        node_flags+=(--experimental-websocket)
+    fi
+    node "${node_flags[@]}" --test "$js/test/" || status=1
+else
+    echo "run-all: node not found: the JavaScript client tests did not run" >&2
+    status=1
+fi
 exit "$status"

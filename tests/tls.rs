@@ -53,6 +53,13 @@ fn wss_echo_and_vhost_through_the_tls_nukleus() {
         let url = format!("wss://localhost:{}{}", server.websocket.port(), path);
         let (mut ws, response) = tungstenite::client(url, stream).expect("wss handshake");
         assert_eq!(response.status(), 101);
+        if path == "/chat" {
+            let greeting = ws.read().unwrap().into_text().unwrap();
+            assert!(
+                greeting.starts_with(r#"{"connected":{"sid":""#),
+                "{greeting}"
+            );
+        }
         ws.send(Message::text(message)).unwrap();
         let reply = ws.read().unwrap();
         if path == "/echo" {

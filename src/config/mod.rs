@@ -168,6 +168,12 @@ pub struct VhostConfig {
     /// `[[vhost.user]]` entries.
     #[serde(default, rename = "user")]
     pub users: Vec<UserConfig>,
+    /// Origins (`scheme://host[:port]`) browsers may connect from; a
+    /// request with another `Origin` header gets 403 before the upgrade.
+    /// Empty (the default): any origin. Requests without `Origin` (not from
+    /// a browser) are always allowed.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// One `[[vhost.user]]`. Users declared here are owned by the config: their

@@ -322,3 +322,25 @@ fn load_reports_the_file() {
     assert!(err.to_string().contains("bad.toml"), "{err}");
     assert!(err.to_string().contains("server.threads"), "{err}");
 }
+
+#[test]
+fn allowed_origins_must_be_origins() {
+    let ok = Config::parse(
+        "[[vhost]]\npath = \"/chat\"\nallowed_origins = [\"https://a.example\", \"http://localhost:8080\", \"null\"]\n",
+    )
+    .unwrap();
+    assert_eq!(ok.vhost("/chat").unwrap().allowed_origins.len(), 3);
+    let long = format!("https://{}.example", "a".repeat(250));
+    let text = format!(
+        "[[vhost]]\npath = \"/chat\"\nallowed_origins = [\"https://a.example/path\", \"a b\", \"example.com\", \"{long}\", \"https://ok.example\"]\n"
+    );
+    assert_eq!(
+        paths(&text),
+        [
+            "vhost[0].allowed_origins[0]",
+            "vhost[0].allowed_origins[1]",
+            "vhost[0].allowed_origins[2]",
+            "vhost[0].allowed_origins[3]",
+        ]
+    );
+}

@@ -202,6 +202,14 @@ fn vhost_contents(config: &Config, i: usize, vhost: &VhostConfig, out: &mut Vec<
             ));
         }
     }
+    for (k, origin) in vhost.allowed_origins.iter().enumerate() {
+        if let Some(problem) = origin_problem(origin) {
+            out.push(ConfigProblem::new(
+                format!("vhost[{i}].allowed_origins[{k}]"),
+                problem,
+            ));
+        }
+    }
     let mut channels = BTreeMap::new();
     for (k, channel) in vhost.channels.iter().enumerate() {
         if let Some(first) = channels.insert(channel.as_str(), k) {
@@ -213,6 +221,34 @@ fn vhost_contents(config: &Config, i: usize, vhost: &VhostConfig, out: &mut Vec<
                 ),
             ));
         }
+    }
+}
+
+/// Why `origin` cannot be an `Origin` header value, if it cannot: it must
+/// be `scheme://host[:port]` (or `null`), ASCII without spaces, at most 254
+/// bytes (the ws BIND carries it in a frame string).
+fn origin_problem(origin: &str) -> Option<String> {
+    let shaped = origin == "null"
+        || origin.split_once("://").is_some_and(|(scheme, host)| {
+            !scheme.is_empty() && !host.is_empty() && !host.contains('/')
+        });
+    if origin.len() > crate::nukleus::frame::MAX_STRING {
+        Some(format!(
+            "origin longer than {} bytes",
+            crate::nukleus::frame::MAX_STRING
+        ))
+    } else if !origin.is_ascii()
+        || origin
+            .chars()
+            .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+    {
+        Some(format!("{origin:?} is not an origin (ASCII, no spaces)"))
+    } else if !shaped {
+        Some(format!(
+            "{origin:?} is not an origin: write scheme://host[:port], no path"
+        ))
+    } else {
+        None
     }
 }
 

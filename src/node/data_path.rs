@@ -3,8 +3,10 @@
 //! neighbouring nuklei, `tcp BIND` of the WebSocket address, one `ws BIND`
 //! per vhost path (a deleted vhost is an UNBIND; its path answers 404).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,19 +35,38 @@ pub struct DataPath {
     /// and its ref for them.
     front: Mutex<(&'static str, i64)>,
     vhost_refs: Mutex<Vec<(VhostPath, i64)>>,
+    /// The browser origins each config-declared vhost allows (checked by
+    /// ws before the upgrade; absent or empty: any).
+    origins: HashMap<String, Vec<String>>,
+    /// Read by the ws nukleus for `/healthz`; false once stopping.
+    serving: Arc<AtomicBool>,
 }
 
 impl DataPath {
     /// The data path of the nuklei under `run_dir`, woken through
-    /// `signals`. Nothing is bound until [`DataPath::wire`].
-    pub fn new(run_dir: PathBuf, signals: Arc<Signals>, websocket_addr: SocketAddr) -> Self {
+    /// `signals`, for the node `config` describes; `serving` is the flag
+    /// the ws nukleus answers `/healthz` from. Nothing is bound until
+    /// [`DataPath::wire`].
+    pub fn new(
+        run_dir: PathBuf,
+        signals: Arc<Signals>,
+        config: &Config,
+        serving: Arc<AtomicBool>,
+    ) -> Self {
+        let origins = config
+            .vhosts
+            .iter()
+            .map(|v| (v.path.as_str().to_owned(), v.allowed_origins.clone()))
+            .collect();
         DataPath {
             run_dir,
             signals,
-            websocket_addr: Mutex::new(websocket_addr),
+            websocket_addr: Mutex::new(config.server.websocket_addr),
             tcp_ref: Mutex::new(0),
             front: Mutex::new(("tcp", 0)),
             vhost_refs: Mutex::new(Vec::new()),
+            origins,
+            serving,
         }
     }
 
@@ -134,6 +155,7 @@ impl DataPath {
             protocol: None,
             path: Some(path.into()),
             max_message_size: max_message_size.min(i32::MAX as usize) as i32,
+            origins: self.origins.get(path).cloned().unwrap_or_default(),
         }
         .encode()
     }
@@ -184,8 +206,10 @@ impl DataPath {
         Ok(())
     }
 
-    /// Stops accepting new connections (existing ones carry on).
+    /// Stops accepting new connections (existing ones carry on); from now
+    /// on `/healthz` answers 503.
     pub fn stop_accepting(&self) {
+        self.serving.store(false, Ordering::Release);
         let reference = *lock(&self.tcp_ref);
         if let Ok(mut tcp) = self.controller("tcp") {
             let _ = tcp.call(Command::Unbind(reference), COMMAND_TIMEOUT);

@@ -49,6 +49,15 @@ pub fn encode_reply(out: &mut Vec<u8>, reply: &Reply<'_>) {
     out.push(b'}');
 }
 
+/// Appends the first message of every session, `{"connected":{"sid":"<sid>"}}`:
+/// the client learns its session id (what backends see as `sid` in triggers
+/// and address with `DS`).
+pub fn encode_connected(out: &mut Vec<u8>, sid: &str) {
+    out.extend_from_slice(b"{\"connected\":{\"sid\":");
+    push_str(out, sid);
+    out.extend_from_slice(b"}}");
+}
+
 /// Appends `{"err":"<ID>","event":..,"channel":..,"message":..}`; context keys
 /// that are unknown are left out.
 pub fn encode_error(out: &mut Vec<u8>, error: &ClientError) {
@@ -133,6 +142,14 @@ mod tests {
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).expect("valid JSON")
+    }
+
+    #[test]
+    fn connected_names_the_session_id() {
+        assert_eq!(
+            text(|o| encode_connected(o, "0123456789abcdef0123456789abcdef")),
+            r#"{"connected":{"sid":"0123456789abcdef0123456789abcdef"}}"#
+        );
     }
 
     #[test]

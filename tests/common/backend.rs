@@ -138,7 +138,13 @@ impl Client {
         if let MaybeTlsStream::Plain(stream) = ws.get_ref() {
             stream.set_read_timeout(Some(WAIT)).expect("timeout");
         }
-        Client { ws }
+        let mut client = Client { ws };
+        let greeting = client.recv();
+        assert!(
+            greeting["connected"]["sid"].as_str().map(str::len) == Some(32),
+            "first message {greeting}"
+        );
+        client
     }
 
     /// Sends `{event: payload}`.

@@ -156,6 +156,11 @@ impl Ws {
         let (ws, _) = tungstenite::connect(url).expect("ws connect");
         let mut ws = Ws { ws };
         ws.timeout(Duration::from_secs(5));
+        let greeting = ws.recv();
+        assert!(
+            greeting["connected"]["sid"].as_str().map(str::len) == Some(32),
+            "first message {greeting}"
+        );
         ws
     }
 

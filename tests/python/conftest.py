@@ -334,12 +334,45 @@ def server(tmp_path_factory):
 # Client helpers
 # ---------------------------------------------------------------------------
 
-def connect(url: str, **kwargs):
-    """A `websockets` client connection with test-friendly defaults."""
+SID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class _Connect:
+    """`await connect(url)` or `async with connect(url) as ws`: a `websockets`
+    connection whose first message, `{"connected": {"sid": ...}}`, has been
+    read and checked; the session id is `ws.sid`."""
+
+    def __init__(self, url: str, kwargs: dict):
+        self._connect = ws_connect(url, **kwargs)
+        self._ws = None
+
+    async def _open(self):
+        ws = await self._connect
+        first = await recv(ws)
+        assert isinstance(first, dict) and set(first) == {"connected"}, f"first message {first!r}"
+        sid = first["connected"]["sid"]
+        assert SID.match(sid), f"session id {sid!r}"
+        ws.sid = sid
+        return ws
+
+    def __await__(self):
+        return self._open().__await__()
+
+    async def __aenter__(self):
+        self._ws = await self._open()
+        return self._ws
+
+    async def __aexit__(self, *exc):
+        await self._ws.close()
+
+
+def connect(url: str, **kwargs) -> _Connect:
+    """A `websockets` client connection to a vhost with test-friendly
+    defaults, past the session's greeting (see `_Connect`)."""
     kwargs.setdefault("open_timeout", 10)
     kwargs.setdefault("ping_interval", None)
     kwargs.setdefault("max_size", None)
-    return ws_connect(url, **kwargs)
+    return _Connect(url, kwargs)
 
 
 async def send(ws, event: str, payload: Any) -> None:

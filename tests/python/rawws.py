@@ -69,9 +69,13 @@ class RawWebSocket:
     def __init__(self, sock: socket.socket, leftover: bytes = b""):
         self.sock = sock
         self.buf = leftover
+        self.sid: str | None = None
 
     @classmethod
-    def connect(cls, addr: tuple[str, int], path: str, rcvbuf: int | None = None, timeout: float = 5.0) -> "RawWebSocket":
+    def connect(cls, addr: tuple[str, int], path: str, rcvbuf: int | None = None, timeout: float = 5.0,
+                greeting: bool = True) -> "RawWebSocket":
+        """Upgrades and, on a vhost (`greeting`), reads the session's first
+        message, `{"connected": {"sid": ...}}` (kept as `.sid`)."""
         sock = open_tcp(addr, rcvbuf, timeout)
         request, key = upgrade_request(path, f"{addr[0]}:{addr[1]}")
         sock.sendall(request)
@@ -79,7 +83,12 @@ class RawWebSocket:
         assert status == 101, f"upgrade refused: {status} {headers}"
         accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
         assert headers.get("sec-websocket-accept") == accept, headers
-        return cls(sock, rest)
+        raw = cls(sock, rest)
+        if greeting:
+            first = raw.read_json()
+            assert set(first) == {"connected"}, f"first message {first!r}"
+            raw.sid = first["connected"]["sid"]
+        return raw
 
     # -- sending -----------------------------------------------------------
 

@@ -120,6 +120,8 @@ async def test_triggers_spread_evenly_over_three_workers(backend_server, workers
     trigger = three[0].seen[-1]
     assert trigger.event == "tick" and isinstance(trigger.data, int)
     assert len(trigger.sid) == 32 and trigger.user is None
+    # The session id the client was greeted with is the one workers see.
+    assert trigger.sid == ws.sid
 
 
 async def test_a_killed_worker_expires_and_its_share_moves(backend_server, workers):

@@ -23,6 +23,14 @@ impl Proto {
 
     /// Whatever the protocol needs before publishing.
     pub async fn hello(self, tx: &mut Sender, rx: &mut Receiver) -> io::Result<()> {
+        if let Proto::Webrocket = self {
+            let greeting = rx.next().await?;
+            if !greeting.starts_with(b"{\"connected\"") {
+                return Err(io::Error::other(
+                    String::from_utf8_lossy(greeting).into_owned(),
+                ));
+            }
+        }
         if let Proto::Nats = self {
             rx.next().await?; // INFO
             tx.send_text(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n")
@@ -45,6 +53,7 @@ impl Proto {
     ) -> io::Result<()> {
         match self {
             Proto::Webrocket => {
+                self.hello(tx, rx).await?;
                 let request = format!("{{\"subscribe\":{{\"channel\":\"{channel}\"}}}}");
                 tx.send_text(request.as_bytes()).await?;
                 let reply = rx.next().await?;

@@ -2,8 +2,8 @@
 //! client session; its messages go to [`Broker`], whose replies and
 //! deliveries go back on the session's reply stream.
 //!
-//! ws BEGIN (initial) carries `string sub-protocol, string path, address`;
-//! the path names the vhost. Credit for a session's input is granted again
+//! ws BEGIN (initial) carries the sub-protocol, path, query, origin and
+//! address ([`crate::nukleus::ws::begin`]); the path names the vhost. Credit for a session's input is granted again
 //! as soon as a message is handled, so input never waits here; credit for
 //! its output is what ws passed through from tcp, and running out of it is
 //! what makes a session a slow consumer.
@@ -28,6 +28,7 @@ use crate::name::{ChannelName, EventName, SessionId};
 use crate::nukleus::frame::{self, Frame, Reader, StreamId, StreamIds};
 use crate::nukleus::plumbing::{Pending, Plumbing};
 use crate::nukleus::runner::{Agent, Signal, Signals};
+use crate::nukleus::ws::begin::WsBegin;
 use crate::nukleus::IdMap;
 use crate::protocol::backend::{code, BackendReply, BackendRequest};
 use crate::protocol::CloseReason;
@@ -260,9 +261,15 @@ impl WebrocketNukleus {
     }
 
     fn open(&mut self, source: usize, initial: StreamId, extension: &[u8]) {
-        let mut r = Reader::new(extension);
-        let _protocol = r.string();
-        let path = r.string().ok().flatten().unwrap_or("");
+        let begin = WsBegin::decode(extension).unwrap_or_default();
+        let path = begin.path;
+        tracing::debug!(
+            path,
+            query = begin.query,
+            origin = begin.origin,
+            remote = ?begin.remote,
+            "session begins"
+        );
         let Some(target) = self
             .plumbing
             .target_index(&self.plumbing.sources[source].name)
@@ -273,18 +280,23 @@ impl WebrocketNukleus {
         let key = SessionKey(initial.0 as u64);
         // A refusal is a RESET instead of a reply stream: ws answers the
         // upgrade with 503.
-        let opened = VhostPath::try_from(path)
+        let sid = VhostPath::try_from(path)
             .map_err(|e| e.to_string())
             .and_then(|vhost| {
                 self.broker
                     .open_session(key, &vhost)
                     .map_err(|e| e.to_string())
             });
-        if let Err(refusal) = opened {
-            tracing::debug!(%refusal, "session refused");
-            self.plumbing.sources[source].throttle(frame::RESET, &[&initial.bytes()]);
-            return;
-        }
+        let sid = match sid {
+            Ok(sid) => sid,
+            Err(refusal) => {
+                tracing::debug!(%refusal, "session refused");
+                self.plumbing.sources[source].throttle(frame::RESET, &[&initial.bytes()]);
+                return;
+            }
+        };
+        let mut greeting = Vec::with_capacity(64);
+        crate::protocol::encode::encode_connected(&mut greeting, sid.as_str());
         let reply = self.ids.next_id();
         self.plumbing.targets[target].write(frame::BEGIN, &[&frame::begin_head(reply, initial.0)]);
         self.streams.insert(
@@ -298,6 +310,7 @@ impl WebrocketNukleus {
                 granted: self.input_window,
                 partial: Vec::new(),
                 ended: false,
+                greeting: Some(greeting),
             },
         );
         self.by_reply.insert(reply.0, initial.0);
@@ -369,6 +382,7 @@ impl WebrocketNukleus {
                             if let Some(stream) = self.streams.get_mut(&initial) {
                                 stream.credit += i64::from(credit);
                                 stream.padding = i64::from(padding.max(0));
+                                stream.greet(&mut self.plumbing.targets, &mut self.overflow);
                             }
                         }
                         Frame::Reset { .. } => {

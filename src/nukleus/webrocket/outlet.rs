@@ -32,6 +32,28 @@ pub struct Stream {
     pub partial: Vec<u8>,
     /// We ended the reply.
     pub ended: bool,
+    /// `{"connected": ...}`, the session's first message: it waits for the
+    /// first credit ws grants, and goes before anything else.
+    pub greeting: Option<Vec<u8>>,
+}
+
+impl Stream {
+    /// Sends the greeting if it is still due and fits; false when it is
+    /// due and does not fit yet.
+    pub fn greet(&mut self, targets: &mut [Target], overflow: &mut Overflow) -> bool {
+        let Some(greeting) = &self.greeting else {
+            return true;
+        };
+        let cost = greeting.len() as i64 + 1 + self.padding;
+        if self.ended || self.credit < cost {
+            return self.ended;
+        }
+        self.credit -= cost;
+        let parts: [&[u8]; 3] = [&self.reply.bytes(), &[TEXT_FIN], greeting];
+        overflow.write(targets, self.target, frame::DATA, &parts);
+        self.greeting = None;
+        true
+    }
 }
 
 /// Frames a full ring refused, sent first next round.
@@ -100,6 +122,9 @@ impl Outlet for StreamOutlet<'_> {
         let Some(stream) = self.streams.get_mut(&(key.0 as i64)) else {
             return false;
         };
+        if !stream.greet(self.targets, self.overflow) {
+            return false;
+        }
         let cost = payload.len() as i64 + 1 + stream.padding;
         if stream.ended || stream.credit < cost {
             return false;

@@ -44,6 +44,10 @@ fn serve(mut sock: TcpStream) -> std::io::Result<()> {
         match parse_upgrade(&buf, &s) {
             HandshakeOutcome::Incomplete => {}
             HandshakeOutcome::Reject { response, .. } => return sock.write_all(&response),
+            HandshakeOutcome::Http(request) => {
+                let health = super::http::Health::Serving;
+                return sock.write_all(&super::http::respond(&request, health));
+            }
             HandshakeOutcome::Request { request, consumed } => break (request, consumed),
         }
     };

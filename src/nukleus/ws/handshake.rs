@@ -1,12 +1,18 @@
 //! The HTTP/1.1 upgrade handshake (RFC 6455 section 4.2).
 //!
+//! A request without `Upgrade: websocket` is plain HTTP: GET and HEAD are
+//! [`HandshakeOutcome::Http`] (answered by [`super::http`]), other methods
+//! 405.
+//!
 //! Rejections, each a complete `Connection: close` response:
 //! - 400: unparsable request, not HTTP/1.1, missing `Host`, `Connection`
 //!   without `upgrade`, missing or malformed `Sec-WebSocket-Key`, a body, a
 //!   target that is not an absolute path;
-//! - 405: a method other than GET (with `Allow: GET`);
-//! - 426: no `Upgrade: websocket` (a plain HTTP request), or a
-//!   `Sec-WebSocket-Version` other than 13 (with `Sec-WebSocket-Version: 13`);
+//! - 405: an upgrade with a method other than GET (with `Allow: GET`), or a
+//!   plain request other than GET or HEAD (with `Allow: GET, HEAD`);
+//! - 426: a `Sec-WebSocket-Version` other than 13 (with
+//!   `Sec-WebSocket-Version: 13`); the nukleus also answers 426 to a plain
+//!   request for a WebSocket path;
 //! - 431: a request head larger than `max_handshake_size` or with more than
 //!   [`MAX_HEADERS`] headers.
 
@@ -37,6 +43,8 @@ pub enum HandshakeOutcome {
         /// Length of the request head.
         consumed: usize,
     },
+    /// A plain HTTP GET or HEAD (no upgrade asked).
+    Http(super::http::HttpRequest),
     /// Answer `response` and close the connection.
     Reject {
         /// HTTP status.
@@ -81,7 +89,8 @@ pub fn parse_upgrade(buf: &[u8], settings: &WsSettings) -> HandshakeOutcome {
         Err(_) => return reject(400, "malformed HTTP request"),
     };
     match validate(&req, settings) {
-        Ok(request) => HandshakeOutcome::Request { request, consumed },
+        Ok(Parsed::Upgrade(request)) => HandshakeOutcome::Request { request, consumed },
+        Ok(Parsed::Http(request)) => HandshakeOutcome::Http(request),
         Err((status, reason)) => reject(status, reason),
     }
 }
@@ -95,16 +104,12 @@ fn reject(status: u16, reason: &str) -> HandshakeOutcome {
 
 type Rejection = (u16, &'static str);
 
-fn validate(
-    req: &httparse::Request<'_, '_>,
-    settings: &WsSettings,
-) -> Result<UpgradeRequest, Rejection> {
-    if req.method != Some("GET") {
-        return Err((405, "only GET can upgrade to WebSocket"));
-    }
-    if req.version != Some(1) {
-        return Err((400, "WebSocket needs HTTP/1.1"));
-    }
+enum Parsed {
+    Upgrade(UpgradeRequest),
+    Http(super::http::HttpRequest),
+}
+
+fn validate(req: &httparse::Request<'_, '_>, settings: &WsSettings) -> Result<Parsed, Rejection> {
     let target = req.path.unwrap_or("");
     if !target.starts_with('/') {
         return Err((400, "request target must be an absolute path"));
@@ -126,7 +131,13 @@ fn validate(
         h.add(header.name, value, &mut out, settings)?;
     }
     if !h.upgrade_websocket {
-        return Err((426, "this endpoint speaks WebSocket only"));
+        return plain(req.method, out.path, h);
+    }
+    if req.method != Some("GET") {
+        return Err((405, "only GET can upgrade to WebSocket"));
+    }
+    if req.version != Some(1) {
+        return Err((400, "WebSocket needs HTTP/1.1"));
     }
     if !h.connection_upgrade {
         return Err((400, "Connection header must contain Upgrade"));
@@ -143,7 +154,24 @@ fn validate(
     if h.has_body {
         return Err((400, "upgrade request must not have a body"));
     }
-    Ok(out)
+    Ok(Parsed::Upgrade(out))
+}
+
+/// A request that asks for no upgrade: GET or HEAD without a body.
+fn plain(method: Option<&str>, path: String, h: Headers) -> Result<Parsed, Rejection> {
+    let head = match method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => return Err((405, "only GET and HEAD are served here")),
+    };
+    if h.has_body {
+        return Err((400, "request must not have a body"));
+    }
+    Ok(Parsed::Http(super::http::HttpRequest {
+        head,
+        path,
+        if_none_match: h.if_none_match,
+    }))
 }
 
 /// Headers that must appear once, and flags gathered while scanning.
@@ -155,6 +183,7 @@ struct Headers {
     upgrade_websocket: bool,
     connection_upgrade: bool,
     has_body: bool,
+    if_none_match: Option<String>,
 }
 
 impl Headers {
@@ -188,7 +217,8 @@ impl Headers {
             "sec-websocket-extensions" if settings.deflate => {
                 parse_offers(value, &mut out.deflate_offers);
             }
-            "origin" => out.origin = Some(value.to_owned()),
+            "origin" => once(&mut out.origin, "duplicate Origin header")?,
+            "if-none-match" => self.if_none_match = Some(value.to_owned()),
             "content-length" => self.has_body |= value != "0",
             "transfer-encoding" => self.has_body = true,
             _ => {}
@@ -238,7 +268,7 @@ pub fn accept_response(
 /// A complete HTTP/1.1 error response with `reason` as a short text body.
 pub fn error_response(status: u16, reason: &str) -> Vec<u8> {
     let extra = match status {
-        405 => "Allow: GET\r\n",
+        405 => "Allow: GET, HEAD\r\n",
         426 => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
         _ => "",
     };
@@ -399,8 +429,6 @@ mod tests {
         let mut absolute = valid_lines();
         absolute[0] = "GET http://example.com/chat HTTP/1.1";
         assert_eq!(status_of(&absolute), 400);
-        assert_eq!(status_of(&without("Upgrade")), 426);
-        assert_eq!(status_of(&with("Upgrade", "Upgrade: h2c")), 426);
         assert_eq!(
             status_of(&with("Sec-WebSocket-Version", "Sec-WebSocket-Version: 8")),
             426
@@ -433,12 +461,50 @@ mod tests {
     }
 
     #[test]
+    fn requests_without_upgrade_are_plain_http() {
+        let plain = |lines: &[&str]| parse_upgrade(&request(lines), &WsSettings::default());
+        let expected = |head| {
+            HandshakeOutcome::Http(super::super::http::HttpRequest {
+                head,
+                path: "/chat/room".into(),
+                if_none_match: Some("\"abc\"".into()),
+            })
+        };
+        let mut get = without("Upgrade");
+        get.push("If-None-Match: \"abc\"");
+        assert_eq!(plain(&get), expected(false));
+        let mut h2c = with("Upgrade", "Upgrade: h2c");
+        h2c.push("If-None-Match: \"abc\"");
+        assert_eq!(plain(&h2c), expected(false));
+        let mut head = get.clone();
+        head[0] = "HEAD /chat/room?x=1 HTTP/1.1";
+        assert_eq!(plain(&head), expected(true));
+        let mut old = get.clone();
+        old[0] = "GET /chat/room HTTP/1.0";
+        assert_eq!(plain(&old), expected(false));
+        let mut post = get.clone();
+        post[0] = "POST /chat/room HTTP/1.1";
+        assert_eq!(status_of(&post), 405);
+        let text = String::from_utf8(error_response(405, "no")).unwrap();
+        assert!(text.contains("\r\nAllow: GET, HEAD\r\n"));
+        get.push("Content-Length: 3");
+        assert_eq!(status_of(&get), 400);
+    }
+
+    #[test]
+    fn a_second_origin_is_400() {
+        let mut dup = valid_lines();
+        dup.push("Origin: http://evil.example");
+        assert_eq!(status_of(&dup), 400);
+    }
+
+    #[test]
     fn rejections_carry_the_headers_clients_need() {
         let text = String::from_utf8(error_response(426, "upgrade")).unwrap();
         assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"));
         assert!(text.contains("\r\nUpgrade: websocket\r\n"));
         let text = String::from_utf8(error_response(405, "no")).unwrap();
-        assert!(text.contains("\r\nAllow: GET\r\n"));
+        assert!(text.contains("\r\nAllow: GET, HEAD\r\n"));
     }
 
     #[test]

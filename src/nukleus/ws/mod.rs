@@ -4,8 +4,12 @@
 //! The engine imports no I/O: the nukleus feeds it the bytes a client sent and
 //! ships what it returns.
 //!
+//! - [`begin`]: the BEGIN a handler gets for an accepted upgrade (path,
+//!   sub-protocol, query, origin, address).
 //! - [`handshake`]: the HTTP/1.1 upgrade request, the 101 answer and every
 //!   rejection status.
+//! - [`http`]: the answers to plain HTTP requests on the WebSocket port
+//!   (the JavaScript client, the example page, `/healthz`).
 //! - [`extension`]: parsing `Sec-WebSocket-Extensions` offers and choosing the
 //!   permessage-deflate parameters.
 //! - [`frame`]: frame header layout, masking, opcodes and close codes.
@@ -14,12 +18,14 @@
 //! - [`connection`]: [`WsConnection`], the state machine of one upgraded
 //!   connection (decoding, reassembly, control frames, closing, encoding).
 
+pub mod begin;
 pub mod connection;
 pub mod deflate;
 mod encode;
 pub mod extension;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 mod message;
 pub mod utf8;
 

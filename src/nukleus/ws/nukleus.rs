@@ -12,10 +12,19 @@
 //! a slow client shows up at the handler as missing credit.
 //!
 //! BIND (ws): `string source, i64 source ref, string handler, string
-//! sub-protocol` as in seed 000, then our extension `string path` (null: any
-//! path) and `i32 max message size` (0: the default). Requests for a path no
-//! binding serves are answered 404 before any upgrade.
+//! sub-protocol` as in seed 000 (null: any sub-protocol), then our extension
+//! `string path` (null: any path), `i32 max message size` (0: the default)
+//! and `i16 count, string origin * count` (the allowed `Origin`s; none: any).
+//! Each extension field may be left off from the end. Requests for a path no
+//! binding serves are answered 404 before any upgrade; a browser's request
+//! from an origin the binding does not allow is answered 403.
+//!
+//! Choosing a binding for an upgrade on a path: the client's sub-protocols
+//! in its order of preference, each matched exactly against the bindings;
+//! then a binding for any sub-protocol (which answers none). The BEGIN
+//! towards the handler is laid out in [`super::begin`].
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +57,9 @@ pub struct WsNukleusSettings {
     pub max_connections: usize,
     /// Streams file capacity.
     pub ring_capacity: usize,
+    /// Whether the node takes new clients (`/healthz` answers 503 once it
+    /// is false).
+    pub serving: Arc<AtomicBool>,
 }
 
 /// A decoded ws BIND.
@@ -65,6 +77,8 @@ pub struct WsBind {
     pub path: Option<String>,
     /// Largest message for this binding (0: the default).
     pub max_message_size: i32,
+    /// Origins allowed to connect (empty: any).
+    pub origins: Vec<String>,
 }
 
 impl WsBind {
@@ -77,6 +91,12 @@ impl WsBind {
         body.put_string(self.protocol.as_deref());
         body.put_string(self.path.as_deref());
         body.put_i32(self.max_message_size);
+        if !self.origins.is_empty() {
+            body.put_i16(self.origins.len().min(i16::MAX as usize) as i16);
+            for origin in self.origins.iter().take(i16::MAX as usize) {
+                body.put_string(Some(origin));
+            }
+        }
         body
     }
 
@@ -93,6 +113,10 @@ impl WsBind {
             r.string()?.map(str::to_string)
         };
         let max_message_size = if r.is_empty() { 0 } else { r.i32()? };
+        let count = if r.is_empty() { 0 } else { r.i16()?.max(0) };
+        let origins = (0..count)
+            .map(|_| Ok(r.string()?.ok_or(FrameError::BadString)?.to_string()))
+            .collect::<Result<Vec<_>, FrameError>>()?;
         Ok(WsBind {
             source,
             source_ref,
@@ -100,7 +124,20 @@ impl WsBind {
             protocol,
             path,
             max_message_size,
+            origins,
         })
+    }
+
+    /// Whether a request with this `Origin` may use the binding. Requests
+    /// without one (non-browser clients, which could send any origin
+    /// anyway) are allowed.
+    pub fn allows_origin(&self, origin: Option<&str>) -> bool {
+        match origin {
+            Some(origin) if !self.origins.is_empty() => {
+                self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+            }
+            _ => true,
+        }
     }
 }
 
@@ -314,6 +351,7 @@ pub(super) struct WsMetrics {
     pub(super) connections: Metric,
     pub(super) upgrades: Metric,
     pub(super) rejected: Metric,
+    pub(super) http: Metric,
 }
 
 /// The ws nukleus.
@@ -357,6 +395,7 @@ impl WsNukleus {
             connections: Metric::new(&plumbing.counters, "ws.connections"),
             upgrades: Metric::new(&plumbing.counters, "ws.upgrades"),
             rejected: Metric::new(&plumbing.counters, "ws.rejected"),
+            http: Metric::new(&plumbing.counters, "ws.http_requests"),
         };
         Ok(WsNukleus {
             plumbing,
@@ -458,5 +497,72 @@ impl Agent for WsNukleus {
 
     fn on_close(&mut self) {
         self.plumbing.remove_files();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind(origins: &[&str]) -> WsBind {
+        WsBind {
+            source: "tcp".into(),
+            source_ref: 7,
+            handler: "webrocket".into(),
+            protocol: None,
+            path: Some("/chat".into()),
+            max_message_size: 0,
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn bind_layout_byte_for_byte() {
+        let head = [
+            &b"\x03tcp"[..],
+            &7i64.to_le_bytes(),
+            b"\x09webrocket",
+            b"\xff",
+            b"\x05/chat",
+            &0i32.to_le_bytes(),
+        ]
+        .concat();
+        assert_eq!(bind(&[]).encode(), head);
+        let with = bind(&["https://a.example", "http://b"]);
+        let bytes = with.encode();
+        assert_eq!(
+            bytes,
+            [
+                &head[..],
+                &2i16.to_le_bytes(),
+                b"\x11https://a.example",
+                b"\x08http://b"
+            ]
+            .concat()
+        );
+        assert_eq!(WsBind::decode(&bytes), Ok(with));
+    }
+
+    #[test]
+    fn older_binds_without_extensions_decode() {
+        let full = bind(&[]).encode();
+        // Seed 000's fields only: up to the sub-protocol.
+        let seed = &full[..full.len() - 6 - 4];
+        let decoded = WsBind::decode(seed).unwrap();
+        assert_eq!(decoded.path, None);
+        assert_eq!(decoded.max_message_size, 0);
+        assert!(decoded.origins.is_empty());
+        assert!(WsBind::decode(&[&full[..], &[1, 0, 0xff]].concat()).is_err());
+    }
+
+    #[test]
+    fn origins_are_checked_only_when_listed_and_sent() {
+        assert!(bind(&[]).allows_origin(Some("https://evil.example")));
+        let strict = bind(&["https://a.example"]);
+        assert!(strict.allows_origin(Some("https://a.example")));
+        assert!(strict.allows_origin(Some("HTTPS://A.EXAMPLE")));
+        assert!(!strict.allows_origin(Some("https://evil.example")));
+        assert!(!strict.allows_origin(Some("null")));
+        assert!(strict.allows_origin(None));
     }
 }

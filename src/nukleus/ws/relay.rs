@@ -3,10 +3,16 @@
 
 use std::time::Instant;
 
+use std::sync::atomic::Ordering;
+
+use super::begin::{WsBegin, MAX_TEXT16};
 use super::handshake::{self, HandshakeOutcome};
-use super::nukleus::{ClientOut, Conn, HandlerOut, Phase, WsNukleus, FRAME_PADDING};
+use super::http;
+use super::nukleus::{
+    Binding, ClientOut, Conn, HandlerOut, Phase, WsNukleus, WsNukleusSettings, FRAME_PADDING,
+};
 use super::{extension, Action, WsConnection};
-use crate::nukleus::frame::{self, Frame, Reader, StreamId, Writer};
+use crate::nukleus::frame::{self, Frame, Reader, StreamId};
 
 impl WsNukleus {
     pub(super) fn on_source(&mut self, source: usize, frame: Frame<'_>, now: Instant) {
@@ -139,6 +145,12 @@ impl WsNukleus {
                 conn.refuse(&mut self.plumbing.targets, &response, now);
                 self.metrics.rejected.add(1);
             }
+            HandshakeOutcome::Http(request) => {
+                let source = &self.plumbing.sources[conn.tcp_source].name;
+                let response = plain_http(&self.bindings, source, &self.settings, &request);
+                conn.refuse(&mut self.plumbing.targets, &response, now);
+                self.metrics.http.add(1);
+            }
             HandshakeOutcome::Request { request, consumed } => {
                 let rest = buf[consumed..].to_vec();
                 self.upgrade(key, request, rest, now);
@@ -160,16 +172,10 @@ impl WsNukleus {
         let on_path = |b: &&super::nukleus::Binding| {
             &b.bind.source == source && b.bind.path.as_deref().is_none_or(|p| p == request.path)
         };
-        let chosen = self
-            .bindings
-            .iter()
-            .filter(|(_, b)| on_path(b))
-            .find(|(_, b)| match &b.bind.protocol {
-                Some(p) => request.protocols.iter().any(|offered| offered == p),
-                None => true,
-            });
+        let chosen = choose(&self.bindings, &request.protocols, on_path);
         let targets = &mut self.plumbing.targets;
-        if request.path.len() > frame::MAX_STRING {
+        let too_long = |text: &Option<String>| text.as_ref().is_some_and(|t| t.len() > MAX_TEXT16);
+        if request.path.len() > frame::MAX_STRING || too_long(&request.query) {
             // Handlers get the path in a frame string; it could not be named.
             conn.refuse(
                 targets,
@@ -199,6 +205,15 @@ impl WsNukleus {
             self.metrics.rejected.add(1);
             return;
         };
+        if !binding.bind.allows_origin(request.origin.as_deref()) {
+            conn.refuse(
+                targets,
+                &handshake::error_response(403, "Origin not allowed"),
+                now,
+            );
+            self.metrics.rejected.add(1);
+            return;
+        }
         let Some(handler_target) = self.plumbing.target_index(&binding.bind.handler) else {
             return;
         };
@@ -221,11 +236,14 @@ impl WsNukleus {
         };
         let initial = self.initial_ids.next_id();
         let mut begin = frame::begin_head(initial, reference).to_vec();
-        begin.put_string(protocol.as_deref());
-        begin.put_string(Some(&request.path));
-        if let Some(remote) = conn.remote {
-            begin.put_socket_addr(remote);
+        WsBegin {
+            protocol: protocol.as_deref(),
+            path: &request.path,
+            query: request.query.as_deref(),
+            origin: request.origin.as_deref(),
+            remote: conn.remote,
         }
+        .encode(&mut begin);
         conn.handler = HandlerOut::new(handler_target);
         conn.handler.stream = Some(initial);
         targets[handler_target].write(frame::BEGIN, &[&begin]);
@@ -407,4 +425,48 @@ impl WsNukleus {
             }
         }
     }
+}
+
+/// The answer to a plain HTTP request: 426 on a path a binding serves, else
+/// what [`http::respond`] says.
+fn plain_http(
+    bindings: &crate::nukleus::IdMap<Binding>,
+    source: &str,
+    settings: &WsNukleusSettings,
+    request: &http::HttpRequest,
+) -> Vec<u8> {
+    let bound = bindings
+        .values()
+        .any(|b| b.bind.source == source && b.bind.path.as_deref() == Some(request.path.as_str()));
+    if bound {
+        return handshake::error_response(426, "this path speaks WebSocket only");
+    }
+    let health = if settings.serving.load(Ordering::Acquire) {
+        http::Health::Serving
+    } else {
+        http::Health::Draining
+    };
+    http::respond(request, health)
+}
+
+/// The binding for an upgrade: for each sub-protocol the client offers, in
+/// its order of preference, a binding for exactly that one; else a binding
+/// for any sub-protocol. Ties go to the oldest binding (lowest reference).
+fn choose<'b>(
+    bindings: &'b crate::nukleus::IdMap<Binding>,
+    offered: &[String],
+    on_path: impl Fn(&&Binding) -> bool,
+) -> Option<(&'b i64, &'b Binding)> {
+    let mut candidates: Vec<(&i64, &Binding)> =
+        bindings.iter().filter(|(_, b)| on_path(b)).collect();
+    candidates.sort_unstable_by_key(|(reference, _)| **reference);
+    offered
+        .iter()
+        .find_map(|p| {
+            candidates
+                .iter()
+                .find(|(_, b)| b.bind.protocol.as_deref() == Some(p.as_str()))
+        })
+        .or_else(|| candidates.iter().find(|(_, b)| b.bind.protocol.is_none()))
+        .copied()
 }
