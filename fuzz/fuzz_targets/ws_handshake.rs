@@ -1,8 +1,10 @@
-//! The HTTP upgrade request parser.
+//! The HTTP request parser of the WebSocket port: upgrade requests, and
+//! the answer to a plain GET or HEAD.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use webrocket::nukleus::ws::handshake::parse_upgrade;
+use webrocket::nukleus::ws::handshake::{parse_upgrade, HandshakeOutcome};
+use webrocket::nukleus::ws::http::{respond, Health};
 use webrocket::nukleus::ws::WsSettings;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,5 +15,8 @@ fuzz_target!(|data: &[u8]| {
         max_handshake_size: 8192,
         deflate: true,
     };
-    let _ = parse_upgrade(data, &settings);
+    if let HandshakeOutcome::Http(request) = parse_upgrade(data, &settings) {
+        let _ = respond(&request, Health::Serving);
+        let _ = respond(&request, Health::Draining);
+    }
 });
