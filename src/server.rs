@@ -21,7 +21,8 @@ use std::time::Duration;
 use crate::broker::Backend;
 use crate::config::Config;
 use crate::limits::Limits;
-use crate::name::VhostPath;
+use crate::name::{ResourceName, VhostPath};
+use crate::nukleus::monorail::{self, MonorailNukleus};
 use crate::nukleus::command::{Command, Response};
 use crate::nukleus::control::{ControlError, Controller};
 use crate::nukleus::echo::EchoNukleus;
@@ -84,6 +85,9 @@ pub struct Handle {
     front: Mutex<(&'static str, i64)>,
     vhost_refs: Mutex<Vec<(VhostPath, i64)>>,
     cluster: OnceLock<crate::cluster::Cluster>,
+    /// The monorail nukleus's task queue and its resources' ws bindings.
+    monorail: Mutex<Sender<monorail::Task>>,
+    resource_refs: Mutex<Vec<(VhostPath, ResourceName, i64)>>,
 }
 
 /// Why an administrative change failed.
@@ -187,6 +191,7 @@ impl Handle {
             // anyone can act on the new state (see `apply_local`).
             for change in &changes {
                 self.task(Task::Apply(change.clone()));
+                self.monorail_task(monorail::Task::Apply(change.clone()));
             }
             changes
         };
@@ -220,6 +225,7 @@ impl Handle {
             // the change in the state (a cluster answer reading it) finds
             // it queued for the broker already.
             self.task(Task::Apply(change.clone()));
+            self.monorail_task(monorail::Task::Apply(change.clone()));
         }
         self.bind_for(&change)
     }
@@ -229,8 +235,16 @@ impl Handle {
     fn bind_for(&self, change: &Change) -> Result<(), ChangeError> {
         match change {
             Change::AddVhost { path, .. } => self.bind_vhost(path)?,
-            Change::DeleteVhost { path } => self.unbind_vhost(path)?,
+            Change::DeleteVhost { path } => {
+                self.unbind_resources(|v, _| v == path)?;
+                self.unbind_vhost(path)?
+            }
+            Change::AddResource { vhost, name, .. } => self.bind_resource(vhost, name)?,
+            Change::DeleteResource { vhost, name } => {
+                self.unbind_resources(|v, r| v == vhost && r == name)?
+            }
             Change::ClearVhosts => {
+                self.unbind_resources(|_, _| true)?;
                 let paths: Vec<VhostPath> = lock(&self.vhost_refs)
                     .iter()
                     .map(|(p, _)| p.clone())
@@ -251,6 +265,51 @@ impl Handle {
                 signal.wake();
             }
         }
+    }
+
+    /// Queues work for the monorail nukleus and wakes it.
+    pub fn monorail_task(&self, task: monorail::Task) {
+        if lock(&self.monorail).send(task).is_ok() {
+            if let Some(signal) = self.signals.get("monorail") {
+                signal.wake();
+            }
+        }
+    }
+
+    /// Starts serving a MonoRail resource at `/<vhost>/<resource>`.
+    pub fn bind_resource(
+        &self,
+        vhost: &VhostPath,
+        resource: &ResourceName,
+    ) -> Result<(), ControlError> {
+        let path = format!("{vhost}/{resource}");
+        let body = self.ws_bind("monorail", &path, 0);
+        let bound = self
+            .controller("ws")?
+            .call(Command::Bind(&body), COMMAND_TIMEOUT)?;
+        if let Some(reference) = bound.reference {
+            let entry = (vhost.clone(), resource.clone(), reference);
+            lock(&self.resource_refs).push(entry);
+        }
+        Ok(())
+    }
+
+    /// Stops serving the resources `doomed` picks (new connections: 404).
+    fn unbind_resources(
+        &self,
+        doomed: impl Fn(&VhostPath, &ResourceName) -> bool,
+    ) -> Result<(), ControlError> {
+        let references: Vec<i64> = {
+            let mut refs = lock(&self.resource_refs);
+            let (gone, kept) = refs.drain(..).partition(|(v, r, _)| doomed(v, r));
+            *refs = kept;
+            gone.into_iter().map(|(_, _, reference)| reference).collect::<Vec<_>>()
+        };
+        for reference in references {
+            self.controller("ws")?
+                .call(Command::Unbind(reference), COMMAND_TIMEOUT)?;
+        }
+        Ok(())
     }
 
     fn controller(&self, nukleus: &str) -> Result<Controller, ControlError> {
@@ -386,6 +445,15 @@ fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), 
         {
             full(&format!("vhost {vhost}"), limits.max_users_per_vhost)
         }
+        Change::AddResource { vhost, .. }
+            if state
+                .vhosts
+                .get(vhost)
+                .is_some_and(|v| v.resources.len() >= limits.max_resources_per_vhost) =>
+        {
+            full(&format!("vhost {vhost}"), limits.max_resources_per_vhost)
+        }
+        Change::PutItem { .. } => monorail::backend::item_within_limits(limits, state, change),
         Change::AddChannel { vhost, .. }
             if state
                 .vhosts
@@ -473,6 +541,11 @@ impl Server {
                     source,
                 })?;
         let vhosts: Vec<VhostPath> = state.vhosts.keys().cloned().collect();
+        let resources: Vec<(VhostPath, ResourceName)> = state
+            .vhosts
+            .iter()
+            .flat_map(|(v, record)| record.resources.keys().map(|r| (v.clone(), r.clone())))
+            .collect();
         let broker_state = state.clone();
         let durable = Arc::new(Mutex::new(Durable { store, state }));
 
@@ -495,7 +568,7 @@ impl Server {
         } else {
             Signal::for_thread()
         };
-        for name in ["ws", "webrocket", "echo", "tls"] {
+        for name in ["ws", "webrocket", "monorail", "echo", "tls"] {
             signals.register(name, Arc::clone(&broker_signal));
         }
         let ws_settings = WsNukleusSettings {
@@ -508,6 +581,7 @@ impl Server {
         };
         let ws = WsNukleus::new(&run_dir, ws_settings, Arc::clone(&signals)).map_err(run_error)?;
         let (tasks, task_inbox) = mpsc::channel();
+        let (monorail_tasks, monorail_inbox) = mpsc::channel();
         let handle = Arc::new(Handle {
             config: config.clone(),
             durable: Arc::clone(&durable),
@@ -520,7 +594,18 @@ impl Server {
             front: Mutex::new(("tcp", 0)),
             vhost_refs: Mutex::new(Vec::new()),
             cluster: OnceLock::new(),
+            monorail: Mutex::new(monorail_tasks),
+            resource_refs: Mutex::new(Vec::new()),
         });
+        let monorail = MonorailNukleus::new(
+            &run_dir,
+            Arc::clone(&signals),
+            Arc::clone(&broker_signal),
+            &broker_state,
+            limits,
+            monorail_inbox,
+        )
+        .map_err(run_error)?;
         let webrocket = WebrocketNukleus::new(
             &run_dir,
             ring,
@@ -536,7 +621,8 @@ impl Server {
         .map_err(run_error)?;
 
         let stop = Arc::new(AtomicBool::new(false));
-        let mut nuklei: Vec<Box<dyn Agent>> = vec![Box::new(ws), Box::new(webrocket)];
+        let mut nuklei: Vec<Box<dyn Agent>> =
+            vec![Box::new(ws), Box::new(webrocket), Box::new(monorail)];
         if config.server.echo_path.is_some() {
             let echo = EchoNukleus::new(&run_dir, ring, Arc::clone(&signals)).map_err(run_error)?;
             nuklei.push(Box::new(echo));
@@ -572,6 +658,9 @@ impl Server {
             sessions_closed: false,
         };
         server.wire(config, &vhosts)?;
+        for (vhost, resource) in &resources {
+            server.handle.bind_resource(vhost, resource)?;
+        }
         Ok(server)
     }
 
@@ -590,6 +679,11 @@ impl Server {
         call(&mut ws, Command::Route("tcp"))?;
         call(&mut ws, Command::Route("webrocket"))?;
         call(&mut webrocket, Command::Route("ws"))?;
+        let mut monorail = handle.controller("monorail")?;
+        call(&mut ws, Command::Capture("monorail"))?;
+        call(&mut monorail, Command::Capture("ws"))?;
+        call(&mut ws, Command::Route("monorail"))?;
+        call(&mut monorail, Command::Route("ws"))?;
         if config.server.echo_path.is_some() {
             let mut echo = handle.controller("echo")?;
             call(&mut ws, Command::Capture("echo"))?;
@@ -661,6 +755,8 @@ impl Server {
             return;
         }
         self.handle.task(Task::CloseAll(reason));
+        self.handle
+            .monorail_task(monorail::Task::CloseAll(reason));
         std::thread::sleep(DRAIN);
     }
 

@@ -168,6 +168,29 @@ pub struct VhostConfig {
     /// `[[vhost.user]]` entries.
     #[serde(default, rename = "user")]
     pub users: Vec<UserConfig>,
+    /// `[[vhost.resource]]` entries: MonoRail resources created at start.
+    #[serde(default, rename = "resource", skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceConfig>,
+}
+
+/// One `[[vhost.resource]]`: a MonoRail resource served at
+/// `/<vhost>/<name>`. Created at start when missing; one that exists keeps
+/// its items (and its definition: delete it to redefine it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// The resource name. Required.
+    pub name: crate::name::ResourceName,
+    /// Where its items come from. Default `"store"`.
+    #[serde(default)]
+    pub source: crate::storage::ResourceSource,
+    /// The item property that identifies an item. Default `"id"`.
+    #[serde(default = "default_id_field")]
+    pub id_field: String,
+}
+
+fn default_id_field() -> String {
+    "id".to_owned()
 }
 
 /// One `[[vhost.user]]`. Users declared here are owned by the config: their

@@ -178,6 +178,12 @@ impl Shared {
                 }
             }
             Ok(Inbound::Request(request)) => self.on_request(&identity, request),
+            Ok(Inbound::Resource(request)) => {
+                bump(&self.counters.requests);
+                let vhost = identity.vhost().clone();
+                let reply = self.reply_to(&identity);
+                crate::nukleus::monorail::backend::dispatch(&self.handle, vhost, request, reply);
+            }
             Err(error) => {
                 tracing::debug!(%error, id = %identity.redacted(), "bad backend frames");
                 bump(&self.counters.bad_frames);
@@ -198,6 +204,19 @@ impl Shared {
                 self.send_frames(identity.as_bytes(), Outbound::Error(403));
             }
         }
+    }
+
+    /// Where the outcome of a request goes: `OK` or `ER <code>` back to
+    /// the socket that asked.
+    fn reply_to(self: &Arc<Self>, identity: &Identity) -> crate::nukleus::webrocket::Reply {
+        let shared = Arc::clone(self);
+        let to = identity.as_bytes().to_vec();
+        Box::new(move |result| {
+            if result.is_err() {
+                bump(&shared.counters.request_errors);
+            }
+            shared.send_frames(&to, Outbound::reply(result));
+        })
     }
 
     fn on_request(self: &Arc<Self>, identity: &Identity, request: crate::server::BackendRequest) {

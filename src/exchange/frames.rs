@@ -44,6 +44,8 @@ pub enum Inbound {
     /// `BC`, `OC`, `CC` or `DS`: a request for the broker; answered `OK` or
     /// `ER <code>`.
     Request(BackendRequest),
+    /// `PI`, `RI` or `RB`: a request about MonoRail resources.
+    Resource(crate::nukleus::monorail::backend::ResourceRequest),
 }
 
 /// Why frames were refused; [`FrameError::code`] is the `ER` code.
@@ -96,6 +98,9 @@ pub enum FrameError {
     /// The JSON argument does not parse.
     #[error("invalid JSON payload")]
     InvalidJson,
+    /// The resource argument is not a valid resource name.
+    #[error("invalid resource name")]
+    InvalidResource,
 }
 
 impl FrameError {
@@ -160,6 +165,9 @@ pub fn decode<F: AsRef<[u8]>>(role: Role, frames: &[F]) -> Result<Inbound, Frame
                 data: json(&args[2])?,
             }))
         }
+        b"PI" | b"RI" | b"RB" => crate::nukleus::monorail::backend::decode(command, args)
+            .unwrap_or(Err(FrameError::NoCommand))
+            .map(Inbound::Resource),
         other => Err(FrameError::UnknownCommand(
             String::from_utf8_lossy(&other[..other.len().min(16)]).into_owned(),
         )),

@@ -134,6 +134,7 @@ pub(super) fn state() -> State {
         },
     );
     let v = VhostRecord {
+        resources: Default::default(),
         token: AccessToken::generate(),
         anonymous: P::NONE,
         auto_create_channels: true,
@@ -141,6 +142,7 @@ pub(super) fn state() -> State {
         channels: BTreeSet::from([channel("news")]),
     };
     let other = VhostRecord {
+        resources: Default::default(),
         token: AccessToken::generate(),
         anonymous: P::READ,
         auto_create_channels: true,

@@ -8,9 +8,9 @@
 //! its output is what ws passed through from tcp, and running out of it is
 //! what makes a session a slow consumer.
 
-mod outlet;
+pub(crate) mod outlet;
 mod stats;
-mod verify;
+pub(crate) mod verify;
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,566 @@
+//! The MonoRail state machine: sessions of resources, their watches, and
+//! what each handler answers. Pure: driven by client messages, committed
+//! changes and backend broadcasts; it writes through an [`Outlet`] and
+//! hands secret checks back to the glue.
+//!
+//! Items come from a copy of the durable [`State`] kept here and moved
+//! forward by the same committed [`Change`]s, in the same order, as the
+//! store (on a cluster: the raft log order), so every watcher on every
+//! node sees one order of changes per resource.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use serde_json::{json, Value};
+
+use super::message::{self, MonorailError, Request};
+use super::params::Params;
+use crate::broker::{Outlet, SessionKey};
+use crate::limits::Limits;
+use crate::name::{Permissions, ResourceName, SessionId, UserName, VhostPath};
+use crate::nukleus::webrocket::verify::Verify;
+use crate::protocol::{CloseReason, ErrorId};
+use crate::storage::{item_id, Change, ResourceRecord, State};
+
+/// A pending secret check of one session (`authenticate` with a secret).
+pub struct AuthCheck {
+    key: SessionKey,
+    user: UserName,
+    hash: String,
+    secret: String,
+}
+
+impl AuthCheck {
+    /// The session being authenticated.
+    pub fn key(&self) -> SessionKey {
+        self.key
+    }
+}
+
+impl Verify for AuthCheck {
+    fn verify(&self) -> bool {
+        crate::storage::verify_secret(&self.hash, &self.secret)
+    }
+}
+
+/// One client connection to one resource.
+struct Session {
+    vhost: VhostPath,
+    resource: ResourceName,
+    sid: SessionId,
+    user: Option<UserName>,
+    permissions: Permissions,
+    watches: Vec<Params>,
+    /// Messages that arrived while a secret check runs, answered in order
+    /// afterwards; `None` when no check runs.
+    held: Option<VecDeque<Vec<u8>>>,
+    held_bytes: usize,
+}
+
+/// Counters of the monorail nukleus.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MonorailStats {
+    /// Sessions open now.
+    pub sessions: u64,
+    /// Client messages handled.
+    pub messages: u64,
+    /// Error messages sent.
+    pub errors: u64,
+    /// `item` / `remove` messages sent to watchers.
+    pub notifications: u64,
+    /// Sessions closed as slow consumers.
+    pub slow_consumers: u64,
+    /// Backend broadcast deliveries.
+    pub broadcasts: u64,
+}
+
+/// Why a backend broadcast was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BroadcastError {
+    /// The vhost or resource does not exist.
+    #[error("no such resource")]
+    NotFound,
+}
+
+/// The sessions of every resource on this node.
+pub struct Monorail {
+    state: State,
+    max_watches: usize,
+    max_held_bytes: usize,
+    sessions: HashMap<SessionKey, Session>,
+    by_resource: HashMap<(VhostPath, ResourceName), BTreeSet<SessionKey>>,
+    stats: MonorailStats,
+}
+
+type Outcome = Option<AuthCheck>;
+
+impl Monorail {
+    /// Starts from the durable `state`.
+    pub fn new(state: &State, limits: &Limits) -> Self {
+        Monorail {
+            state: state.clone(),
+            max_watches: limits.max_watches_per_session,
+            max_held_bytes: limits.max_pending_bytes,
+            sessions: HashMap::new(),
+            by_resource: HashMap::new(),
+            stats: MonorailStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MonorailStats {
+        MonorailStats {
+            sessions: self.sessions.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// A new connection to `path` (`/<vhost>/<resource>`); `Err` says why
+    /// it is refused (the upgrade is then answered 503).
+    pub fn open_session(&mut self, key: SessionKey, path: &str) -> Result<(), String> {
+        let (vhost, resource) = path.rsplit_once('/').ok_or("no resource in the path")?;
+        let vhost = VhostPath::parse(vhost).map_err(|e| e.to_string())?;
+        let resource = ResourceName::parse(resource).map_err(|e| e.to_string())?;
+        let record = self.state.vhost(&vhost).map_err(|e| e.to_string())?;
+        if !record.resources.contains_key(&resource) {
+            return Err(format!("no resource {resource:?}"));
+        }
+        let session = Session {
+            vhost: vhost.clone(),
+            resource: resource.clone(),
+            sid: SessionId::generate(),
+            user: None,
+            permissions: record.anonymous,
+            watches: Vec::new(),
+            held: None,
+            held_bytes: 0,
+        };
+        self.sessions.insert(key, session);
+        self.by_resource
+            .entry((vhost, resource))
+            .or_default()
+            .insert(key);
+        Ok(())
+    }
+
+    /// Forgets a session (closed by the client or the transport).
+    pub fn close_session(&mut self, key: SessionKey) {
+        let Some(session) = self.sessions.remove(&key) else {
+            return;
+        };
+        let index = (session.vhost, session.resource);
+        if let Some(keys) = self.by_resource.get_mut(&index) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.by_resource.remove(&index);
+            }
+        }
+    }
+
+    /// Forgets a session and has the outlet close it with `reason`.
+    fn drop_session(&mut self, key: SessionKey, reason: CloseReason, out: &mut dyn Outlet) {
+        self.close_session(key);
+        out.close(key, reason);
+    }
+
+    /// Offers `payload` to a session; one without room is closed as a slow
+    /// consumer (the policy of `broker::Outlet`).
+    fn send(&mut self, key: SessionKey, payload: &[u8], out: &mut dyn Outlet) -> bool {
+        if !self.sessions.contains_key(&key) {
+            return false;
+        }
+        if out.send(key, payload) {
+            return true;
+        }
+        self.stats.slow_consumers += 1;
+        self.drop_session(key, CloseReason::SlowConsumer, out);
+        false
+    }
+
+    fn send_error(&mut self, key: SessionKey, error: &MonorailError, out: &mut dyn Outlet) {
+        self.stats.errors += 1;
+        self.send(key, &message::error(error), out);
+    }
+
+    /// One client message. A secret check to run elsewhere comes back.
+    pub fn on_message(&mut self, key: SessionKey, bytes: &[u8], out: &mut dyn Outlet) -> Outcome {
+        let max_held = self.max_held_bytes;
+        let session = self.sessions.get_mut(&key)?;
+        if let Some(held) = &mut session.held {
+            session.held_bytes += bytes.len();
+            if session.held_bytes > max_held {
+                self.drop_session(key, CloseReason::PolicyViolation, out);
+            } else {
+                held.push_back(bytes.to_vec());
+            }
+            return None;
+        }
+        self.stats.messages += 1;
+        match message::decode(bytes) {
+            Ok(request) => self.handle(key, request, out),
+            Err(error) => {
+                self.send_error(key, &error, out);
+                None
+            }
+        }
+    }
+
+    fn handle(&mut self, key: SessionKey, request: Request, out: &mut dyn Outlet) -> Outcome {
+        let session = self.sessions.get(&key)?;
+        let readable = session.permissions.contains(Permissions::READ);
+        let handler = match &request {
+            Request::Query(_) => "query",
+            Request::All => "all",
+            Request::Get(_) => "get",
+            Request::Watch(_) => "watch",
+            _ => "",
+        };
+        if !handler.is_empty() && !readable {
+            let denied = MonorailError::new(ErrorId::AccessDenied, "READ is needed")
+                .during(handler);
+            self.send_error(key, &denied, out);
+            return None;
+        }
+        match request {
+            Request::Init => {
+                let reply = message::session(session.sid.as_str());
+                self.send(key, &reply, out);
+            }
+            Request::Authenticate { user, secret } => return self.authenticate(key, &user, secret, out),
+            Request::Query(params) => self.send_list(key, &params, out),
+            Request::All => self.send_list(key, &Params::all(), out),
+            Request::Get(params) => self.get(key, &params, out),
+            Request::Watch(params) => self.watch(key, params, out),
+            Request::Stop(params) => {
+                if let Some(session) = self.sessions.get_mut(&key) {
+                    match params {
+                        None => session.watches.clear(),
+                        Some(params) => session.watches.retain(|w| *w != params),
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn resource_of(&self, key: SessionKey) -> Option<&ResourceRecord> {
+        let session = self.sessions.get(&key)?;
+        self.state
+            .vhosts
+            .get(&session.vhost)?
+            .resources
+            .get(&session.resource)
+    }
+
+    fn send_list(&mut self, key: SessionKey, params: &Params, out: &mut dyn Outlet) {
+        let Some(resource) = self.resource_of(key) else {
+            return;
+        };
+        let reply = message::list(resource.items.values().filter(|item| params.matches(item)));
+        self.send(key, &reply, out);
+    }
+
+    fn get(&mut self, key: SessionKey, params: &Params, out: &mut dyn Outlet) {
+        let Some(resource) = self.resource_of(key) else {
+            return;
+        };
+        let id = params
+            .equal_to(&resource.id_field)
+            .and_then(|id| item_id(&json!({ &resource.id_field: id }), &resource.id_field));
+        let Some(id) = id else {
+            let why = format!("params must name the item's {:?}", resource.id_field);
+            let error = MonorailError::new(ErrorId::InvalidPayload, why).during("get");
+            self.send_error(key, &error, out);
+            return;
+        };
+        let reply = match resource.items.get(&id).filter(|item| params.matches(item)) {
+            Some(item) => message::item(item),
+            None => message::remove(&params.as_value()),
+        };
+        self.send(key, &reply, out);
+    }
+
+    fn watch(&mut self, key: SessionKey, params: Params, out: &mut dyn Outlet) {
+        let max = self.max_watches;
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if !session.watches.contains(&params) {
+            if session.watches.len() >= max {
+                let why = format!("a session may hold {max} watches");
+                let error = MonorailError::new(ErrorId::TooManySubscriptions, why).during("watch");
+                self.send_error(key, &error, out);
+                return;
+            }
+            session.watches.push(params.clone());
+        }
+        self.send_list(key, &params, out);
+    }
+
+    fn authenticate(
+        &mut self,
+        key: SessionKey,
+        user: &str,
+        secret: Option<String>,
+        out: &mut dyn Outlet,
+    ) -> Outcome {
+        let session = self.sessions.get(&key)?;
+        let fail = |id, why: &str| MonorailError::new(id, why).during("authenticate");
+        let Ok(name) = UserName::parse(user) else {
+            let error = fail(ErrorId::InvalidUserName, ErrorId::InvalidUserName.description());
+            self.send_error(key, &error, out);
+            return None;
+        };
+        let record = self
+            .state
+            .vhosts
+            .get(&session.vhost)
+            .and_then(|v| v.users.get(&name));
+        let Some(record) = record else {
+            let error = fail(ErrorId::UserNotFound, ErrorId::UserNotFound.description());
+            self.send_error(key, &error, out);
+            return None;
+        };
+        match (&record.secret_hash, secret) {
+            (None, _) => {
+                let permissions = record.permissions;
+                self.become_user(key, name, permissions, out);
+                None
+            }
+            (Some(hash), Some(secret)) => {
+                let check = AuthCheck {
+                    key,
+                    user: name,
+                    hash: hash.clone(),
+                    secret,
+                };
+                if let Some(session) = self.sessions.get_mut(&key) {
+                    session.held = Some(VecDeque::new());
+                    session.held_bytes = 0;
+                }
+                Some(check)
+            }
+            (Some(_), None) => {
+                let error = fail(ErrorId::InvalidCredentials, ErrorId::InvalidCredentials.description());
+                self.send_error(key, &error, out);
+                None
+            }
+        }
+    }
+
+    fn become_user(&mut self, key: SessionKey, user: UserName, permissions: Permissions, out: &mut dyn Outlet) {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        session.permissions = permissions;
+        if !permissions.contains(Permissions::READ) {
+            session.watches.clear();
+        }
+        let reply = message::authenticated(user.as_str());
+        session.user = Some(user);
+        self.send(key, &reply, out);
+    }
+
+    /// The verifier's answer. The check is good only for the hash it was
+    /// made against: a user deleted or re-keyed meanwhile fails. Held
+    /// messages are then handled in order (one of them may start another
+    /// check, which comes back).
+    pub fn finish_authenticate(&mut self, check: AuthCheck, verified: bool, out: &mut dyn Outlet) -> Outcome {
+        let key = check.key;
+        let session = self.sessions.get_mut(&key)?;
+        let held = session.held.take().unwrap_or_default();
+        let vhost = session.vhost.clone();
+        let current = self
+            .state
+            .vhosts
+            .get(&vhost)
+            .and_then(|v| v.users.get(&check.user));
+        match current {
+            Some(user) if verified && user.secret_hash.as_deref() == Some(check.hash.as_str()) => {
+                let permissions = user.permissions;
+                self.become_user(key, check.user, permissions, out);
+            }
+            Some(_) => {
+                let error = MonorailError::new(ErrorId::InvalidCredentials, ErrorId::InvalidCredentials.description()).during("authenticate");
+                self.send_error(key, &error, out);
+            }
+            None => {
+                let error = MonorailError::new(ErrorId::UserNotFound, ErrorId::UserNotFound.description()).during("authenticate");
+                self.send_error(key, &error, out);
+            }
+        }
+        self.replay(key, held, out)
+    }
+
+    /// The verifier is full: the check fails at once with `INTERNAL_ERROR`.
+    pub fn refuse_check(&mut self, check: AuthCheck, out: &mut dyn Outlet) -> Outcome {
+        let key = check.key;
+        let held = self.sessions.get_mut(&key)?.held.take().unwrap_or_default();
+        let error = MonorailError::new(ErrorId::InternalError, "too many secret checks at once, try again")
+            .during("authenticate");
+        self.send_error(key, &error, out);
+        self.replay(key, held, out)
+    }
+
+    fn replay(&mut self, key: SessionKey, mut held: VecDeque<Vec<u8>>, out: &mut dyn Outlet) -> Outcome {
+        while let Some(bytes) = held.pop_front() {
+            if let Some(check) = self.on_message(key, &bytes, out) {
+                if let Some(session) = self.sessions.get_mut(&key) {
+                    session.held_bytes = held.iter().map(Vec::len).sum();
+                    session.held = Some(held);
+                }
+                return Some(check);
+            }
+        }
+        None
+    }
+
+    /// Sends `payload` (a JSON object with a `handler`) to every session of
+    /// `vhost`'s `resource` (or of every resource of `vhost`), but those in
+    /// `skip`. Returns how many got it.
+    pub fn broadcast(
+        &mut self,
+        vhost: &VhostPath,
+        resource: Option<&ResourceName>,
+        payload: &[u8],
+        skip: &[SessionId],
+        out: &mut dyn Outlet,
+    ) -> Result<usize, BroadcastError> {
+        let record = self.state.vhosts.get(vhost).ok_or(BroadcastError::NotFound)?;
+        if resource.is_some_and(|r| !record.resources.contains_key(r)) {
+            return Err(BroadcastError::NotFound);
+        }
+        let targets: Vec<SessionKey> = self
+            .by_resource
+            .iter()
+            .filter(|((v, r), _)| v == vhost && resource.is_none_or(|want| want == r))
+            .flat_map(|(_, keys)| keys.iter().copied())
+            .filter(|key| {
+                self.sessions
+                    .get(key)
+                    .is_some_and(|s| !skip.contains(&s.sid))
+            })
+            .collect();
+        let mut sent = 0;
+        for key in targets {
+            if self.send(key, payload, out) {
+                sent += 1;
+            }
+        }
+        self.stats.broadcasts += sent as u64;
+        Ok(sent)
+    }
+
+    /// A committed change: moves the copy of the state forward and tells
+    /// the watchers and sessions it concerns.
+    pub fn apply_change(&mut self, change: &Change, out: &mut dyn Outlet) {
+        let before = match change {
+            Change::PutItem { vhost, resource, item } => self.item_before(vhost, resource, |r| item_id(item, &r.id_field)),
+            Change::RemoveItem { vhost, resource, id } => self.item_before(vhost, resource, |_| Some(id.clone())),
+            _ => None,
+        };
+        if self.state.apply(change).is_err() {
+            return;
+        }
+        match change {
+            Change::PutItem { vhost, resource, item } => {
+                self.notify(vhost, resource, before.as_ref(), Some(item), out)
+            }
+            Change::RemoveItem { vhost, resource, .. } => {
+                self.notify(vhost, resource, before.as_ref(), None, out)
+            }
+            Change::DeleteResource { vhost, name } => {
+                self.close_where(|v, r| v == vhost && r == name, out)
+            }
+            Change::DeleteVhost { path } => self.close_where(|v, _| v == path, out),
+            Change::ClearVhosts => self.close_where(|_, _| true, out),
+            _ => {
+                if let Some(vhost) = change.vhost() {
+                    self.refresh_permissions(&vhost.clone());
+                }
+            }
+        }
+    }
+
+    /// The item a change replaces or removes, with the resource's id field.
+    fn item_before(
+        &self,
+        vhost: &VhostPath,
+        resource: &ResourceName,
+        id: impl FnOnce(&ResourceRecord) -> Option<String>,
+    ) -> Option<(String, Value)> {
+        let record = self.state.vhosts.get(vhost)?.resources.get(resource)?;
+        let item = record.items.get(&id(record)?)?;
+        Some((record.id_field.clone(), item.clone()))
+    }
+
+    /// One `item` to each watcher a new or changed item matches, or one
+    /// `remove` to each watcher the old one matched and the new one does
+    /// not (the params of `remove` name the item by its id field).
+    fn notify(
+        &mut self,
+        vhost: &VhostPath,
+        resource: &ResourceName,
+        before: Option<&(String, Value)>,
+        after: Option<&Value>,
+        out: &mut dyn Outlet,
+    ) {
+        let Some(keys) = self.by_resource.get(&(vhost.clone(), resource.clone())) else {
+            return;
+        };
+        let mut item_message = None;
+        let mut remove_message = None;
+        let mut sends = Vec::new();
+        for key in keys {
+            let Some(session) = self.sessions.get(key) else {
+                continue;
+            };
+            let watched = |item: &Value| session.watches.iter().any(|w| w.matches(item));
+            if let Some(item) = after.filter(|item| watched(item)) {
+                let bytes = item_message.get_or_insert_with(|| message::item(item));
+                sends.push((*key, bytes.clone()));
+            } else if let Some((id_field, old)) = before.filter(|(_, old)| watched(old)) {
+                let bytes = remove_message.get_or_insert_with(|| {
+                    let id = old.get(id_field).cloned().unwrap_or(Value::Null);
+                    message::remove(&json!({ id_field: id }))
+                });
+                sends.push((*key, bytes.clone()));
+            }
+        }
+        for (key, bytes) in sends {
+            if self.send(key, &bytes, out) {
+                self.stats.notifications += 1;
+            }
+        }
+    }
+
+    fn close_where(&mut self, doomed: impl Fn(&VhostPath, &ResourceName) -> bool, out: &mut dyn Outlet) {
+        let keys: Vec<SessionKey> = self
+            .by_resource
+            .iter()
+            .filter(|((v, r), _)| doomed(v, r))
+            .flat_map(|(_, keys)| keys.iter().copied())
+            .collect();
+        for key in keys {
+            self.drop_session(key, CloseReason::VhostDeleted, out);
+        }
+    }
+
+    /// After a user or vhost change: sessions take their user's (or the
+    /// vhost's anonymous) permissions again; a deleted user's sessions
+    /// become anonymous. Watches go when READ does.
+    fn refresh_permissions(&mut self, vhost: &VhostPath) {
+        let Some(record) = self.state.vhosts.get(vhost) else {
+            return;
+        };
+        for session in self.sessions.values_mut().filter(|s| &s.vhost == vhost) {
+            let user = session.user.as_ref().and_then(|u| record.users.get(u));
+            if user.is_none() {
+                session.user = None;
+            }
+            session.permissions = user.map_or(record.anonymous, |u| u.permissions);
+            if !session.permissions.contains(Permissions::READ) {
+                session.watches.clear();
+            }
+        }
+    }
+}
