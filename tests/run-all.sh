@@ -46,6 +46,19 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "$want" >"$stamp"
 fi
 
+# The Node `ws` client of the MonoRail tests (tests/js), from the npm
+# registry at the versions package-lock.json pins; skipped when current.
+if command -v npm >/dev/null 2>&1; then
+    lock_stamp=tests/js/node_modules/.package-lock.sha256
+    want_js=$(sha256sum tests/js/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat "$lock_stamp" 2>/dev/null || true)" != "$want_js" ]; then
+        (cd tests/js && npm ci --no-audit --no-fund --silent)
+        echo "$want_js" >"$lock_stamp"
+    fi
+else
+    echo "run-all: npm not found; the Node ws client tests are skipped" >&2
+fi
+
 cargo build --workspace --all-targets
 
 # Run every suite even when one fails, so a run reports all failures; the

@@ -144,6 +144,25 @@ class Client:
         ``BackendError`` with code 404 if there is no such session."""
         self.request("DS", sid.encode(), event.encode(), _encode(data))
 
+    def put_item(self, resource: str, item: Any) -> None:
+        """``PI``: creates or replaces an item of a MonoRail resource (a
+        JSON object holding the resource's id field); watchers get it."""
+        self.request("PI", resource.encode(), _encode(item))
+
+    def remove_item(self, resource: str, item_id: Any) -> None:
+        """``RI``: removes the item with that id; watchers get a ``remove``.
+        Raises ``BackendError`` 404 when there is no such item."""
+        self.request("RI", resource.encode(), str(item_id).encode())
+
+    def resource_broadcast(
+        self, resource: Optional[str], message: dict, skip: Optional[list] = None
+    ) -> None:
+        """``RB``: sends ``message`` (a JSON object with a ``handler``) to
+        every session of ``resource`` (``None``: of every resource of the
+        vhost) but the session ids in ``skip``."""
+        skip_frame = _encode(list(skip)) if skip else b""
+        self.request("RB", (resource or "").encode(), _encode(message), skip_frame)
+
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close(0)
