@@ -100,6 +100,15 @@ pub const DEFAULT_MAX_ITEM_SIZE: usize = 16 * KIB;
 /// an error message (`TOO_MANY_SUBSCRIPTIONS`) and the session stays open.
 pub const DEFAULT_MAX_WATCHES_PER_SESSION: usize = 64;
 
+/// Requests of `backend` resources waiting for a worker's answer, per
+/// node. Above it the request gets an error message (`INTERNAL_ERROR`)
+/// at once; the session stays open.
+pub const DEFAULT_MAX_PENDING_BACKEND_REQUESTS: usize = 4096;
+
+/// How long a `backend` resource's request waits for a worker's answer.
+/// Longer: the session gets `ASSIGNATION_FAILED`, and a late answer `ER 404`.
+pub const DEFAULT_BACKEND_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Largest backend ZeroMQ message (all frames together). Bigger: `ER 400`.
 pub const DEFAULT_MAX_BACKEND_MESSAGE_SIZE: usize = MIB;
 
@@ -179,6 +188,11 @@ pub struct Limits {
     pub max_item_size: usize,
     /// See [`DEFAULT_MAX_WATCHES_PER_SESSION`].
     pub max_watches_per_session: usize,
+    /// See [`DEFAULT_MAX_PENDING_BACKEND_REQUESTS`].
+    pub max_pending_backend_requests: usize,
+    /// See [`DEFAULT_BACKEND_REQUEST_TIMEOUT`].
+    #[serde(with = "duration")]
+    pub backend_request_timeout: Duration,
     /// See [`DEFAULT_MAX_BACKEND_MESSAGE_SIZE`].
     #[serde(with = "size")]
     pub max_backend_message_size: usize,
@@ -214,6 +228,8 @@ impl Default for Limits {
             max_items_per_resource: DEFAULT_MAX_ITEMS_PER_RESOURCE,
             max_item_size: DEFAULT_MAX_ITEM_SIZE,
             max_watches_per_session: DEFAULT_MAX_WATCHES_PER_SESSION,
+            max_pending_backend_requests: DEFAULT_MAX_PENDING_BACKEND_REQUESTS,
+            backend_request_timeout: DEFAULT_BACKEND_REQUEST_TIMEOUT,
             max_backend_message_size: DEFAULT_MAX_BACKEND_MESSAGE_SIZE,
             max_admin_body_size: DEFAULT_MAX_ADMIN_BODY_SIZE,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,

@@ -481,6 +481,21 @@ fn already_holds(state: &State, change: &Change) -> bool {
     }
 }
 
+/// The way to backend workers, shared by the webrocket nukleus (triggers)
+/// and the monorail nukleus (requests of `backend` resources). Both run on
+/// the same thread, so the lock is never contended.
+struct SharedBackend(Arc<Mutex<Box<dyn Backend + Send>>>);
+
+impl Backend for SharedBackend {
+    fn trigger(
+        &mut self,
+        vhost: &VhostPath,
+        payload: &[u8],
+    ) -> Result<(), crate::broker::NoWorker> {
+        lock(&self.0).trigger(vhost, payload)
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
@@ -597,6 +612,7 @@ impl Server {
             monorail: Mutex::new(monorail_tasks),
             resource_refs: Mutex::new(Vec::new()),
         });
+        let exchange = Arc::new(Mutex::new(backend(Arc::clone(&handle))));
         let monorail = MonorailNukleus::new(
             &run_dir,
             Arc::clone(&signals),
@@ -604,6 +620,7 @@ impl Server {
             &broker_state,
             limits,
             monorail_inbox,
+            Box::new(SharedBackend(Arc::clone(&exchange))),
         )
         .map_err(run_error)?;
         let webrocket = WebrocketNukleus::new(
@@ -615,7 +632,7 @@ impl Server {
             limits,
             durable,
             task_inbox,
-            backend(Arc::clone(&handle)),
+            Box::new(SharedBackend(Arc::clone(&exchange))),
             Box::new(ClusterLog(Arc::clone(&handle))),
         )
         .map_err(run_error)?;

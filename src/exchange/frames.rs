@@ -165,7 +165,7 @@ pub fn decode<F: AsRef<[u8]>>(role: Role, frames: &[F]) -> Result<Inbound, Frame
                 data: json(&args[2])?,
             }))
         }
-        b"PI" | b"RI" | b"RB" => crate::nukleus::monorail::backend::decode(command, args)
+        b"PI" | b"RI" | b"RB" | b"RA" => crate::nukleus::monorail::backend::decode(command, args)
             .unwrap_or(Err(FrameError::NoCommand))
             .map(Inbound::Resource),
         other => Err(FrameError::UnknownCommand(

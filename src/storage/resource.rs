@@ -19,6 +19,10 @@ pub enum ResourceSource {
     /// backends (`PI` / `RI`) and the admin API.
     #[default]
     Store,
+    /// Items kept by the vhost's backend workers: `query`, `all`, `get`
+    /// (and the first `list` of a `watch`) are asked of a worker; `PI` /
+    /// `RI` only notify watchers and keep nothing here.
+    Backend,
 }
 
 /// One resource of a vhost.
@@ -89,7 +93,9 @@ impl State {
                 resource: name,
                 id,
             } => {
-                let exists = resource(vhost, name)?.items.contains_key(id);
+                let record = resource(vhost, name)?;
+                let exists =
+                    record.source == ResourceSource::Backend || record.items.contains_key(id);
                 present(exists, || {
                     Entity::Item(vhost.clone(), name.clone(), id.clone())
                 })
@@ -119,7 +125,8 @@ pub(super) fn apply(vhost: &mut VhostRecord, change: &Change) {
             vhost.resources.remove(name);
         }
         Change::PutItem { resource, item, .. } => {
-            if let Some(record) = vhost.resources.get_mut(resource) {
+            let stored = vhost.resources.get_mut(resource);
+            if let Some(record) = stored.filter(|r| r.source == ResourceSource::Store) {
                 if let Some(id) = item_id(item, &record.id_field) {
                     record.items.insert(id, item.clone());
                 }

@@ -4,7 +4,16 @@
 //! |---|---|---|
 //! | `PI` | `<resource> <json>` | puts an item (a JSON object with the resource's id field) |
 //! | `RI` | `<resource> <id>` | removes the item with that id |
+//! | `RA` | `<request> <json>` | a worker's answer to a `backend` resource's request (below) |
 //! | `RB` | `<resource> <json> <skip>` | sends the JSON object (it needs a `handler`) to every session of the resource (empty resource frame: of every resource of the vhost) but those whose session ids the `skip` JSON array lists (empty frame: none) |
+//!
+//! A `backend` resource's `query`, `all`, `get` and `watch` reach a ready
+//! worker of the vhost as a trigger, `TR {":resource": {"data": {"request":
+//! "<id>", "resource", "handler", "params"}, "sid", "user"}}`; the worker
+//! answers `RA <id> <json>` with the message for the session (`list`,
+//! `item`, `remove` or `error`), within `limits.backend_request_timeout`.
+//! On a `backend` resource `PI` / `RI` keep nothing: they only notify
+//! watchers (on every node: they are replicated changes all the same).
 //!
 //! Replies: `OK`, or `ER` 400 (bad arguments or item), 404 (no such
 //! resource or item), 413 (item over `limits.max_item_size`, or the
@@ -40,6 +49,13 @@ pub enum ResourceRequest {
         /// The item's id.
         id: String,
     },
+    /// `RA request json`.
+    Answer {
+        /// The request id of the `TR`.
+        request: u64,
+        /// The message for the session.
+        payload: Vec<u8>,
+    },
     /// `RB resource json skip`.
     Broadcast {
         /// `None`: every resource of the vhost.
@@ -60,6 +76,7 @@ pub fn decode<F: AsRef<[u8]>>(
         b"PI" => ("PI", 2),
         b"RI" => ("RI", 2),
         b"RB" => ("RB", 3),
+        b"RA" => ("RA", 2),
         _ => return None,
     };
     if args.len() != expected {
@@ -92,6 +109,11 @@ pub fn decode<F: AsRef<[u8]>>(
                 resource: resource(0)?,
                 id: id.to_owned(),
             })
+        }),
+        b"RA" => text(0).and_then(|id| {
+            let request = id.parse().map_err(|_| FrameError::InvalidJson)?;
+            let payload = args[1].as_ref().to_vec();
+            Ok(ResourceRequest::Answer { request, payload })
         }),
         _ => broadcast(args, text(0), resource),
     };
@@ -136,6 +158,15 @@ pub fn dispatch(
     reply: super::Reply,
 ) {
     let change = match request {
+        ResourceRequest::Answer { request, payload } => {
+            handle.monorail_task(Task::Answer {
+                vhost,
+                request,
+                payload,
+                reply,
+            });
+            return;
+        }
         ResourceRequest::Broadcast {
             resource,
             payload,

@@ -19,7 +19,7 @@ use crate::limits::Limits;
 use crate::name::{Permissions, ResourceName, SessionId, UserName, VhostPath};
 use crate::nukleus::webrocket::verify::Verify;
 use crate::protocol::{CloseReason, ErrorId};
-use crate::storage::{item_id, Change, ResourceRecord, State};
+use crate::storage::{item_id, Change, ResourceRecord, ResourceSource, State};
 
 /// A pending secret check of one session (`authenticate` with a secret).
 pub struct AuthCheck {
@@ -73,6 +73,38 @@ pub struct MonorailStats {
     pub broadcasts: u64,
 }
 
+/// A request for a worker of the vhost (a `backend` resource's `query`,
+/// `all`, `get` or `watch`), to hand over as a trigger payload:
+/// `{":resource": {"data": {"request", "resource", "handler", "params"},
+/// "sid", "user"}}`.
+#[derive(Debug)]
+pub struct Ask {
+    /// The request id the worker's `RA` names.
+    pub id: u64,
+    /// The vhost whose workers answer.
+    pub vhost: VhostPath,
+    /// The `TR` payload.
+    pub payload: Vec<u8>,
+}
+
+/// A session waiting for a worker's answer.
+struct Waiting {
+    key: SessionKey,
+    vhost: VhostPath,
+    handler: &'static str,
+}
+
+/// Why a worker's answer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// No such request waits (answered, timed out, session gone).
+    #[error("no such request")]
+    NotFound,
+    /// Not a JSON object with `handler` `list`, `item`, `remove` or `error`.
+    #[error("malformed answer")]
+    Malformed,
+}
+
 /// Why a backend broadcast was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BroadcastError {
@@ -89,9 +121,21 @@ pub struct Monorail {
     sessions: HashMap<SessionKey, Session>,
     by_resource: HashMap<(VhostPath, ResourceName), BTreeSet<SessionKey>>,
     stats: MonorailStats,
+    asks: Vec<Ask>,
+    waiting: HashMap<u64, Waiting>,
+    next_request: u64,
+    max_waiting: usize,
 }
 
 type Outcome = Option<AuthCheck>;
+
+/// The item a change replaces or removes.
+struct Before {
+    /// `None`: unknown (a `backend` resource): every watcher is told.
+    item: Option<Value>,
+    /// The `remove` params naming it.
+    remove: Value,
+}
 
 impl Monorail {
     /// Starts from the durable `state`.
@@ -103,7 +147,86 @@ impl Monorail {
             sessions: HashMap::new(),
             by_resource: HashMap::new(),
             stats: MonorailStats::default(),
+            asks: Vec::new(),
+            waiting: HashMap::new(),
+            next_request: 1,
+            max_waiting: limits.max_pending_backend_requests,
         }
+    }
+
+    /// Requests for workers made since the last call.
+    pub fn take_asks(&mut self) -> Vec<Ask> {
+        std::mem::take(&mut self.asks)
+    }
+
+    /// No worker took request `id`, or none answered in time: its session
+    /// gets `ASSIGNATION_FAILED` (if it still waits).
+    pub fn fail_request(&mut self, id: u64, why: &str, out: &mut dyn Outlet) {
+        if let Some(waiting) = self.waiting.remove(&id) {
+            let error = MonorailError::new(ErrorId::AssignationFailed, why).during(waiting.handler);
+            self.send_error(waiting.key, &error, out);
+        }
+    }
+
+    /// A worker's answer (`RA`) to request `id` of `vhost`: passed on to
+    /// the waiting session as it is.
+    pub fn answer(
+        &mut self,
+        vhost: &VhostPath,
+        id: u64,
+        payload: &[u8],
+        out: &mut dyn Outlet,
+    ) -> Result<(), AnswerError> {
+        if self.waiting.get(&id).is_none_or(|w| &w.vhost != vhost) {
+            return Err(AnswerError::NotFound);
+        }
+        let Some(waiting) = self.waiting.remove(&id) else {
+            return Err(AnswerError::NotFound);
+        };
+        let handler = serde_json::from_slice::<Value>(payload)
+            .ok()
+            .and_then(|v| v.get("handler").and_then(Value::as_str).map(str::to_owned));
+        if !matches!(handler.as_deref(), Some("list" | "item" | "remove" | "error")) {
+            let error = MonorailError::new(ErrorId::InternalError, "the worker's answer is malformed")
+                .during(waiting.handler);
+            self.send_error(waiting.key, &error, out);
+            return Err(AnswerError::Malformed);
+        }
+        self.send(waiting.key, payload, out);
+        Ok(())
+    }
+
+    /// Asks a worker on behalf of session `key`.
+    fn ask(&mut self, key: SessionKey, handler: &'static str, params: &Params, out: &mut dyn Outlet) {
+        let Some(session) = self.sessions.get(&key) else {
+            return;
+        };
+        if self.waiting.len() >= self.max_waiting {
+            let why = "too many requests wait for backend workers, try again";
+            let error = MonorailError::new(ErrorId::InternalError, why).during(handler);
+            self.send_error(key, &error, out);
+            return;
+        }
+        let id = self.next_request;
+        self.next_request += 1;
+        let payload = json!({":resource": {
+            "data": {"request": id.to_string(), "resource": session.resource,
+                     "handler": handler, "params": params.as_value()},
+            "sid": session.sid,
+            "user": session.user,
+        }});
+        self.asks.push(Ask {
+            id,
+            vhost: session.vhost.clone(),
+            payload: serde_json::to_vec(&payload).unwrap_or_default(),
+        });
+        let vhost = session.vhost.clone();
+        self.waiting.insert(id, Waiting { key, vhost, handler });
+    }
+
+    fn is_backend(&self, key: SessionKey) -> bool {
+        self.resource_of(key)
+            .is_some_and(|r| r.source == ResourceSource::Backend)
     }
 
     /// Counters.
@@ -147,6 +270,7 @@ impl Monorail {
         let Some(session) = self.sessions.remove(&key) else {
             return;
         };
+        self.waiting.retain(|_, w| w.key != key);
         let index = (session.vhost, session.resource);
         if let Some(keys) = self.by_resource.get_mut(&index) {
             keys.remove(&key);
@@ -220,6 +344,18 @@ impl Monorail {
             self.send_error(key, &denied, out);
             return None;
         }
+        if !handler.is_empty() && self.is_backend(key) {
+            match request {
+                Request::Watch(params) => {
+                    if self.add_watch(key, params.clone(), out) {
+                        self.ask(key, "watch", &params, out);
+                    }
+                }
+                Request::Query(params) | Request::Get(params) => self.ask(key, handler, &params, out),
+                _ => self.ask(key, handler, &Params::all(), out),
+            }
+            return None;
+        }
         match request {
             Request::Init => {
                 let reply = message::session(session.sid.as_str());
@@ -280,20 +416,28 @@ impl Monorail {
     }
 
     fn watch(&mut self, key: SessionKey, params: Params, out: &mut dyn Outlet) {
+        if self.add_watch(key, params.clone(), out) {
+            self.send_list(key, &params, out);
+        }
+    }
+
+    /// Adds a watch (the same params twice are one watch); `false` when
+    /// the session holds `max_watches` already (it got an error).
+    fn add_watch(&mut self, key: SessionKey, params: Params, out: &mut dyn Outlet) -> bool {
         let max = self.max_watches;
         let Some(session) = self.sessions.get_mut(&key) else {
-            return;
+            return false;
         };
         if !session.watches.contains(&params) {
             if session.watches.len() >= max {
                 let why = format!("a session may hold {max} watches");
                 let error = MonorailError::new(ErrorId::TooManySubscriptions, why).during("watch");
                 self.send_error(key, &error, out);
-                return;
+                return false;
             }
-            session.watches.push(params.clone());
+            session.watches.push(params);
         }
-        self.send_list(key, &params, out);
+        true
     }
 
     fn authenticate(
@@ -454,20 +598,28 @@ impl Monorail {
     /// the watchers and sessions it concerns.
     pub fn apply_change(&mut self, change: &Change, out: &mut dyn Outlet) {
         let before = match change {
-            Change::PutItem { vhost, resource, item } => self.item_before(vhost, resource, |r| item_id(item, &r.id_field)),
-            Change::RemoveItem { vhost, resource, id } => self.item_before(vhost, resource, |_| Some(id.clone())),
+            Change::PutItem {
+                vhost,
+                resource,
+                item,
+            } => self.before(vhost, resource, |r| item_id(item, &r.id_field)),
+            Change::RemoveItem { vhost, resource, id } => {
+                self.before(vhost, resource, |_| Some(id.clone()))
+            }
             _ => None,
         };
         if self.state.apply(change).is_err() {
             return;
         }
         match change {
-            Change::PutItem { vhost, resource, item } => {
-                self.notify(vhost, resource, before.as_ref(), Some(item), out)
-            }
-            Change::RemoveItem { vhost, resource, .. } => {
-                self.notify(vhost, resource, before.as_ref(), None, out)
-            }
+            Change::PutItem {
+                vhost,
+                resource,
+                item,
+            } => self.notify(vhost, resource, before.as_ref(), Some(item), out),
+            Change::RemoveItem {
+                vhost, resource, ..
+            } => self.notify(vhost, resource, before.as_ref(), None, out),
             Change::DeleteResource { vhost, name } => {
                 self.close_where(|v, r| v == vhost && r == name, out)
             }
@@ -481,16 +633,30 @@ impl Monorail {
         }
     }
 
-    /// The item a change replaces or removes, with the resource's id field.
-    fn item_before(
+    /// What a change to item `id` of a resource replaces or removes.
+    fn before(
         &self,
         vhost: &VhostPath,
         resource: &ResourceName,
         id: impl FnOnce(&ResourceRecord) -> Option<String>,
-    ) -> Option<(String, Value)> {
+    ) -> Option<Before> {
         let record = self.state.vhosts.get(vhost)?.resources.get(resource)?;
-        let item = record.items.get(&id(record)?)?;
-        Some((record.id_field.clone(), item.clone()))
+        let id = id(record)?;
+        let item = record.items.get(&id).cloned();
+        // A `backend` resource keeps no items: its removals name the item
+        // by its id (as text) and reach every watcher.
+        let backend = record.source == ResourceSource::Backend;
+        if item.is_none() && !backend {
+            return None;
+        }
+        let id = match &item {
+            Some(item) => item.get(&record.id_field).cloned().unwrap_or(Value::Null),
+            None => Value::String(id),
+        };
+        Some(Before {
+            remove: json!({ &record.id_field: id }),
+            item,
+        })
     }
 
     /// One `item` to each watcher a new or changed item matches, or one
@@ -500,35 +666,33 @@ impl Monorail {
         &mut self,
         vhost: &VhostPath,
         resource: &ResourceName,
-        before: Option<&(String, Value)>,
+        before: Option<&Before>,
         after: Option<&Value>,
         out: &mut dyn Outlet,
     ) {
         let Some(keys) = self.by_resource.get(&(vhost.clone(), resource.clone())) else {
             return;
         };
-        let mut item_message = None;
-        let mut remove_message = None;
+        let item_message = after.map(message::item);
+        let remove_message = before.map(|b| message::remove(&b.remove));
         let mut sends = Vec::new();
         for key in keys {
             let Some(session) = self.sessions.get(key) else {
                 continue;
             };
             let watched = |item: &Value| session.watches.iter().any(|w| w.matches(item));
-            if let Some(item) = after.filter(|item| watched(item)) {
-                let bytes = item_message.get_or_insert_with(|| message::item(item));
-                sends.push((*key, bytes.clone()));
-            } else if let Some((id_field, old)) = before.filter(|(_, old)| watched(old)) {
-                let bytes = remove_message.get_or_insert_with(|| {
-                    let id = old.get(id_field).cloned().unwrap_or(Value::Null);
-                    message::remove(&json!({ id_field: id }))
-                });
-                sends.push((*key, bytes.clone()));
+            let watching = !session.watches.is_empty();
+            if after.is_some_and(watched) {
+                sends.push((*key, item_message.as_deref()));
+            } else if before.is_some_and(|b| b.item.as_ref().map_or(watching, watched)) {
+                sends.push((*key, remove_message.as_deref()));
             }
         }
         for (key, bytes) in sends {
-            if self.send(key, &bytes, out) {
-                self.stats.notifications += 1;
+            if let Some(bytes) = bytes {
+                if self.send(key, bytes, out) {
+                    self.stats.notifications += 1;
+                }
             }
         }
     }

@@ -19,7 +19,9 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use self::core::{AuthCheck, BroadcastError, Monorail, MonorailStats};
+pub use self::core::{AnswerError, Ask, AuthCheck, BroadcastError, Monorail, MonorailStats};
+use crate::broker::Backend;
+use std::collections::VecDeque;
 use crate::broker::SessionKey;
 use crate::limits::Limits;
 use crate::name::{ResourceName, SessionId, VhostPath};
@@ -56,6 +58,17 @@ pub enum Task {
         /// `OK`, or `ER 404` when the resource does not exist.
         reply: Reply,
     },
+    /// A worker's `RA`: the answer to a `backend` resource's request.
+    Answer {
+        /// The worker's vhost.
+        vhost: VhostPath,
+        /// The request id.
+        request: u64,
+        /// The message for the session.
+        payload: Vec<u8>,
+        /// `OK`; `ER 404` when no such request waits, 400 when malformed.
+        reply: Reply,
+    },
     /// Close every session (shutdown).
     CloseAll(CloseReason),
 }
@@ -74,6 +87,10 @@ pub struct MonorailNukleus {
     input_window: i64,
     counters: Vec<Counter>,
     next_stats: Instant,
+    backend: Box<dyn Backend + Send>,
+    /// Requests handed to workers, oldest first, with their deadlines.
+    deadlines: VecDeque<(Instant, u64)>,
+    request_timeout: Duration,
 }
 
 const COUNTERS: [&str; 6] = [
@@ -95,6 +112,7 @@ impl MonorailNukleus {
         state: &State,
         limits: &Limits,
         tasks: Receiver<Task>,
+        backend: Box<dyn Backend + Send>,
     ) -> std::io::Result<Self> {
         let plumbing = Plumbing::create(run_dir, "monorail", limits.ring_capacity, signals)?;
         let counters = COUNTERS
@@ -114,6 +132,9 @@ impl MonorailNukleus {
             input_window: 2 * (limits.max_message_size as i64 + 64),
             counters,
             next_stats: Instant::now(),
+            backend,
+            deadlines: VecDeque::new(),
+            request_timeout: limits.backend_request_timeout,
         })
     }
 
@@ -135,6 +156,35 @@ impl MonorailNukleus {
                 check = self.monorail.refuse_check(refused, &mut outlet);
             }
         }
+        let now = Instant::now();
+        for ask in self.monorail.take_asks() {
+            match self.backend.trigger(&ask.vhost, &ask.payload) {
+                Ok(()) => self.deadlines.push_back((now + self.request_timeout, ask.id)),
+                Err(_) => {
+                    let why = "no backend worker can handle this request";
+                    self.monorail.fail_request(ask.id, why, &mut outlet);
+                }
+            }
+        }
+    }
+
+    /// Requests no worker answered in time get `ASSIGNATION_FAILED`.
+    fn expire_requests(&mut self, now: Instant) -> usize {
+        let mut work = 0;
+        while self.deadlines.front().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, id)) = self.deadlines.pop_front() else {
+                break;
+            };
+            let mut outlet = StreamOutlet {
+                streams: &mut self.streams,
+                targets: &mut self.plumbing.targets,
+                overflow: &mut self.overflow,
+            };
+            let why = "no backend worker answered in time";
+            self.monorail.fail_request(id, why, &mut outlet);
+            work += 1;
+        }
+        work
     }
 
     fn read_ws(&mut self) -> usize {
@@ -305,6 +355,22 @@ impl MonorailNukleus {
                     });
                     reply(result);
                 }
+                Task::Answer {
+                    vhost,
+                    request,
+                    payload,
+                    reply,
+                } => {
+                    let mut result = Err(404);
+                    self.with_outlet(|m, out| {
+                        result = m.answer(&vhost, request, &payload, out).map_err(|e| match e {
+                            AnswerError::NotFound => 404,
+                            AnswerError::Malformed => 400,
+                        });
+                        None
+                    });
+                    reply(result);
+                }
                 Task::CloseAll(reason) => self.close_all(reason),
             }
         }
@@ -362,6 +428,7 @@ impl Agent for MonorailNukleus {
         work += self.overflow.drain(&mut self.plumbing.targets);
         work += self.read_throttles();
         work += self.run_tasks();
+        work += self.expire_requests(now);
         if self.overflow.is_empty() {
             work += self.read_ws();
         }
@@ -374,7 +441,8 @@ impl Agent for MonorailNukleus {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        Some(self.next_stats)
+        let request = self.deadlines.front().map(|(at, _)| *at);
+        Some(request.map_or(self.next_stats, |at| at.min(self.next_stats)))
     }
 
     fn on_close(&mut self) {
