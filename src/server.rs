@@ -22,10 +22,10 @@ use crate::broker::Backend;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::name::{ResourceName, VhostPath};
-use crate::nukleus::monorail::{self, MonorailNukleus};
 use crate::nukleus::command::{Command, Response};
 use crate::nukleus::control::{ControlError, Controller};
 use crate::nukleus::echo::EchoNukleus;
+use crate::nukleus::monorail::{self, MonorailNukleus};
 use crate::nukleus::runner::{Agent, Group, Signal, Signals};
 use crate::nukleus::tcp::{control::Bind, control::BindAddress, TcpNukleus, TcpSettings};
 use crate::nukleus::tls::{self, TlsBind, TlsNukleus};
@@ -303,7 +303,9 @@ impl Handle {
             let mut refs = lock(&self.resource_refs);
             let (gone, kept) = refs.drain(..).partition(|(v, r, _)| doomed(v, r));
             *refs = kept;
-            gone.into_iter().map(|(_, _, reference)| reference).collect::<Vec<_>>()
+            gone.into_iter()
+                .map(|(_, _, reference)| reference)
+                .collect::<Vec<_>>()
         };
         for reference in references {
             self.controller("ws")?
@@ -772,8 +774,7 @@ impl Server {
             return;
         }
         self.handle.task(Task::CloseAll(reason));
-        self.handle
-            .monorail_task(monorail::Task::CloseAll(reason));
+        self.handle.monorail_task(monorail::Task::CloseAll(reason));
         std::thread::sleep(DRAIN);
     }
 

@@ -210,7 +210,12 @@ impl fmt::Display for Entity {
                 )
             }
             Entity::Resource(path, name) => {
-                write!(f, "resource {:?} in vhost {:?}", name.as_str(), path.as_str())
+                write!(
+                    f,
+                    "resource {:?} in vhost {:?}",
+                    name.as_str(),
+                    path.as_str()
+                )
             }
             Entity::Item(path, name, id) => write!(
                 f,

@@ -92,9 +92,8 @@ pub fn decode<F: AsRef<[u8]>>(
             index,
         })
     };
-    let resource = |index| {
-        ResourceName::parse(text(index)?).map_err(|_| FrameError::InvalidResource)
-    };
+    let resource =
+        |index| ResourceName::parse(text(index)?).map_err(|_| FrameError::InvalidResource);
     let request = match command {
         b"PI" => serde_json::from_slice(args[1].as_ref())
             .map_err(|_| FrameError::InvalidJson)

@@ -186,9 +186,13 @@ impl Monorail {
         let handler = serde_json::from_slice::<Value>(payload)
             .ok()
             .and_then(|v| v.get("handler").and_then(Value::as_str).map(str::to_owned));
-        if !matches!(handler.as_deref(), Some("list" | "item" | "remove" | "error")) {
-            let error = MonorailError::new(ErrorId::InternalError, "the worker's answer is malformed")
-                .during(waiting.handler);
+        if !matches!(
+            handler.as_deref(),
+            Some("list" | "item" | "remove" | "error")
+        ) {
+            let error =
+                MonorailError::new(ErrorId::InternalError, "the worker's answer is malformed")
+                    .during(waiting.handler);
             self.send_error(waiting.key, &error, out);
             return Err(AnswerError::Malformed);
         }
@@ -197,7 +201,13 @@ impl Monorail {
     }
 
     /// Asks a worker on behalf of session `key`.
-    fn ask(&mut self, key: SessionKey, handler: &'static str, params: &Params, out: &mut dyn Outlet) {
+    fn ask(
+        &mut self,
+        key: SessionKey,
+        handler: &'static str,
+        params: &Params,
+        out: &mut dyn Outlet,
+    ) {
         let Some(session) = self.sessions.get(&key) else {
             return;
         };
@@ -221,7 +231,14 @@ impl Monorail {
             payload: serde_json::to_vec(&payload).unwrap_or_default(),
         });
         let vhost = session.vhost.clone();
-        self.waiting.insert(id, Waiting { key, vhost, handler });
+        self.waiting.insert(
+            id,
+            Waiting {
+                key,
+                vhost,
+                handler,
+            },
+        );
     }
 
     fn is_backend(&self, key: SessionKey) -> bool {
@@ -339,8 +356,8 @@ impl Monorail {
             _ => "",
         };
         if !handler.is_empty() && !readable {
-            let denied = MonorailError::new(ErrorId::AccessDenied, "READ is needed")
-                .during(handler);
+            let denied =
+                MonorailError::new(ErrorId::AccessDenied, "READ is needed").during(handler);
             self.send_error(key, &denied, out);
             return None;
         }
@@ -351,7 +368,9 @@ impl Monorail {
                         self.ask(key, "watch", &params, out);
                     }
                 }
-                Request::Query(params) | Request::Get(params) => self.ask(key, handler, &params, out),
+                Request::Query(params) | Request::Get(params) => {
+                    self.ask(key, handler, &params, out)
+                }
                 _ => self.ask(key, handler, &Params::all(), out),
             }
             return None;
@@ -361,7 +380,9 @@ impl Monorail {
                 let reply = message::session(session.sid.as_str());
                 self.send(key, &reply, out);
             }
-            Request::Authenticate { user, secret } => return self.authenticate(key, &user, secret, out),
+            Request::Authenticate { user, secret } => {
+                return self.authenticate(key, &user, secret, out)
+            }
             Request::Query(params) => self.send_list(key, &params, out),
             Request::All => self.send_list(key, &Params::all(), out),
             Request::Get(params) => self.get(key, &params, out),
@@ -450,7 +471,10 @@ impl Monorail {
         let session = self.sessions.get(&key)?;
         let fail = |id, why: &str| MonorailError::new(id, why).during("authenticate");
         let Ok(name) = UserName::parse(user) else {
-            let error = fail(ErrorId::InvalidUserName, ErrorId::InvalidUserName.description());
+            let error = fail(
+                ErrorId::InvalidUserName,
+                ErrorId::InvalidUserName.description(),
+            );
             self.send_error(key, &error, out);
             return None;
         };
@@ -484,14 +508,23 @@ impl Monorail {
                 Some(check)
             }
             (Some(_), None) => {
-                let error = fail(ErrorId::InvalidCredentials, ErrorId::InvalidCredentials.description());
+                let error = fail(
+                    ErrorId::InvalidCredentials,
+                    ErrorId::InvalidCredentials.description(),
+                );
                 self.send_error(key, &error, out);
                 None
             }
         }
     }
 
-    fn become_user(&mut self, key: SessionKey, user: UserName, permissions: Permissions, out: &mut dyn Outlet) {
+    fn become_user(
+        &mut self,
+        key: SessionKey,
+        user: UserName,
+        permissions: Permissions,
+        out: &mut dyn Outlet,
+    ) {
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
@@ -508,7 +541,12 @@ impl Monorail {
     /// made against: a user deleted or re-keyed meanwhile fails. Held
     /// messages are then handled in order (one of them may start another
     /// check, which comes back).
-    pub fn finish_authenticate(&mut self, check: AuthCheck, verified: bool, out: &mut dyn Outlet) -> Outcome {
+    pub fn finish_authenticate(
+        &mut self,
+        check: AuthCheck,
+        verified: bool,
+        out: &mut dyn Outlet,
+    ) -> Outcome {
         let key = check.key;
         let session = self.sessions.get_mut(&key)?;
         let held = session.held.take().unwrap_or_default();
@@ -524,11 +562,17 @@ impl Monorail {
                 self.become_user(key, check.user, permissions, out);
             }
             Some(_) => {
-                let error = MonorailError::new(ErrorId::InvalidCredentials, ErrorId::InvalidCredentials.description()).during("authenticate");
+                let error = MonorailError::new(
+                    ErrorId::InvalidCredentials,
+                    ErrorId::InvalidCredentials.description(),
+                )
+                .during("authenticate");
                 self.send_error(key, &error, out);
             }
             None => {
-                let error = MonorailError::new(ErrorId::UserNotFound, ErrorId::UserNotFound.description()).during("authenticate");
+                let error =
+                    MonorailError::new(ErrorId::UserNotFound, ErrorId::UserNotFound.description())
+                        .during("authenticate");
                 self.send_error(key, &error, out);
             }
         }
@@ -539,13 +583,21 @@ impl Monorail {
     pub fn refuse_check(&mut self, check: AuthCheck, out: &mut dyn Outlet) -> Outcome {
         let key = check.key;
         let held = self.sessions.get_mut(&key)?.held.take().unwrap_or_default();
-        let error = MonorailError::new(ErrorId::InternalError, "too many secret checks at once, try again")
-            .during("authenticate");
+        let error = MonorailError::new(
+            ErrorId::InternalError,
+            "too many secret checks at once, try again",
+        )
+        .during("authenticate");
         self.send_error(key, &error, out);
         self.replay(key, held, out)
     }
 
-    fn replay(&mut self, key: SessionKey, mut held: VecDeque<Vec<u8>>, out: &mut dyn Outlet) -> Outcome {
+    fn replay(
+        &mut self,
+        key: SessionKey,
+        mut held: VecDeque<Vec<u8>>,
+        out: &mut dyn Outlet,
+    ) -> Outcome {
         while let Some(bytes) = held.pop_front() {
             if let Some(check) = self.on_message(key, &bytes, out) {
                 if let Some(session) = self.sessions.get_mut(&key) {
@@ -569,7 +621,11 @@ impl Monorail {
         skip: &[SessionId],
         out: &mut dyn Outlet,
     ) -> Result<usize, BroadcastError> {
-        let record = self.state.vhosts.get(vhost).ok_or(BroadcastError::NotFound)?;
+        let record = self
+            .state
+            .vhosts
+            .get(vhost)
+            .ok_or(BroadcastError::NotFound)?;
         if resource.is_some_and(|r| !record.resources.contains_key(r)) {
             return Err(BroadcastError::NotFound);
         }
@@ -603,9 +659,11 @@ impl Monorail {
                 resource,
                 item,
             } => self.before(vhost, resource, |r| item_id(item, &r.id_field)),
-            Change::RemoveItem { vhost, resource, id } => {
-                self.before(vhost, resource, |_| Some(id.clone()))
-            }
+            Change::RemoveItem {
+                vhost,
+                resource,
+                id,
+            } => self.before(vhost, resource, |_| Some(id.clone())),
             _ => None,
         };
         if self.state.apply(change).is_err() {
@@ -697,7 +755,11 @@ impl Monorail {
         }
     }
 
-    fn close_where(&mut self, doomed: impl Fn(&VhostPath, &ResourceName) -> bool, out: &mut dyn Outlet) {
+    fn close_where(
+        &mut self,
+        doomed: impl Fn(&VhostPath, &ResourceName) -> bool,
+        out: &mut dyn Outlet,
+    ) {
         let keys: Vec<SessionKey> = self
             .by_resource
             .iter()

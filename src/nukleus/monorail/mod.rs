@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 pub use self::core::{AnswerError, Ask, AuthCheck, BroadcastError, Monorail, MonorailStats};
 use crate::broker::Backend;
-use std::collections::VecDeque;
 use crate::broker::SessionKey;
 use crate::limits::Limits;
 use crate::name::{ResourceName, SessionId, VhostPath};
@@ -34,6 +33,7 @@ use crate::nukleus::IdMap;
 use crate::protocol::CloseReason;
 use crate::storage::{Change, State};
 use crate::stream::Counter;
+use std::collections::VecDeque;
 
 const STATS_PERIOD: Duration = Duration::from_millis(200);
 
@@ -159,7 +159,9 @@ impl MonorailNukleus {
         let now = Instant::now();
         for ask in self.monorail.take_asks() {
             match self.backend.trigger(&ask.vhost, &ask.payload) {
-                Ok(()) => self.deadlines.push_back((now + self.request_timeout, ask.id)),
+                Ok(()) => self
+                    .deadlines
+                    .push_back((now + self.request_timeout, ask.id)),
                 Err(_) => {
                     let why = "no backend worker can handle this request";
                     self.monorail.fail_request(ask.id, why, &mut outlet);
@@ -191,14 +193,14 @@ impl MonorailNukleus {
         let mut work = 0;
         for source in 0..self.plumbing.sources.len() {
             let file = Arc::clone(&self.plumbing.sources[source].file);
-            work += file
-                .forward
-                .read(crate::nukleus::ROUND_FRAMES, |type_id, body| {
-                    match Frame::decode(type_id, body) {
+            work +=
+                file.forward.read(
+                    crate::nukleus::ROUND_FRAMES,
+                    |type_id, body| match Frame::decode(type_id, body) {
                         Ok(frame) => self.on_frame(source, frame),
                         Err(error) => tracing::warn!(%error, "bad frame from ws"),
-                    }
-                });
+                    },
+                );
         }
         work
     }
@@ -363,10 +365,12 @@ impl MonorailNukleus {
                 } => {
                     let mut result = Err(404);
                     self.with_outlet(|m, out| {
-                        result = m.answer(&vhost, request, &payload, out).map_err(|e| match e {
-                            AnswerError::NotFound => 404,
-                            AnswerError::Malformed => 400,
-                        });
+                        result = m
+                            .answer(&vhost, request, &payload, out)
+                            .map_err(|e| match e {
+                                AnswerError::NotFound => 404,
+                                AnswerError::Malformed => 400,
+                            });
                         None
                     });
                     reply(result);
