@@ -8,6 +8,10 @@
 //! store (on a cluster: the raft log order), so every watcher on every
 //! node sees one order of changes per resource.
 
+mod asks;
+mod auth;
+mod changes;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use serde_json::{json, Value};
@@ -19,7 +23,7 @@ use crate::limits::Limits;
 use crate::name::{Permissions, ResourceName, SessionId, UserName, VhostPath};
 use crate::nukleus::webrocket::verify::Verify;
 use crate::protocol::{CloseReason, ErrorId};
-use crate::storage::{item_id, Change, ResourceRecord, ResourceSource, State};
+use crate::storage::{item_id, ResourceRecord, State};
 
 /// A pending secret check of one session (`authenticate` with a secret).
 pub struct AuthCheck {
@@ -130,7 +134,7 @@ pub struct Monorail {
 type Outcome = Option<AuthCheck>;
 
 /// The item a change replaces or removes.
-struct Before {
+pub(super) struct Before {
     /// `None`: unknown (a `backend` resource): every watcher is told.
     item: Option<Value>,
     /// The `remove` params naming it.
@@ -152,98 +156,6 @@ impl Monorail {
             next_request: 1,
             max_waiting: limits.max_pending_backend_requests,
         }
-    }
-
-    /// Requests for workers made since the last call.
-    pub fn take_asks(&mut self) -> Vec<Ask> {
-        std::mem::take(&mut self.asks)
-    }
-
-    /// No worker took request `id`, or none answered in time: its session
-    /// gets `ASSIGNATION_FAILED` (if it still waits).
-    pub fn fail_request(&mut self, id: u64, why: &str, out: &mut dyn Outlet) {
-        if let Some(waiting) = self.waiting.remove(&id) {
-            let error = MonorailError::new(ErrorId::AssignationFailed, why).during(waiting.handler);
-            self.send_error(waiting.key, &error, out);
-        }
-    }
-
-    /// A worker's answer (`RA`) to request `id` of `vhost`: passed on to
-    /// the waiting session as it is.
-    pub fn answer(
-        &mut self,
-        vhost: &VhostPath,
-        id: u64,
-        payload: &[u8],
-        out: &mut dyn Outlet,
-    ) -> Result<(), AnswerError> {
-        if self.waiting.get(&id).is_none_or(|w| &w.vhost != vhost) {
-            return Err(AnswerError::NotFound);
-        }
-        let Some(waiting) = self.waiting.remove(&id) else {
-            return Err(AnswerError::NotFound);
-        };
-        let handler = serde_json::from_slice::<Value>(payload)
-            .ok()
-            .and_then(|v| v.get("handler").and_then(Value::as_str).map(str::to_owned));
-        if !matches!(
-            handler.as_deref(),
-            Some("list" | "item" | "remove" | "error")
-        ) {
-            let error =
-                MonorailError::new(ErrorId::InternalError, "the worker's answer is malformed")
-                    .during(waiting.handler);
-            self.send_error(waiting.key, &error, out);
-            return Err(AnswerError::Malformed);
-        }
-        self.send(waiting.key, payload, out);
-        Ok(())
-    }
-
-    /// Asks a worker on behalf of session `key`.
-    fn ask(
-        &mut self,
-        key: SessionKey,
-        handler: &'static str,
-        params: &Params,
-        out: &mut dyn Outlet,
-    ) {
-        let Some(session) = self.sessions.get(&key) else {
-            return;
-        };
-        if self.waiting.len() >= self.max_waiting {
-            let why = "too many requests wait for backend workers, try again";
-            let error = MonorailError::new(ErrorId::InternalError, why).during(handler);
-            self.send_error(key, &error, out);
-            return;
-        }
-        let id = self.next_request;
-        self.next_request += 1;
-        let payload = json!({":resource": {
-            "data": {"request": id.to_string(), "resource": session.resource,
-                     "handler": handler, "params": params.as_value()},
-            "sid": session.sid,
-            "user": session.user,
-        }});
-        self.asks.push(Ask {
-            id,
-            vhost: session.vhost.clone(),
-            payload: serde_json::to_vec(&payload).unwrap_or_default(),
-        });
-        let vhost = session.vhost.clone();
-        self.waiting.insert(
-            id,
-            Waiting {
-                key,
-                vhost,
-                handler,
-            },
-        );
-    }
-
-    fn is_backend(&self, key: SessionKey) -> bool {
-        self.resource_of(key)
-            .is_some_and(|r| r.source == ResourceSource::Backend)
     }
 
     /// Counters.
@@ -461,155 +373,6 @@ impl Monorail {
         true
     }
 
-    fn authenticate(
-        &mut self,
-        key: SessionKey,
-        user: &str,
-        secret: Option<String>,
-        out: &mut dyn Outlet,
-    ) -> Outcome {
-        let session = self.sessions.get(&key)?;
-        let fail = |id, why: &str| MonorailError::new(id, why).during("authenticate");
-        let Ok(name) = UserName::parse(user) else {
-            let error = fail(
-                ErrorId::InvalidUserName,
-                ErrorId::InvalidUserName.description(),
-            );
-            self.send_error(key, &error, out);
-            return None;
-        };
-        let record = self
-            .state
-            .vhosts
-            .get(&session.vhost)
-            .and_then(|v| v.users.get(&name));
-        let Some(record) = record else {
-            let error = fail(ErrorId::UserNotFound, ErrorId::UserNotFound.description());
-            self.send_error(key, &error, out);
-            return None;
-        };
-        match (&record.secret_hash, secret) {
-            (None, _) => {
-                let permissions = record.permissions;
-                self.become_user(key, name, permissions, out);
-                None
-            }
-            (Some(hash), Some(secret)) => {
-                let check = AuthCheck {
-                    key,
-                    user: name,
-                    hash: hash.clone(),
-                    secret,
-                };
-                if let Some(session) = self.sessions.get_mut(&key) {
-                    session.held = Some(VecDeque::new());
-                    session.held_bytes = 0;
-                }
-                Some(check)
-            }
-            (Some(_), None) => {
-                let error = fail(
-                    ErrorId::InvalidCredentials,
-                    ErrorId::InvalidCredentials.description(),
-                );
-                self.send_error(key, &error, out);
-                None
-            }
-        }
-    }
-
-    fn become_user(
-        &mut self,
-        key: SessionKey,
-        user: UserName,
-        permissions: Permissions,
-        out: &mut dyn Outlet,
-    ) {
-        let Some(session) = self.sessions.get_mut(&key) else {
-            return;
-        };
-        session.permissions = permissions;
-        if !permissions.contains(Permissions::READ) {
-            session.watches.clear();
-        }
-        let reply = message::authenticated(user.as_str());
-        session.user = Some(user);
-        self.send(key, &reply, out);
-    }
-
-    /// The verifier's answer. The check is good only for the hash it was
-    /// made against: a user deleted or re-keyed meanwhile fails. Held
-    /// messages are then handled in order (one of them may start another
-    /// check, which comes back).
-    pub fn finish_authenticate(
-        &mut self,
-        check: AuthCheck,
-        verified: bool,
-        out: &mut dyn Outlet,
-    ) -> Outcome {
-        let key = check.key;
-        let session = self.sessions.get_mut(&key)?;
-        let held = session.held.take().unwrap_or_default();
-        let vhost = session.vhost.clone();
-        let current = self
-            .state
-            .vhosts
-            .get(&vhost)
-            .and_then(|v| v.users.get(&check.user));
-        match current {
-            Some(user) if verified && user.secret_hash.as_deref() == Some(check.hash.as_str()) => {
-                let permissions = user.permissions;
-                self.become_user(key, check.user, permissions, out);
-            }
-            Some(_) => {
-                let error = MonorailError::new(
-                    ErrorId::InvalidCredentials,
-                    ErrorId::InvalidCredentials.description(),
-                )
-                .during("authenticate");
-                self.send_error(key, &error, out);
-            }
-            None => {
-                let error =
-                    MonorailError::new(ErrorId::UserNotFound, ErrorId::UserNotFound.description())
-                        .during("authenticate");
-                self.send_error(key, &error, out);
-            }
-        }
-        self.replay(key, held, out)
-    }
-
-    /// The verifier is full: the check fails at once with `INTERNAL_ERROR`.
-    pub fn refuse_check(&mut self, check: AuthCheck, out: &mut dyn Outlet) -> Outcome {
-        let key = check.key;
-        let held = self.sessions.get_mut(&key)?.held.take().unwrap_or_default();
-        let error = MonorailError::new(
-            ErrorId::InternalError,
-            "too many secret checks at once, try again",
-        )
-        .during("authenticate");
-        self.send_error(key, &error, out);
-        self.replay(key, held, out)
-    }
-
-    fn replay(
-        &mut self,
-        key: SessionKey,
-        mut held: VecDeque<Vec<u8>>,
-        out: &mut dyn Outlet,
-    ) -> Outcome {
-        while let Some(bytes) = held.pop_front() {
-            if let Some(check) = self.on_message(key, &bytes, out) {
-                if let Some(session) = self.sessions.get_mut(&key) {
-                    session.held_bytes = held.iter().map(Vec::len).sum();
-                    session.held = Some(held);
-                }
-                return Some(check);
-            }
-        }
-        None
-    }
-
     /// Sends `payload` (a JSON object with a `handler`) to every session of
     /// `vhost`'s `resource` (or of every resource of `vhost`), but those in
     /// `skip`. Returns how many got it.
@@ -648,145 +411,5 @@ impl Monorail {
         }
         self.stats.broadcasts += sent as u64;
         Ok(sent)
-    }
-
-    /// A committed change: moves the copy of the state forward and tells
-    /// the watchers and sessions it concerns.
-    pub fn apply_change(&mut self, change: &Change, out: &mut dyn Outlet) {
-        let before = match change {
-            Change::PutItem {
-                vhost,
-                resource,
-                item,
-            } => self.before(vhost, resource, |r| item_id(item, &r.id_field)),
-            Change::RemoveItem {
-                vhost,
-                resource,
-                id,
-            } => self.before(vhost, resource, |_| Some(id.clone())),
-            _ => None,
-        };
-        if self.state.apply(change).is_err() {
-            return;
-        }
-        match change {
-            Change::PutItem {
-                vhost,
-                resource,
-                item,
-            } => self.notify(vhost, resource, before.as_ref(), Some(item), out),
-            Change::RemoveItem {
-                vhost, resource, ..
-            } => self.notify(vhost, resource, before.as_ref(), None, out),
-            Change::DeleteResource { vhost, name } => {
-                self.close_where(|v, r| v == vhost && r == name, out)
-            }
-            Change::DeleteVhost { path } => self.close_where(|v, _| v == path, out),
-            Change::ClearVhosts => self.close_where(|_, _| true, out),
-            _ => {
-                if let Some(vhost) = change.vhost() {
-                    self.refresh_permissions(&vhost.clone());
-                }
-            }
-        }
-    }
-
-    /// What a change to item `id` of a resource replaces or removes.
-    fn before(
-        &self,
-        vhost: &VhostPath,
-        resource: &ResourceName,
-        id: impl FnOnce(&ResourceRecord) -> Option<String>,
-    ) -> Option<Before> {
-        let record = self.state.vhosts.get(vhost)?.resources.get(resource)?;
-        let id = id(record)?;
-        let item = record.items.get(&id).cloned();
-        // A `backend` resource keeps no items: its removals name the item
-        // by its id (as text) and reach every watcher.
-        let backend = record.source == ResourceSource::Backend;
-        if item.is_none() && !backend {
-            return None;
-        }
-        let id = match &item {
-            Some(item) => item.get(&record.id_field).cloned().unwrap_or(Value::Null),
-            None => Value::String(id),
-        };
-        Some(Before {
-            remove: json!({ &record.id_field: id }),
-            item,
-        })
-    }
-
-    /// One `item` to each watcher a new or changed item matches, or one
-    /// `remove` to each watcher the old one matched and the new one does
-    /// not (the params of `remove` name the item by its id field).
-    fn notify(
-        &mut self,
-        vhost: &VhostPath,
-        resource: &ResourceName,
-        before: Option<&Before>,
-        after: Option<&Value>,
-        out: &mut dyn Outlet,
-    ) {
-        let Some(keys) = self.by_resource.get(&(vhost.clone(), resource.clone())) else {
-            return;
-        };
-        let item_message = after.map(message::item);
-        let remove_message = before.map(|b| message::remove(&b.remove));
-        let mut sends = Vec::new();
-        for key in keys {
-            let Some(session) = self.sessions.get(key) else {
-                continue;
-            };
-            let watched = |item: &Value| session.watches.iter().any(|w| w.matches(item));
-            let watching = !session.watches.is_empty();
-            if after.is_some_and(watched) {
-                sends.push((*key, item_message.as_deref()));
-            } else if before.is_some_and(|b| b.item.as_ref().map_or(watching, watched)) {
-                sends.push((*key, remove_message.as_deref()));
-            }
-        }
-        for (key, bytes) in sends {
-            if let Some(bytes) = bytes {
-                if self.send(key, bytes, out) {
-                    self.stats.notifications += 1;
-                }
-            }
-        }
-    }
-
-    fn close_where(
-        &mut self,
-        doomed: impl Fn(&VhostPath, &ResourceName) -> bool,
-        out: &mut dyn Outlet,
-    ) {
-        let keys: Vec<SessionKey> = self
-            .by_resource
-            .iter()
-            .filter(|((v, r), _)| doomed(v, r))
-            .flat_map(|(_, keys)| keys.iter().copied())
-            .collect();
-        for key in keys {
-            self.drop_session(key, CloseReason::VhostDeleted, out);
-        }
-    }
-
-    /// After a user or vhost change: sessions take their user's (or the
-    /// vhost's anonymous) permissions again; a deleted user's sessions
-    /// become anonymous. Watches go when READ does.
-    fn refresh_permissions(&mut self, vhost: &VhostPath) {
-        let Some(record) = self.state.vhosts.get(vhost) else {
-            return;
-        };
-        for session in self.sessions.values_mut().filter(|s| &s.vhost == vhost) {
-            let user = session.user.as_ref().and_then(|u| record.users.get(u));
-            if user.is_none() {
-                session.user = None;
-            }
-            session.permissions = user.map_or(record.anonymous, |u| u.permissions);
-            if !session.permissions.contains(Permissions::READ) {
-                session.watches.clear();
-            }
-        }
     }
 }
