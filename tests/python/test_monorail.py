@@ -44,6 +44,17 @@ def backend(srv, vhost_path: str = "/mr") -> webrocket_backend.Client:
     return webrocket_backend.Client(backend_endpoint(srv), vhost_path, vhost_token(srv, vhost_path))
 
 
+def admin_stats(srv) -> dict:
+    """GET /stats of the admin API, with the node cookie."""
+    import urllib.request
+
+    cookie = (srv.storage_dir / "webrocket.cookie").read_text().strip()
+    req = urllib.request.Request(f"http://{srv.info['admin']}/stats",
+                                 headers={"x-webrocket-cookie": cookie})
+    with urllib.request.urlopen(req, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
 def ctl(srv, *args: str) -> dict:
     out = subprocess.run(
         [str(CTL_BIN), "--admin-addr", srv.info["admin"], "--storage-dir", str(srv.storage_dir),
@@ -103,6 +114,15 @@ async def test_init_all_query_get(mr):
         assert one == {"handler": "item", "data": {"id": 2, "state": "down", "load": 9}}
         gone = await ask(ws, {"handler": "get", "params": {"id": 99}})
         assert gone == {"handler": "remove", "params": {"id": 99}}
+        # The monorail nukleus's counters are in the admin API's /stats
+        # (published every 200 ms).
+        for _ in range(100):
+            counters = admin_stats(mr)["counters"]
+            if counters.get("monorail.sessions") == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert counters.get("monorail.sessions") == 1, counters
+        assert counters.get("monorail.messages", 0) >= 6, counters
     # Another resource of the same vhost has its own items.
     async with connect(mr.url("/mr/skus")) as ws:
         assert (await ask(ws, {"handler": "all"}))["items"] == []
