@@ -88,6 +88,7 @@ pub struct Handle {
     /// The monorail nukleus's task queue and its resources' ws bindings.
     monorail: Mutex<Sender<monorail::Task>>,
     resource_refs: Mutex<Vec<(VhostPath, ResourceName, i64)>>,
+    amqp: monorail::amqp::Consumers,
 }
 
 /// Why an administrative change failed.
@@ -236,14 +237,27 @@ impl Handle {
         match change {
             Change::AddVhost { path, .. } => self.bind_vhost(path)?,
             Change::DeleteVhost { path } => {
+                self.amqp.stop_where(|v, _| v == path);
                 self.unbind_resources(|v, _| v == path)?;
                 self.unbind_vhost(path)?
             }
-            Change::AddResource { vhost, name, .. } => self.bind_resource(vhost, name)?,
+            Change::AddResource {
+                vhost,
+                name,
+                source,
+                ..
+            } => {
+                if *source == crate::storage::ResourceSource::Amqp {
+                    self.amqp.start(vhost, name, self.monorail_teller());
+                }
+                self.bind_resource(vhost, name)?
+            }
             Change::DeleteResource { vhost, name } => {
+                self.amqp.stop_where(|v, r| v == vhost && r == name);
                 self.unbind_resources(|v, r| v == vhost && r == name)?
             }
             Change::ClearVhosts => {
+                self.amqp.stop_where(|_, _| true);
                 self.unbind_resources(|_, _| true)?;
                 let paths: Vec<VhostPath> = lock(&self.vhost_refs)
                     .iter()
@@ -274,6 +288,19 @@ impl Handle {
                 signal.wake();
             }
         }
+    }
+
+    /// How the `amqp` consumers reach the monorail nukleus.
+    fn monorail_teller(&self) -> monorail::amqp::Tell {
+        let sender = lock(&self.monorail).clone();
+        let signals = Arc::clone(&self.signals);
+        Arc::new(move |task| {
+            if sender.send(task).is_ok() {
+                if let Some(signal) = signals.get("monorail") {
+                    signal.wake();
+                }
+            }
+        })
     }
 
     /// Starts serving a MonoRail resource at `/<vhost>/<resource>`.
@@ -558,10 +585,13 @@ impl Server {
                     source,
                 })?;
         let vhosts: Vec<VhostPath> = state.vhosts.keys().cloned().collect();
-        let resources: Vec<(VhostPath, ResourceName)> = state
+        let resources: Vec<(VhostPath, ResourceName, storage::ResourceSource)> = state
             .vhosts
             .iter()
-            .flat_map(|(v, record)| record.resources.keys().map(|r| (v.clone(), r.clone())))
+            .flat_map(|(v, record)| {
+                let resources = record.resources.iter();
+                resources.map(|(r, rr)| (v.clone(), r.clone(), rr.source))
+            })
             .collect();
         let broker_state = state.clone();
         let durable = Arc::new(Mutex::new(Durable { store, state }));
@@ -613,6 +643,7 @@ impl Server {
             cluster: OnceLock::new(),
             monorail: Mutex::new(monorail_tasks),
             resource_refs: Mutex::new(Vec::new()),
+            amqp: monorail::amqp::Consumers::new(config.amqp.clone(), limits.max_item_size),
         });
         let exchange = Arc::new(Mutex::new(backend(Arc::clone(&handle))));
         let monorail = MonorailNukleus::new(
@@ -677,7 +708,11 @@ impl Server {
             sessions_closed: false,
         };
         server.wire(config, &vhosts)?;
-        for (vhost, resource) in &resources {
+        for (vhost, resource, source) in &resources {
+            if *source == storage::ResourceSource::Amqp {
+                let tell = server.handle.monorail_teller();
+                server.handle.amqp.start(vhost, resource, tell);
+            }
             server.handle.bind_resource(vhost, resource)?;
         }
         Ok(server)

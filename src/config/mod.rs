@@ -63,6 +63,9 @@ pub struct Config {
     /// `[log]`: log filter.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[amqp]`: the RabbitMQ broker `amqp` resources consume from.
+    #[serde(default)]
+    pub amqp: AmqpConfig,
     /// `[[vhost]]`: vhosts ensured at every start.
     #[serde(default, rename = "vhost")]
     pub vhosts: Vec<VhostConfig>,
@@ -137,6 +140,39 @@ impl Default for ClusterConfig {
             seeds: Vec::new(),
             cookie: None,
             snapshot_every: limits::DEFAULT_SNAPSHOT_EVERY,
+        }
+    }
+}
+
+/// `[amqp]`: where `source = "amqp"` resources consume from (AMQP 0-9-1,
+/// RabbitMQ).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpConfig {
+    /// Broker host. Default `127.0.0.1`.
+    pub host: String,
+    /// Broker port. Default 5672.
+    pub port: u16,
+    /// User. Default `guest`.
+    pub user: String,
+    /// Password. Default `guest`.
+    pub password: String,
+    /// AMQP virtual host. Default `/`.
+    pub vhost: String,
+    /// The topic exchange (declared durable if missing). Default
+    /// `webrocket`.
+    pub exchange: String,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        AmqpConfig {
+            host: "127.0.0.1".into(),
+            port: 5672,
+            user: "guest".into(),
+            password: "guest".into(),
+            vhost: "/".into(),
+            exchange: "webrocket".into(),
         }
     }
 }

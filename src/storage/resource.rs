@@ -23,6 +23,9 @@ pub enum ResourceSource {
     /// (and the first `list` of a `watch`) are asked of a worker; `PI` /
     /// `RI` only notify watchers and keep nothing here.
     Backend,
+    /// Watches fed from a RabbitMQ topic exchange (`[amqp]`), binding key
+    /// `<vhost segments joined by '.'>.<resource>.#`; nothing is kept.
+    Amqp,
 }
 
 /// One resource of a vhost.
@@ -95,7 +98,7 @@ impl State {
             } => {
                 let record = resource(vhost, name)?;
                 let exists =
-                    record.source == ResourceSource::Backend || record.items.contains_key(id);
+                    record.source != ResourceSource::Store || record.items.contains_key(id);
                 present(exists, || {
                     Entity::Item(vhost.clone(), name.clone(), id.clone())
                 })
@@ -126,6 +129,7 @@ pub(super) fn apply(vhost: &mut VhostRecord, change: &Change) {
         }
         Change::PutItem { resource, item, .. } => {
             let stored = vhost.resources.get_mut(resource);
+            // Only a `store` keeps items: elsewhere PI only notifies.
             if let Some(record) = stored.filter(|r| r.source == ResourceSource::Store) {
                 if let Some(id) = item_id(item, &record.id_field) {
                     record.items.insert(id, item.clone());

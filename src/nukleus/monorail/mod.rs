@@ -10,6 +10,7 @@
 //! broker; backends write them with `PI` / `RI` and broadcast with `RB`
 //! (`backend`).
 
+pub mod amqp;
 pub mod backend;
 mod core;
 pub mod message;
@@ -68,6 +69,15 @@ pub enum Task {
         payload: Vec<u8>,
         /// `OK`; `ER 404` when no such request waits, 400 when malformed.
         reply: Reply,
+    },
+    /// A message of an `amqp` resource's exchange.
+    Feed {
+        /// The vhost.
+        vhost: VhostPath,
+        /// The resource.
+        resource: ResourceName,
+        /// What it says.
+        feed: amqp::Feed,
     },
     /// Close every session (shutdown).
     CloseAll(CloseReason),
@@ -375,6 +385,14 @@ impl MonorailNukleus {
                     });
                     reply(result);
                 }
+                Task::Feed {
+                    vhost,
+                    resource,
+                    feed,
+                } => self.with_outlet(|m, out| {
+                    m.feed(&vhost, &resource, feed, out);
+                    None
+                }),
                 Task::CloseAll(reason) => self.close_all(reason),
             }
         }

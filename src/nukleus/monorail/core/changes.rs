@@ -11,6 +11,28 @@ use crate::protocol::CloseReason;
 use crate::storage::{item_id, Change, ResourceRecord, ResourceSource};
 
 impl Monorail {
+    /// A message of an `amqp` resource: an item to the watches it
+    /// matches, or a removal to every watcher.
+    pub fn feed(
+        &mut self,
+        vhost: &VhostPath,
+        resource: &ResourceName,
+        feed: crate::nukleus::monorail::amqp::Feed,
+        out: &mut dyn Outlet,
+    ) {
+        use crate::nukleus::monorail::amqp::Feed;
+        match feed {
+            Feed::Item(item) => self.notify(vhost, resource, None, Some(&item), out),
+            Feed::Remove(params) => {
+                let before = Before {
+                    item: None,
+                    remove: params,
+                };
+                self.notify(vhost, resource, Some(&before), None, out)
+            }
+        }
+    }
+
     /// A committed change: moves the copy of the state forward and tells
     /// the watchers and sessions it concerns.
     pub fn apply_change(&mut self, change: &Change, out: &mut dyn Outlet) {
@@ -64,7 +86,7 @@ impl Monorail {
         let item = record.items.get(&id).cloned();
         // A `backend` resource keeps no items: its removals name the item
         // by its id (as text) and reach every watcher.
-        let backend = record.source == ResourceSource::Backend;
+        let backend = record.source != ResourceSource::Store;
         if item.is_none() && !backend {
             return None;
         }

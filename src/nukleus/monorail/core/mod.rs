@@ -23,7 +23,7 @@ use crate::limits::Limits;
 use crate::name::{Permissions, ResourceName, SessionId, UserName, VhostPath};
 use crate::nukleus::webrocket::verify::Verify;
 use crate::protocol::{CloseReason, ErrorId};
-use crate::storage::{item_id, ResourceRecord, State};
+use crate::storage::{item_id, ResourceRecord, ResourceSource, State};
 
 /// A pending secret check of one session (`authenticate` with a secret).
 pub struct AuthCheck {
@@ -271,6 +271,20 @@ impl Monorail {
             let denied =
                 MonorailError::new(ErrorId::AccessDenied, "READ is needed").during(handler);
             self.send_error(key, &denied, out);
+            return None;
+        }
+        let source = self.resource_of(key).map(|r| r.source);
+        if !handler.is_empty() && source == Some(ResourceSource::Amqp) {
+            // An exchange keeps no items: only watch (and stop) apply.
+            if let Request::Watch(params) = request {
+                if self.add_watch(key, params, out) {
+                    self.send(key, &message::list(std::iter::empty()), out);
+                }
+            } else {
+                let why = "an amqp resource serves watch and stop only";
+                let error = MonorailError::new(ErrorId::UndefinedEvent, why).during(handler);
+                self.send_error(key, &error, out);
+            }
             return None;
         }
         if !handler.is_empty() && self.is_backend(key) {
