@@ -79,7 +79,7 @@ pub enum Command {
         vhost: VhostPath,
         /// Resource name.
         name: ResourceName,
-        /// Where its items come from.
+        /// Where its items come from: store, backend or amqp.
         #[arg(long, default_value = "store")]
         source: String,
         /// The item property that identifies an item.
