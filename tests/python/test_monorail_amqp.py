@@ -82,7 +82,16 @@ def rabbitmq(tmp_path: Path):
 
 class Publisher:
     def __init__(self, host: str, port: int):
-        self.conn = pika.BlockingConnection(pika.ConnectionParameters(host=host, port=port))
+        # A node that has just booted may still refuse a connection or two.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.conn = pika.BlockingConnection(pika.ConnectionParameters(host=host, port=port))
+                break
+            except pika.exceptions.AMQPConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         self.channel = self.conn.channel()
         self.channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
 
