@@ -143,6 +143,7 @@ async def test_watch_gets_items_and_removes_until_stop(mr):
         client.remove_item("nodes", 2)
         assert await recv(ws) == {"handler": "remove", "params": {"id": 2}}
         await say(ws, {"handler": "stop", "params": {"state": "up"}})
+        await in_order(ws)  # the stop is in before the next put
         client.put_item("nodes", {"id": 4, "state": "up"})
         # Nothing for the stopped watch: the next message is the init reply.
         await in_order(ws)

@@ -150,6 +150,8 @@ async def test_watches_are_fed_from_a_topic_exchange(server_factory, rabbitmq):
             await asyncio.to_thread(publisher.publish, "mr.feed", {"id": 2}, "remove")
             assert await recv(ws) == {"handler": "remove", "params": {"id": 2}}
             await ws.send(json.dumps({"handler": "stop"}))
+            # Answered after the stop: from here on nothing is watched.
+            assert (await ask(ws, {"handler": "init"}))["handler"] == "session"
             await asyncio.to_thread(publisher.publish, "mr.feed", {"id": 3, "level": "error"})
             reply = await ask(ws, {"handler": "init"})
             assert reply["handler"] == "session", reply
