@@ -7,8 +7,9 @@
 //!
 //! - [`stream`]: memory-mapped regions, rings, broadcast buffer, counters
 //!   (pure; the only `unsafe` code lives in `stream::region`).
-//! - [`nukleus`]: frames, control commands, the agent runner, and the tcp, ws
-//!   and echo nuklei (I/O only in `nukleus::tcp`).
+//! - [`nukleus`]: frames, control commands, the agent runner, and the tcp, ws,
+//!   echo and monorail (MonoRail resources) nuklei (I/O only in
+//!   `nukleus::tcp`).
 //! - [`name`], [`limits`]: validated identifiers and every bound (pure).
 //! - [`config`]: the configuration tree, loading and validation (pure).
 //! - [`storage`]: durable vhosts, users and channels (file I/O only).

@@ -85,6 +85,30 @@ pub const DEFAULT_MAX_WORKERS_PER_VHOST: usize = 1024;
 /// others; the session stays open and may try again.
 pub const DEFAULT_MAX_PENDING_SECRET_CHECKS: usize = 256;
 
+/// MonoRail resources per vhost. Above it: `add_resource` fails (admin 409
+/// `LIMIT_REACHED`).
+pub const DEFAULT_MAX_RESOURCES_PER_VHOST: usize = 1024;
+
+/// Items of one `store` resource. Above it: putting a new item fails
+/// (backend `ER 413`, admin 409 `LIMIT_REACHED`); replacing one still works.
+pub const DEFAULT_MAX_ITEMS_PER_RESOURCE: usize = 10_000;
+
+/// Largest item, as JSON text. Bigger: backend `ER 413`, admin 413.
+pub const DEFAULT_MAX_ITEM_SIZE: usize = 16 * KIB;
+
+/// MonoRail `watch`es one session holds at once. Above it: the `watch` gets
+/// an error message (`TOO_MANY_SUBSCRIPTIONS`) and the session stays open.
+pub const DEFAULT_MAX_WATCHES_PER_SESSION: usize = 64;
+
+/// Requests of `backend` resources waiting for a worker's answer, per
+/// node. Above it the request gets an error message (`INTERNAL_ERROR`)
+/// at once; the session stays open.
+pub const DEFAULT_MAX_PENDING_BACKEND_REQUESTS: usize = 4096;
+
+/// How long a `backend` resource's request waits for a worker's answer.
+/// Longer: the session gets `ASSIGNATION_FAILED`, and a late answer `ER 404`.
+pub const DEFAULT_BACKEND_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Largest backend ZeroMQ message (all frames together). Bigger: `ER 400`.
 pub const DEFAULT_MAX_BACKEND_MESSAGE_SIZE: usize = MIB;
 
@@ -155,6 +179,20 @@ pub struct Limits {
     pub max_workers_per_vhost: usize,
     /// See [`DEFAULT_MAX_PENDING_SECRET_CHECKS`].
     pub max_pending_secret_checks: usize,
+    /// See [`DEFAULT_MAX_RESOURCES_PER_VHOST`].
+    pub max_resources_per_vhost: usize,
+    /// See [`DEFAULT_MAX_ITEMS_PER_RESOURCE`].
+    pub max_items_per_resource: usize,
+    /// See [`DEFAULT_MAX_ITEM_SIZE`].
+    #[serde(with = "size")]
+    pub max_item_size: usize,
+    /// See [`DEFAULT_MAX_WATCHES_PER_SESSION`].
+    pub max_watches_per_session: usize,
+    /// See [`DEFAULT_MAX_PENDING_BACKEND_REQUESTS`].
+    pub max_pending_backend_requests: usize,
+    /// See [`DEFAULT_BACKEND_REQUEST_TIMEOUT`].
+    #[serde(with = "duration")]
+    pub backend_request_timeout: Duration,
     /// See [`DEFAULT_MAX_BACKEND_MESSAGE_SIZE`].
     #[serde(with = "size")]
     pub max_backend_message_size: usize,
@@ -186,6 +224,12 @@ impl Default for Limits {
             max_vhosts: DEFAULT_MAX_VHOSTS,
             max_workers_per_vhost: DEFAULT_MAX_WORKERS_PER_VHOST,
             max_pending_secret_checks: DEFAULT_MAX_PENDING_SECRET_CHECKS,
+            max_resources_per_vhost: DEFAULT_MAX_RESOURCES_PER_VHOST,
+            max_items_per_resource: DEFAULT_MAX_ITEMS_PER_RESOURCE,
+            max_item_size: DEFAULT_MAX_ITEM_SIZE,
+            max_watches_per_session: DEFAULT_MAX_WATCHES_PER_SESSION,
+            max_pending_backend_requests: DEFAULT_MAX_PENDING_BACKEND_REQUESTS,
+            backend_request_timeout: DEFAULT_BACKEND_REQUEST_TIMEOUT,
             max_backend_message_size: DEFAULT_MAX_BACKEND_MESSAGE_SIZE,
             max_admin_body_size: DEFAULT_MAX_ADMIN_BODY_SIZE,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
@@ -215,6 +259,7 @@ impl Limits {
             ("max_backend_message_size", self.max_backend_message_size),
             ("max_admin_body_size", self.max_admin_body_size),
             ("max_pending_secret_checks", self.max_pending_secret_checks),
+            ("max_item_size", self.max_item_size),
         ];
         for (field, value) in positive {
             if value == 0 {

@@ -13,6 +13,7 @@
 //! | [`EventName`] | non-empty, at most 255 bytes, no leading `:` |
 //! | [`AccessToken`] | exactly 40 lowercase hex characters |
 //! | [`SessionId`] | exactly 32 lowercase hex characters |
+//! | [`ResourceName`] | `^[A-Za-z0-9_][A-Za-z0-9_-]*$`, at most 255 bytes |
 //!
 //! Pure: no I/O. The checks are written by hand (no regex engine) so that the
 //! error can say which character at which byte is wrong.
@@ -58,6 +59,8 @@ pub enum NameKind {
     NodeName,
     /// A [`SessionId`].
     SessionId,
+    /// A [`ResourceName`].
+    ResourceName,
     /// A [`Permissions`] set.
     Permissions,
 }
@@ -72,6 +75,7 @@ impl fmt::Display for NameKind {
             NameKind::AccessToken => "access token",
             NameKind::NodeName => "node name",
             NameKind::SessionId => "session id",
+            NameKind::ResourceName => "resource name",
             NameKind::Permissions => "permissions",
         })
     }
@@ -230,6 +234,12 @@ fn check_vhost_path(s: &str) -> Result<(), NameReason> {
 
 fn check_channel(s: &str) -> Result<(), NameReason> {
     check_word(s, &['.', '-'])
+}
+
+/// One path segment after the vhost's (`/<vhost>/<resource>`): no dots,
+/// so that a resource path never looks like a file name.
+fn check_resource(s: &str) -> Result<(), NameReason> {
+    check_word(s, &['-'])
 }
 
 fn check_user(s: &str) -> Result<(), NameReason> {
@@ -426,7 +436,16 @@ validated_name!(
     check_session_id
 );
 
+validated_name!(
+    /// A MonoRail resource of a vhost, such as `nodes`: served at
+    /// `/<vhost>/<resource>`.
+    ResourceName,
+    ResourceName,
+    check_resource
+);
+
 plain_debug!(
+    ResourceName,
     VhostPath,
     ChannelName,
     UserName,

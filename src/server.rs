@@ -21,7 +21,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,15 +29,16 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::admin::{Admin, NodeView};
-use crate::broker::Backend;
+use crate::broker::{Backend, NoWorker};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::exchange::{self, Exchange, WorkerDirectory};
 use crate::limits::Limits;
 use crate::name::VhostPath;
-use crate::node::{Changes, DataPath, Inbox};
+use crate::node::{Changes, DataPath, Feeds, Inbox};
 use crate::nukleus::control::ControlError;
 use crate::nukleus::echo::EchoNukleus;
+use crate::nukleus::monorail::MonorailNukleus;
 use crate::nukleus::runner::{Agent, Group, Signal, Signals};
 use crate::nukleus::tcp::{TcpNukleus, TcpSettings};
 use crate::nukleus::tls::{self, TlsNukleus};
@@ -198,7 +199,6 @@ impl Server {
                     path: config.server.storage_dir.clone(),
                     source,
                 })?;
-        let vhosts: Vec<VhostPath> = durable.state.vhosts.keys().cloned().collect();
         let broker_state = durable.state.clone();
 
         let signals = Arc::new(Signals::default());
@@ -220,7 +220,7 @@ impl Server {
         } else {
             Signal::for_thread()
         };
-        for name in ["ws", "webrocket", "echo", "tls"] {
+        for name in ["ws", "webrocket", "monorail", "echo", "tls"] {
             signals.register(name, Arc::clone(&broker_signal));
         }
         let ws_settings = WsNukleusSettings {
@@ -235,7 +235,7 @@ impl Server {
         let serving = Arc::clone(&ws_settings.serving);
         let ws = WsNukleus::new(&run_dir, ws_settings, Arc::clone(&signals)).map_err(run_error)?;
 
-        let (inbox, tasks) = Inbox::new(Arc::clone(&broker_signal));
+        let (inbox, tasks, monorail_tasks) = Inbox::new(Arc::clone(&broker_signal));
         let data_path = Arc::new(DataPath::new(
             run_dir.clone(),
             Arc::clone(&signals),
@@ -246,6 +246,7 @@ impl Server {
             durable,
             inbox.clone(),
             Arc::clone(&data_path),
+            Feeds::new(config, inbox.clone()),
             limits.clone(),
             config.cluster.enabled(),
         ));
@@ -258,10 +259,10 @@ impl Server {
             Some(exchange) => exchange.backend(&inbox, &changes),
             None => Box::new(NoBackend),
         };
-        let backend = match &cluster {
+        let backend = Arc::new(Mutex::new(match &cluster {
             Some(cluster) => cluster.backend(local),
             None => local,
-        };
+        }));
         let webrocket = WebrocketNukleus::new(
             &run_dir,
             ring,
@@ -270,12 +271,23 @@ impl Server {
             &broker_state,
             limits,
             tasks,
-            backend,
+            Box::new(SharedBackend(Arc::clone(&backend))),
             Box::new(Arc::clone(&changes)),
         )
         .map_err(run_error)?;
+        let monorail = MonorailNukleus::new(
+            &run_dir,
+            Arc::clone(&signals),
+            Arc::clone(&broker_signal),
+            &broker_state,
+            limits,
+            monorail_tasks,
+            Box::new(SharedBackend(backend)),
+        )
+        .map_err(run_error)?;
 
-        let mut nuklei: Vec<Box<dyn Agent>> = vec![Box::new(ws), Box::new(webrocket)];
+        let mut nuklei: Vec<Box<dyn Agent>> =
+            vec![Box::new(ws), Box::new(webrocket), Box::new(monorail)];
         if config.server.echo_path.is_some() {
             let echo = EchoNukleus::new(&run_dir, ring, Arc::clone(&signals)).map_err(run_error)?;
             nuklei.push(Box::new(echo));
@@ -319,7 +331,8 @@ impl Server {
             accepting: AtomicBool::new(true),
             sessions_closed: false,
         };
-        server.data_path.wire(config, &vhosts)?;
+        server.data_path.wire(config, &broker_state)?;
+        server.changes.start_feeds();
         let workers = server
             .exchange
             .clone()
@@ -419,8 +432,7 @@ impl Server {
         if std::mem::replace(&mut self.sessions_closed, true) {
             return;
         }
-        self.inbox
-            .send(crate::nukleus::webrocket::Task::CloseAll(reason));
+        self.inbox.close_all(reason);
         let deadline = Instant::now() + DRAIN;
         while Instant::now() < deadline && self.data_path.open_connections() > 0 {
             std::thread::sleep(DRAIN_POLL);
@@ -480,6 +492,17 @@ impl Drop for Server {
             cluster.shutdown();
         }
         self.stop_threads();
+    }
+}
+
+/// The way to backend workers, shared by the webrocket nukleus (triggers)
+/// and the monorail nukleus (requests of `backend` resources). Both run on
+/// the same thread, so the lock is never contended.
+struct SharedBackend(Arc<Mutex<Box<dyn Backend + Send>>>);
+
+impl Backend for SharedBackend {
+    fn trigger(&mut self, vhost: &VhostPath, payload: &[u8]) -> Result<(), NoWorker> {
+        crate::node::lock(&self.0).trigger(vhost, payload)
     }
 }
 

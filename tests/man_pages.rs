@@ -111,7 +111,9 @@ fn every_close_reason_is_documented_with_its_code_and_text() {
 #[test]
 fn backend_commands_and_codes_are_documented() {
     let page = text("webrocket.7");
-    for command in ["RD", "HB", "QT", "TR", "BC", "OC", "CC", "DS", "OK", "ER"] {
+    for command in [
+        "RD", "HB", "QT", "TR", "BC", "OC", "CC", "DS", "PI", "RI", "RB", "RA", "OK", "ER",
+    ] {
         assert!(
             page.contains(&format!(".BR {command} "))
                 || page.contains(&format!(".BR \"{command} ")),
@@ -122,7 +124,7 @@ fn backend_commands_and_codes_are_documented() {
         .split(".SS Error codes")
         .nth(1)
         .expect("webrocket.7 has an Error codes subsection");
-    for code in ["400", "402", "403", "404", "451", "454", "597"] {
+    for code in ["400", "402", "403", "404", "413", "451", "454", "597"] {
         assert!(codes.contains(&format!(".TP\n.B {code}\n")), "ER {code}");
     }
     for event in webrocket::protocol::CLIENT_EVENTS {
@@ -288,6 +290,12 @@ fn every_ctl_command_is_documented() {
         "delete_user",
         "set_permissions",
         "set_secret",
+        "list_resources",
+        "add_resource",
+        "delete_resource",
+        "list_items",
+        "put_item",
+        "remove_item",
         "list_workers",
         "list_nodes",
         "remove_node",

@@ -48,6 +48,31 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "$want" >"$stamp"
 fi
 
+# The Node `ws` client of the MonoRail tests (tests/js), from the npm
+# registry at the versions package-lock.json pins; skipped when current.
+if command -v npm >/dev/null 2>&1; then
+    lock_stamp=tests/js/node_modules/.package-lock.sha256
+    want_js=$(sha256sum tests/js/package-lock.json | cut -d' ' -f1)
+    if [ "$(cat "$lock_stamp" 2>/dev/null || true)" != "$want_js" ]; then
+        (cd tests/js && npm ci --no-audit --no-fund --silent)
+        echo "$want_js" >"$lock_stamp"
+    fi
+else
+    echo "run-all: npm not found; the Node ws client tests are skipped" >&2
+fi
+
+# RabbitMQ for the amqp resource test (tests/python/test_monorail_amqp.py),
+# the Debian package; without it that test is skipped and says why.
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && ! command -v rabbitmq-server >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null; } ||
+            echo "run-all: rabbitmq-server could not be installed; the amqp test is skipped" >&2
+    else
+        echo "run-all: rabbitmq-server is missing (installing it needs root and apt-get); the amqp test is skipped" >&2
+    fi
+fi
+
 cargo build --workspace --all-targets
 
 # Run every suite even when one fails, so a run reports all failures; the

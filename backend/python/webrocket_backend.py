@@ -144,6 +144,31 @@ class Client:
         ``BackendError`` with code 404 if there is no such session."""
         self.request("DS", sid.encode(), event.encode(), _encode(data))
 
+    def put_item(self, resource: str, item: Any) -> None:
+        """``PI``: creates or replaces an item of a MonoRail resource (a
+        JSON object holding the resource's id field); watchers get it."""
+        self.request("PI", resource.encode(), _encode(item))
+
+    def remove_item(self, resource: str, item_id: Any) -> None:
+        """``RI``: removes the item with that id; watchers get a ``remove``.
+        Raises ``BackendError`` 404 when there is no such item."""
+        self.request("RI", resource.encode(), str(item_id).encode())
+
+    def resource_broadcast(
+        self, resource: Optional[str], message: dict, skip: Optional[list] = None
+    ) -> None:
+        """``RB``: sends ``message`` (a JSON object with a ``handler``) to
+        every session of ``resource`` (``None``: of every resource of the
+        vhost) but the session ids in ``skip``."""
+        skip_frame = _encode(list(skip)) if skip else b""
+        self.request("RB", (resource or "").encode(), _encode(message), skip_frame)
+
+    def answer(self, request: str, message: dict) -> None:
+        """``RA``: answers request ``request`` of a ``backend`` resource with
+        the message for the session (``list``, ``item``, ``remove`` or
+        ``error``). Raises ``BackendError`` 404 when it no longer waits."""
+        self.request("RA", str(request).encode(), _encode(message))
+
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close(0)
@@ -212,6 +237,30 @@ class Worker:
             return fn
 
         return register(handler) if handler is not None else register
+
+    def on_resource(self, handler: Callable[[dict], dict]):
+        """Serves the requests of ``backend`` MonoRail resources:
+        ``handler(request)`` gets ``{"request", "resource", "handler",
+        "params", "sid", "user"}`` and returns the message for the session
+        (``{"handler": "list", "items": [...]}`` and so on), which is sent
+        back with ``RA``. A handler that raises answers an ``error``."""
+
+        def serve(trigger: Trigger) -> None:
+            request = dict(trigger.data) if isinstance(trigger.data, dict) else {}
+            request.update(sid=trigger.sid, user=trigger.user)
+            try:
+                message = handler(request)
+            except Exception as error:  # the session must still get an answer
+                log.exception("resource handler failed")
+                message = {"handler": "error", "error": {
+                    "id": "INTERNAL_ERROR", "code": 500, "message": str(error)[:200]}}
+            try:
+                self.client.answer(request.get("request", ""), message)
+            except BackendError as error:
+                log.info("answer not taken: %s", error)
+
+        self.handlers[":resource"] = serve
+        return handler
 
     def dispatch(self, payload: bytes) -> None:
         message = json.loads(payload)

@@ -87,6 +87,7 @@ impl From<StateError> for ApiError {
         let (status, code) = match error {
             StateError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             StateError::AlreadyExists(_) => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
+            StateError::Invalid(_) => (StatusCode::BAD_REQUEST, "INVALID_ITEM"),
         };
         Self::new(status, code, error.to_string())
     }

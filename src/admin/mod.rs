@@ -43,6 +43,7 @@ pub mod error;
 mod extract;
 mod nodes;
 pub mod prometheus;
+mod resources;
 pub mod stats;
 mod users;
 mod vhosts;
@@ -168,6 +169,22 @@ fn routes() -> Router<ApiState> {
         .route(
             "/vhosts/{vhost}/users/{name}/secret",
             put(users::set_secret),
+        )
+        .route(
+            "/vhosts/{vhost}/resources",
+            get(resources::list).post(resources::add),
+        )
+        .route(
+            "/vhosts/{vhost}/resources/{name}",
+            delete(resources::remove),
+        )
+        .route(
+            "/vhosts/{vhost}/resources/{name}/items",
+            get(resources::items).put(resources::put_item),
+        )
+        .route(
+            "/vhosts/{vhost}/resources/{name}/items/{id}",
+            delete(resources::remove_item),
         )
         .route("/vhosts/{vhost}/workers", get(nodes::list_workers))
         .route("/nodes", get(nodes::list_nodes))

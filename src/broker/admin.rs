@@ -46,6 +46,7 @@ impl Broker {
                 auto_create_channels,
             } => {
                 let record = VhostRecord {
+                    resources: Default::default(),
                     token: token.clone(),
                     anonymous: *anonymous,
                     auto_create_channels: *auto_create_channels,
@@ -134,6 +135,8 @@ impl Broker {
                     self.remove_channel(vhost, name, io.outlet);
                 }
             }
+            // MonoRail resources are the monorail nukleus's business.
+            AddResource { .. } | DeleteResource { .. } | PutItem { .. } | RemoveItem { .. } => {}
         }
         self.reap(io.outlet);
     }

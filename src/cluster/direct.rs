@@ -13,7 +13,7 @@ use super::wire::PeerMessage;
 use crate::name::{EventName, SessionId, VhostPath};
 use crate::node::Inbox;
 use crate::nukleus::webrocket::Task;
-use crate::protocol::backend::code::NO_SUCH_SESSION;
+use crate::protocol::backend::code::NOT_FOUND;
 use crate::protocol::backend::BackendReply;
 
 /// How long a `DS` waits for the other nodes' answers.
@@ -89,7 +89,7 @@ impl Shared {
         let peers: Vec<String> = inner.membership.up().cloned().collect();
         if peers.is_empty() {
             drop(inner);
-            reply(Err(NO_SUCH_SESSION));
+            reply(Err(NOT_FOUND));
             return;
         }
         lock(&self.directs).insert(
@@ -107,7 +107,7 @@ impl Shared {
         self.runtime.spawn(async move {
             tokio::time::sleep(DIRECT_WAIT).await;
             if let Some(pending) = lock(&shared.directs).remove(&request) {
-                (pending.reply)(Err(NO_SUCH_SESSION));
+                (pending.reply)(Err(NOT_FOUND));
             }
         });
     }
@@ -124,7 +124,7 @@ impl Shared {
         if done {
             if let Some(pending) = directs.remove(&request) {
                 drop(directs);
-                (pending.reply)(if found { Ok(()) } else { Err(NO_SUCH_SESSION) });
+                (pending.reply)(if found { Ok(()) } else { Err(NOT_FOUND) });
             }
         }
     }

@@ -63,6 +63,9 @@ pub struct Config {
     /// `[log]`: log filter.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[amqp]`: the RabbitMQ broker `amqp` resources consume from.
+    #[serde(default)]
+    pub amqp: AmqpConfig,
     /// `[[vhost]]`: vhosts ensured at every start.
     #[serde(default, rename = "vhost")]
     pub vhosts: Vec<VhostConfig>,
@@ -141,6 +144,39 @@ impl Default for ClusterConfig {
     }
 }
 
+/// `[amqp]`: where `source = "amqp"` resources consume from (AMQP 0-9-1,
+/// RabbitMQ).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpConfig {
+    /// Broker host. Default `127.0.0.1`.
+    pub host: String,
+    /// Broker port. Default 5672.
+    pub port: u16,
+    /// User. Default `guest`.
+    pub user: String,
+    /// Password. Default `guest`.
+    pub password: String,
+    /// AMQP virtual host. Default `/`.
+    pub vhost: String,
+    /// The topic exchange (declared durable if missing). Default
+    /// `webrocket`.
+    pub exchange: String,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        AmqpConfig {
+            host: "127.0.0.1".into(),
+            port: 5672,
+            user: "guest".into(),
+            password: "guest".into(),
+            vhost: "/".into(),
+            exchange: "webrocket".into(),
+        }
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -174,6 +210,46 @@ pub struct VhostConfig {
     /// a browser) are always allowed.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// `[[vhost.resource]]` entries: MonoRail resources created at start.
+    #[serde(default, rename = "resource", skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceConfig>,
+}
+
+/// One `[[vhost.resource]]`: a MonoRail resource served at
+/// `/<vhost>/<name>`. Created at start when missing; one that exists keeps
+/// its items (and its definition: delete it to redefine it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// The resource name. Required.
+    pub name: crate::name::ResourceName,
+    /// Where its items come from. Default `"store"`.
+    #[serde(default)]
+    pub source: ResourceSource,
+    /// The item property that identifies an item. Default `"id"`.
+    #[serde(default = "default_id_field")]
+    pub id_field: String,
+}
+
+/// Where a resource's items come from (`source` in the config).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceSource {
+    /// Items kept by the node (replicated on a cluster), written by
+    /// backends (`PI` / `RI`) and the admin API.
+    #[default]
+    Store,
+    /// Items kept by the vhost's backend workers: `query`, `all`, `get`
+    /// (and the first `list` of a `watch`) are asked of a worker; `PI` /
+    /// `RI` only notify watchers and keep nothing here.
+    Backend,
+    /// Watches fed from a RabbitMQ topic exchange (`[amqp]`), binding key
+    /// `<vhost segments joined by '.'>.<resource>.#`; nothing is kept.
+    Amqp,
+}
+
+fn default_id_field() -> String {
+    "id".to_owned()
 }
 
 /// One `[[vhost.user]]`. Users declared here are owned by the config: their

@@ -190,6 +190,33 @@ fn vhost_contents(config: &Config, i: usize, vhost: &VhostConfig, out: &mut Vec<
             ),
         ));
     }
+    if vhost.resources.len() > limits.max_resources_per_vhost {
+        out.push(ConfigProblem::new(
+            format!("vhost[{i}].resource"),
+            format!(
+                "more than limits.max_resources_per_vhost ({})",
+                limits.max_resources_per_vhost
+            ),
+        ));
+    }
+    let mut resources = BTreeMap::new();
+    for (j, resource) in vhost.resources.iter().enumerate() {
+        if let Some(first) = resources.insert(resource.name.as_str(), j) {
+            out.push(ConfigProblem::new(
+                format!("vhost[{i}].resource[{j}].name"),
+                format!(
+                    "duplicate resource {:?} (also vhost[{i}].resource[{first}])",
+                    resource.name.as_str()
+                ),
+            ));
+        }
+        if resource.id_field.is_empty() || resource.id_field.len() > crate::name::MAX_NAME_LEN {
+            out.push(ConfigProblem::new(
+                format!("vhost[{i}].resource[{j}].id_field"),
+                "must be 1 to 255 bytes".to_owned(),
+            ));
+        }
+    }
     let mut users = BTreeMap::new();
     for (j, user) in vhost.users.iter().enumerate() {
         if let Some(first) = users.insert(user.name.as_str(), j) {

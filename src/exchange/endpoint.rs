@@ -29,7 +29,7 @@ use crate::broker::NoWorker;
 use crate::name::{AccessToken, VhostPath};
 use crate::node::{Changes, Inbox};
 use crate::nukleus::webrocket::Task;
-use crate::protocol::backend::BackendRequest;
+use crate::protocol::backend::{BackendReply, BackendRequest};
 
 // Writes normally land in the kernel's buffer at once; only a worker that
 // stopped reading makes them wait.
@@ -177,6 +177,12 @@ impl Shared {
                 }
             }
             Ok(Inbound::Request(request)) => self.on_request(&identity, request),
+            Ok(Inbound::Resource(request)) => {
+                bump(&self.counters.requests);
+                let vhost = identity.vhost().clone();
+                let reply = self.reply_to(&identity);
+                super::resources::dispatch(&self.changes, &self.inbox, vhost, request, reply);
+            }
             Err(error) => {
                 tracing::debug!(%error, id = %identity.redacted(), "bad backend frames");
                 bump(&self.counters.bad_frames);
@@ -197,6 +203,19 @@ impl Shared {
                 self.send_frames(identity.as_bytes(), Outbound::Error(403));
             }
         }
+    }
+
+    /// Where the outcome of a request goes: `OK` or `ER <code>` back to
+    /// the socket that asked.
+    fn reply_to(self: &Arc<Self>, identity: &Identity) -> BackendReply {
+        let shared = Arc::clone(self);
+        let to = identity.as_bytes().to_vec();
+        Box::new(move |result| {
+            if result.is_err() {
+                bump(&shared.counters.request_errors);
+            }
+            shared.send_frames(&to, Outbound::reply(result));
+        })
     }
 
     fn on_request(self: &Arc<Self>, identity: &Identity, request: BackendRequest) {

@@ -34,6 +34,8 @@ pub enum Inbound {
     /// `BC`, `OC`, `CC` or `DS`: a request for the broker; answered `OK` or
     /// `ER <code>`.
     Request(BackendRequest),
+    /// `PI`, `RI` or `RB`: a request about MonoRail resources.
+    Resource(super::resources::ResourceRequest),
 }
 
 /// Why frames were refused; [`FrameError::code`] is the `ER` code.
@@ -86,6 +88,9 @@ pub enum FrameError {
     /// The JSON argument does not parse.
     #[error("invalid JSON payload")]
     InvalidJson,
+    /// The resource argument is not a valid resource name.
+    #[error("invalid resource name")]
+    InvalidResource,
 }
 
 impl FrameError {
@@ -95,7 +100,7 @@ impl FrameError {
             FrameError::InvalidChannel => INVALID_CHANNEL_NAME,
             // A malformed id cannot name a session: same answer as an
             // unknown one, so clients need one check.
-            FrameError::InvalidSession => NO_SUCH_SESSION,
+            FrameError::InvalidSession => NOT_FOUND,
             _ => BAD_REQUEST,
         }
     }
@@ -150,6 +155,9 @@ pub fn decode<F: AsRef<[u8]>>(role: Role, frames: &[F]) -> Result<Inbound, Frame
                 data: json(&args[2])?,
             }))
         }
+        b"PI" | b"RI" | b"RB" | b"RA" => super::resources::decode(command, args)
+            .unwrap_or(Err(FrameError::NoCommand))
+            .map(Inbound::Resource),
         other => Err(FrameError::UnknownCommand(
             String::from_utf8_lossy(&other[..other.len().min(16)]).into_owned(),
         )),

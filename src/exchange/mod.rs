@@ -6,6 +6,8 @@
 //!   (pure).
 //! - [`frames`]: decode/encode of backend frames and the `ER` codes (pure).
 //! - [`lobby`]: ready workers per vhost, round robin, liveness (pure).
+//! - [`resources`]: the MonoRail commands (`PI`, `RI`, `RB`, `RA`): decoded
+//!   here, made durable changes or handed to the monorail nukleus.
 //! - `endpoint`: the ROUTER's receive and send tasks (tokio).
 //!
 //! # Starting
@@ -28,6 +30,7 @@ mod endpoint;
 pub mod frames;
 pub mod identity;
 pub mod lobby;
+pub mod resources;
 mod stats;
 
 use std::io;

@@ -10,14 +10,14 @@
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use super::{lock, Consensus, ConsensusError, DataPath, Inbox};
+use super::{lock, Consensus, ConsensusError, DataPath, Feeds, Inbox};
 use crate::broker::{Completion, Persist};
 use crate::limits::Limits;
 use crate::name::VhostPath;
 use crate::nukleus::control::ControlError;
 use crate::nukleus::webrocket::Task;
 use crate::protocol::backend::code as backend_code;
-use crate::storage::{Change, Durable, State, StorageError};
+use crate::storage::{item_id, Change, Durable, State, StorageError};
 
 /// Why a change failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,7 @@ pub struct Changes {
     durable: Mutex<Durable>,
     inbox: Inbox,
     data_path: Arc<DataPath>,
+    feeds: Feeds,
     limits: Limits,
     /// Whether this node is configured into a cluster: its own changes
     /// then wait for the cluster, even before it has joined (they fail
@@ -55,12 +56,13 @@ pub struct Changes {
 }
 
 impl Changes {
-    /// The state in `durable`, telling `inbox` and `data_path` of each
-    /// change.
+    /// The state in `durable`, telling `inbox`, `data_path` and `feeds`
+    /// of each change.
     pub fn new(
         durable: Durable,
         inbox: Inbox,
         data_path: Arc<DataPath>,
+        feeds: Feeds,
         limits: Limits,
         clustered: bool,
     ) -> Self {
@@ -68,10 +70,17 @@ impl Changes {
             durable: Mutex::new(durable),
             inbox,
             data_path,
+            feeds,
             limits,
             clustered,
             consensus: OnceLock::new(),
         }
+    }
+
+    /// Starts the feeds the current state asks for (once the node runs).
+    pub fn start_feeds(&self) {
+        let guard = lock(&self.durable);
+        self.feeds.start(&guard.state);
     }
 
     /// Plugs in the cluster's log (once; later calls are ignored).
@@ -140,11 +149,12 @@ impl Changes {
             // Queued under the lock: the broker learns each change before
             // anyone can act on the new state (see `apply_within`).
             for change in &changes {
-                self.inbox.send(Task::Apply(change.clone()));
+                self.inbox.apply(change);
             }
             changes
         };
         for change in &changes {
+            self.feeds.follow(change);
             if let Err(error) = self.data_path.follow(change) {
                 tracing::error!(%error, ?change, "the data path did not take a change");
             }
@@ -165,8 +175,9 @@ impl Changes {
             // Queued while the state is still locked, so that whoever sees
             // the change in the state (a cluster answer reading it) finds
             // it queued for the broker already.
-            self.inbox.send(Task::Apply(change.clone()));
+            self.inbox.apply(&change);
         }
+        self.feeds.follow(&change);
         Ok(self.data_path.follow(&change)?)
     }
 
@@ -261,8 +272,53 @@ fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), 
         {
             full(&format!("vhost {vhost}"), limits.max_channels_per_vhost)
         }
+        Change::AddResource { vhost, .. }
+            if state
+                .vhosts
+                .get(vhost)
+                .is_some_and(|v| v.resources.len() >= limits.max_resources_per_vhost) =>
+        {
+            full(&format!("vhost {vhost}"), limits.max_resources_per_vhost)
+        }
+        Change::PutItem { .. } => item_within_limits(limits, state, change),
         _ => Ok(()),
     }
+}
+
+/// The item limits of a `PutItem` against `state` (checked by the node
+/// asked, like the other count limits): its size, and the item count of
+/// its resource when it adds an item.
+pub fn item_within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), String> {
+    let Change::PutItem {
+        vhost,
+        resource,
+        item,
+    } = change
+    else {
+        return Ok(());
+    };
+    let size = serde_json::to_string(item).map_or(usize::MAX, |text| text.len());
+    if size > limits.max_item_size {
+        return Err(format!(
+            "the item is {size} bytes, over limits.max_item_size ({})",
+            limits.max_item_size
+        ));
+    }
+    let record = state
+        .vhosts
+        .get(vhost)
+        .and_then(|v| v.resources.get(resource));
+    let Some(record) = record else {
+        return Ok(());
+    };
+    let new = item_id(item, &record.id_field).is_some_and(|id| !record.items.contains_key(&id));
+    if new && record.items.len() >= limits.max_items_per_resource {
+        return Err(format!(
+            "resource {resource} reached its limit of {} items",
+            limits.max_items_per_resource
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `state` already reflects the channel change `change`.

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use super::lock;
 use crate::config::Config;
-use crate::name::VhostPath;
+use crate::name::{ResourceName, VhostPath};
 use crate::nukleus::command::{Command, Response};
 use crate::nukleus::control::{ControlError, Controller};
 use crate::nukleus::runner::Signals;
 use crate::nukleus::tcp::control::{Bind, BindAddress};
 use crate::nukleus::tls::TlsBind;
 use crate::nukleus::ws::nukleus::WsBind;
-use crate::storage::Change;
+use crate::storage::{Change, State};
 use crate::stream::ControlClient;
 
 /// How long a control command may take to be answered.
@@ -35,6 +35,8 @@ pub struct DataPath {
     /// and its ref for them.
     front: Mutex<(&'static str, i64)>,
     vhost_refs: Mutex<Vec<(VhostPath, i64)>>,
+    /// MonoRail resources served at `/<vhost>/<resource>`.
+    resource_refs: Mutex<Vec<(VhostPath, ResourceName, i64)>>,
     /// The browser origins each config-declared vhost allows (checked by
     /// ws before the upgrade; absent or empty: any).
     origins: HashMap<String, Vec<String>>,
@@ -65,6 +67,7 @@ impl DataPath {
             tcp_ref: Mutex::new(0),
             front: Mutex::new(("tcp", 0)),
             vhost_refs: Mutex::new(Vec::new()),
+            resource_refs: Mutex::new(Vec::new()),
             origins,
             serving,
         }
@@ -85,12 +88,13 @@ impl DataPath {
     }
 
     /// Connects the nuklei `config` asks for, binds the WebSocket address
-    /// and serves `vhosts`.
-    pub fn wire(&self, config: &Config, vhosts: &[VhostPath]) -> Result<(), ControlError> {
+    /// and serves the vhosts and resources of `state`.
+    pub fn wire(&self, config: &Config, state: &State) -> Result<(), ControlError> {
         let mut tcp = self.controller("tcp")?;
         let call = |c: &mut Controller, command: Command<'_>| c.call(command, COMMAND_TIMEOUT);
         self.connect("ws", "tcp")?;
         self.connect("ws", "webrocket")?;
+        self.connect("ws", "monorail")?;
         if config.server.echo_path.is_some() {
             self.connect("ws", "echo")?;
         }
@@ -127,8 +131,11 @@ impl DataPath {
             self.controller("ws")?
                 .call(Command::Bind(&body), COMMAND_TIMEOUT)?;
         }
-        for vhost in vhosts {
+        for (vhost, record) in &state.vhosts {
             self.bind_vhost(vhost)?;
+            for resource in record.resources.keys() {
+                self.bind_resource(vhost, resource)?;
+            }
         }
         Ok(())
     }
@@ -186,13 +193,59 @@ impl DataPath {
         Ok(())
     }
 
-    /// Binds or unbinds for a vhost change already durable and told to the
-    /// broker.
+    /// Starts serving a MonoRail resource at `/<vhost>/<resource>`.
+    pub fn bind_resource(
+        &self,
+        vhost: &VhostPath,
+        resource: &ResourceName,
+    ) -> Result<(), ControlError> {
+        let path = format!("{vhost}/{resource}");
+        let body = self.ws_bind("monorail", &path, 0);
+        let bound = self
+            .controller("ws")?
+            .call(Command::Bind(&body), COMMAND_TIMEOUT)?;
+        if let Some(reference) = bound.reference {
+            let entry = (vhost.clone(), resource.clone(), reference);
+            lock(&self.resource_refs).push(entry);
+        }
+        Ok(())
+    }
+
+    /// Stops serving the resources `doomed` picks (new connections: 404).
+    fn unbind_resources(
+        &self,
+        doomed: impl Fn(&VhostPath, &ResourceName) -> bool,
+    ) -> Result<(), ControlError> {
+        let references: Vec<i64> = {
+            let mut refs = lock(&self.resource_refs);
+            let (gone, kept): (Vec<_>, Vec<_>) = refs.drain(..).partition(|(v, r, _)| doomed(v, r));
+            *refs = kept;
+            gone.into_iter()
+                .map(|(_, _, reference)| reference)
+                .collect()
+        };
+        for reference in references {
+            self.controller("ws")?
+                .call(Command::Unbind(reference), COMMAND_TIMEOUT)?;
+        }
+        Ok(())
+    }
+
+    /// Binds or unbinds for a vhost or resource change already durable and
+    /// told to the nuklei.
     pub fn follow(&self, change: &Change) -> Result<(), ControlError> {
         match change {
             Change::AddVhost { path, .. } => self.bind_vhost(path)?,
-            Change::DeleteVhost { path } => self.unbind_vhost(path)?,
+            Change::DeleteVhost { path } => {
+                self.unbind_resources(|v, _| v == path)?;
+                self.unbind_vhost(path)?
+            }
+            Change::AddResource { vhost, name, .. } => self.bind_resource(vhost, name)?,
+            Change::DeleteResource { vhost, name } => {
+                self.unbind_resources(|v, r| v == vhost && r == name)?
+            }
             Change::ClearVhosts => {
+                self.unbind_resources(|_, _| true)?;
                 let paths: Vec<VhostPath> = lock(&self.vhost_refs)
                     .iter()
                     .map(|(p, _)| p.clone())

@@ -1,33 +1,64 @@
-//! The broker thread's inbox: work from other threads (admin changes,
-//! backend requests, cluster deliveries), queued without blocking.
+//! The inboxes of the broker thread's nuklei: work from other threads
+//! (admin changes, backend requests, cluster deliveries, AMQP feeds),
+//! queued without blocking.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 
+use crate::nukleus::monorail;
 use crate::nukleus::runner::Signal;
 use crate::nukleus::webrocket::Task;
+use crate::protocol::CloseReason;
+use crate::storage::Change;
 
-/// Queues [`Task`]s for the webrocket nukleus and wakes its thread. Cheap
-/// to clone.
+/// Queues [`Task`]s for the webrocket nukleus and [`monorail::Task`]s for
+/// the monorail nukleus, and wakes the thread that runs them. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Inbox {
     tasks: Sender<Task>,
+    monorail: Sender<monorail::Task>,
     signal: Arc<Signal>,
 }
 
 impl Inbox {
-    /// An inbox whose tasks the webrocket nukleus reads from the returned
-    /// receiver; `signal` wakes the thread that runs it.
-    pub fn new(signal: Arc<Signal>) -> (Inbox, Receiver<Task>) {
+    /// An inbox whose tasks the webrocket and monorail nuklei read from the
+    /// returned receivers; `signal` wakes the thread that runs them.
+    pub fn new(signal: Arc<Signal>) -> (Inbox, Receiver<Task>, Receiver<monorail::Task>) {
         let (tasks, receiver) = mpsc::channel();
-        (Inbox { tasks, signal }, receiver)
+        let (monorail, monorail_receiver) = mpsc::channel();
+        let inbox = Inbox {
+            tasks,
+            monorail,
+            signal,
+        };
+        (inbox, receiver, monorail_receiver)
     }
 
-    /// Queues `task` and wakes the broker. A task sent after the broker
-    /// stopped is dropped (its replies are never called).
+    /// Queues `task` for the broker. A task sent after the broker stopped
+    /// is dropped (its replies are never called).
     pub fn send(&self, task: Task) {
         if self.tasks.send(task).is_ok() {
             self.signal.wake();
         }
+    }
+
+    /// Queues `task` for the monorail nukleus.
+    pub fn to_monorail(&self, task: monorail::Task) {
+        if self.monorail.send(task).is_ok() {
+            self.signal.wake();
+        }
+    }
+
+    /// Tells both nuklei a change that is durable and in the state.
+    pub fn apply(&self, change: &Change) {
+        self.send(Task::Apply(change.clone()));
+        self.to_monorail(monorail::Task::Apply(change.clone()));
+    }
+
+    /// Closes every session of both nuklei with `reason`.
+    pub fn close_all(&self, reason: CloseReason) {
+        self.send(Task::CloseAll(reason));
+        self.to_monorail(monorail::Task::CloseAll(reason));
     }
 }

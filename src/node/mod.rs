@@ -10,8 +10,10 @@
 //!   admin ----> cluster ----> exchange
 //!     \            |             /
 //!      `-----> node (this) <----'
-//!               |  Inbox      queue work for the broker thread
-//!               |  DataPath   vhost bindings on the ws nukleus, the tcp BIND
+//!               |  Inbox      queue work for the broker thread's nuklei
+//!               |  DataPath   vhost and resource bindings on the ws
+//!               |             nukleus, the tcp BIND
+//!               |  Feeds      AMQP consumers of `amqp` resources
 //!               |  Changes    the durable state and the one way it changes
 //!               |  Consensus  the replicated log (the cluster implements it)
 //!               v
@@ -27,11 +29,13 @@
 mod changes;
 mod consensus;
 mod data_path;
+mod feeds;
 mod inbox;
 
 pub use changes::{ChangeError, Changes};
 pub use consensus::{Consensus, ConsensusError};
 pub use data_path::DataPath;
+pub use feeds::Feeds;
 pub use inbox::Inbox;
 
 use std::sync::{Mutex, MutexGuard};

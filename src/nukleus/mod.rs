@@ -29,6 +29,7 @@ pub mod control;
 pub mod echo;
 pub mod frame;
 pub mod metrics;
+pub mod monorail;
 pub mod plumbing;
 pub mod runner;
 pub mod slab;

@@ -11,8 +11,10 @@ pub mod code {
     pub const BAD_REQUEST: u16 = 400;
     /// `ER 402`: bad identity or token.
     pub const BAD_IDENTITY: u16 = 402;
-    /// `ER 404`: no such session.
-    pub const NO_SUCH_SESSION: u16 = 404;
+    /// `ER 404`: no such session, resource, item or pending request.
+    pub const NOT_FOUND: u16 = 404;
+    /// `ER 413`: an item over `limits.max_item_size`, or a resource full.
+    pub const TOO_LARGE: u16 = 413;
     /// `ER 451`: invalid channel name.
     pub const INVALID_CHANNEL_NAME: u16 = 451;
     /// `ER 597`: internal error.

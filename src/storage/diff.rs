@@ -28,6 +28,7 @@ impl State {
                     let empty = VhostRecord {
                         users: Default::default(),
                         channels: Default::default(),
+                        resources: Default::default(),
                         ..after.clone()
                     };
                     vhost_changes(path, &empty, after, &mut out);
@@ -91,6 +92,7 @@ fn vhost_changes(
             channel: channel.clone(),
         });
     }
+    super::resource::changes(path, before, after, out);
 }
 
 fn user_changes(
@@ -125,6 +127,7 @@ mod tests {
 
     fn vhost(users: &[(&str, Permissions)], channels: &[&str]) -> VhostRecord {
         VhostRecord {
+            resources: Default::default(),
             token: AccessToken::generate(),
             anonymous: Permissions::NONE,
             auto_create_channels: true,

@@ -45,6 +45,7 @@
 mod diff;
 pub(crate) mod files;
 pub mod record;
+mod resource;
 mod secret;
 mod seed;
 mod state;
@@ -52,7 +53,10 @@ mod store;
 
 pub use secret::{hash_secret, load_or_create_cookie, read_cookie, verify_secret, COOKIE_LEN};
 pub use seed::seed_from_config;
-pub use state::{Change, Entity, State, StateError, UserRecord, VhostRecord};
+pub use state::{
+    item_id, Change, Entity, ResourceRecord, ResourceSource, State, StateError, UserRecord,
+    VhostRecord,
+};
 pub use store::{StorageError, Store, StoreOptions, CORRUPT_COPY_FILE, LOG_FILE, SNAPSHOT_FILE};
 
 #[cfg(test)]

@@ -80,6 +80,16 @@ fn seed_vhost(vhost: &VhostConfig, state: &State, changes: &mut Vec<Change>) {
             });
         }
     }
+    for resource in &vhost.resources {
+        if !existing.is_some_and(|record| record.resources.contains_key(&resource.name)) {
+            changes.push(Change::AddResource {
+                vhost: path.clone(),
+                name: resource.name.clone(),
+                source: resource.source,
+                id_field: resource.id_field.clone(),
+            });
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::name::{AccessToken, ChannelName, Permissions, UserName, VhostPath};
+use crate::name::{AccessToken, ChannelName, Permissions, ResourceName, UserName, VhostPath};
+
+pub use super::resource::{item_id, ResourceRecord, ResourceSource};
 
 /// Every vhost with its users and channels.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +32,9 @@ pub struct VhostRecord {
     pub users: BTreeMap<UserName, UserRecord>,
     /// Channels that exist.
     pub channels: BTreeSet<ChannelName>,
+    /// MonoRail resources with their items (`[[vhost.resource]]`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<ResourceName, ResourceRecord>,
 }
 
 /// One user of a vhost.
@@ -136,6 +141,42 @@ pub enum Change {
         /// The vhost.
         vhost: VhostPath,
     },
+    /// Create a MonoRail resource.
+    AddResource {
+        /// The vhost.
+        vhost: VhostPath,
+        /// The new resource.
+        name: ResourceName,
+        /// Where its items come from.
+        source: ResourceSource,
+        /// The item property that identifies an item.
+        id_field: String,
+    },
+    /// Delete a resource with its items.
+    DeleteResource {
+        /// The vhost.
+        vhost: VhostPath,
+        /// The resource.
+        name: ResourceName,
+    },
+    /// Create or replace an item of a `store` resource (by its id field).
+    PutItem {
+        /// The vhost.
+        vhost: VhostPath,
+        /// The resource.
+        resource: ResourceName,
+        /// The item: a JSON object holding the resource's id field.
+        item: serde_json::Value,
+    },
+    /// Remove an item of a resource.
+    RemoveItem {
+        /// The vhost.
+        vhost: VhostPath,
+        /// The resource.
+        resource: ResourceName,
+        /// The item's id.
+        id: String,
+    },
 }
 
 /// The thing a [`StateError`] is about.
@@ -147,6 +188,10 @@ pub enum Entity {
     User(VhostPath, UserName),
     /// A channel in a vhost.
     Channel(VhostPath, ChannelName),
+    /// A resource in a vhost.
+    Resource(VhostPath, ResourceName),
+    /// An item (by id) of a resource.
+    Item(VhostPath, ResourceName, String),
 }
 
 impl fmt::Display for Entity {
@@ -164,6 +209,20 @@ impl fmt::Display for Entity {
                     path.as_str()
                 )
             }
+            Entity::Resource(path, name) => {
+                write!(
+                    f,
+                    "resource {:?} in vhost {:?}",
+                    name.as_str(),
+                    path.as_str()
+                )
+            }
+            Entity::Item(path, name, id) => write!(
+                f,
+                "item {id:?} of resource {:?} in vhost {:?}",
+                name.as_str(),
+                path.as_str()
+            ),
         }
     }
 }
@@ -177,6 +236,9 @@ pub enum StateError {
     /// The vhost, user or channel exists already.
     #[error("{0} already exists")]
     AlreadyExists(Entity),
+    /// The change itself is malformed (an item without its id field).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl State {
@@ -217,6 +279,9 @@ impl State {
                 let exists = self.vhost(vhost)?.channels.contains(channel);
                 present(exists, || Entity::Channel(vhost.clone(), channel.clone()))
             }
+            AddResource { .. } | DeleteResource { .. } | PutItem { .. } | RemoveItem { .. } => {
+                self.check_resource_change(change)
+            }
         }
     }
 
@@ -244,6 +309,7 @@ impl State {
                     auto_create_channels: *auto_create_channels,
                     users: BTreeMap::new(),
                     channels: BTreeSet::new(),
+                    resources: BTreeMap::new(),
                 };
                 self.vhosts.insert(path.clone(), record);
             }
@@ -304,6 +370,9 @@ impl State {
                 vhost.channels.remove(channel);
             }
             ClearChannels { .. } => vhost.channels.clear(),
+            AddResource { .. } | DeleteResource { .. } | PutItem { .. } | RemoveItem { .. } => {
+                super::resource::apply(vhost, change)
+            }
             AddVhost { .. } | DeleteVhost { .. } | ClearVhosts => {}
         }
     }
@@ -324,13 +393,17 @@ impl Change {
             | SetSecret { vhost, .. }
             | AddChannel { vhost, .. }
             | DeleteChannel { vhost, .. }
-            | ClearChannels { vhost } => Some(vhost),
+            | ClearChannels { vhost }
+            | AddResource { vhost, .. }
+            | DeleteResource { vhost, .. }
+            | PutItem { vhost, .. }
+            | RemoveItem { vhost, .. } => Some(vhost),
             ClearVhosts => None,
         }
     }
 }
 
-fn absent(exists: bool, entity: impl FnOnce() -> Entity) -> Result<(), StateError> {
+pub(super) fn absent(exists: bool, entity: impl FnOnce() -> Entity) -> Result<(), StateError> {
     if exists {
         Err(StateError::AlreadyExists(entity()))
     } else {
@@ -338,7 +411,7 @@ fn absent(exists: bool, entity: impl FnOnce() -> Entity) -> Result<(), StateErro
     }
 }
 
-fn present(exists: bool, entity: impl FnOnce() -> Entity) -> Result<(), StateError> {
+pub(super) fn present(exists: bool, entity: impl FnOnce() -> Entity) -> Result<(), StateError> {
     if exists {
         Ok(())
     } else {

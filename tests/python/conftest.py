@@ -110,6 +110,10 @@ def render_config(vhosts: list[dict], limits: dict | None = None, server: dict |
             lines += ["", "[[vhost.user]]"]
             for key, value in u.items():
                 lines.append(f"{key} = {_toml_value(value)}")
+        for r in v.get("resources", []):
+            lines += ["", "[[vhost.resource]]"]
+            for key, value in r.items():
+                lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

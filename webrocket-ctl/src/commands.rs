@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 use serde_json::{json, Value};
-use webrocket::name::{ChannelName, NodeName, Permissions, UserName, VhostPath};
+use webrocket::name::{ChannelName, NodeName, Permissions, ResourceName, UserName, VhostPath};
 
 use crate::client::{CtlError, Method};
 use crate::secret::read_secret;
@@ -67,6 +67,57 @@ pub enum Command {
     ClearChannels {
         /// Vhost path.
         vhost: VhostPath,
+    },
+    /// List a vhost's MonoRail resources (served at /<vhost>/<resource>).
+    ListResources {
+        /// Vhost path.
+        vhost: VhostPath,
+    },
+    /// Create a MonoRail resource.
+    AddResource {
+        /// Vhost path.
+        vhost: VhostPath,
+        /// Resource name.
+        name: ResourceName,
+        /// Where its items come from: store, backend or amqp.
+        #[arg(long, default_value = "store")]
+        source: String,
+        /// The item property that identifies an item.
+        #[arg(long = "id-field", default_value = "id")]
+        id_field: String,
+    },
+    /// Delete a resource with its items; its sessions are closed.
+    DeleteResource {
+        /// Vhost path.
+        vhost: VhostPath,
+        /// Resource name.
+        name: ResourceName,
+    },
+    /// List the items of a resource.
+    ListItems {
+        /// Vhost path.
+        vhost: VhostPath,
+        /// Resource name.
+        resource: ResourceName,
+    },
+    /// Create or replace an item (a JSON object holding the id field);
+    /// watchers get it at once.
+    PutItem {
+        /// Vhost path.
+        vhost: VhostPath,
+        /// Resource name.
+        resource: ResourceName,
+        /// The item, as JSON.
+        item: String,
+    },
+    /// Remove an item by its id; watchers get a `remove`.
+    RemoveItem {
+        /// Vhost path.
+        vhost: VhostPath,
+        /// Resource name.
+        resource: ResourceName,
+        /// The item's id.
+        id: String,
     },
     /// List a vhost's users and their permissions.
     ListUsers {
@@ -156,6 +207,17 @@ pub fn vhost_url(vhost: &VhostPath) -> String {
     format!("/vhosts/{}", vhost.as_str().replace('/', "%2F"))
 }
 
+/// `text` as one URL path segment: everything but `[A-Za-z0-9_.-]`
+/// percent-encoded.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 impl Command {
     /// The request this command makes; reads a secret where one is needed.
     pub fn request(&self) -> Result<Request, CtlError> {
@@ -191,6 +253,51 @@ impl Command {
             ClearChannels { vhost } => {
                 request(Delete, format!("{}/channels", vhost_url(vhost)), None)
             }
+            ListResources { vhost } => {
+                request(Get, format!("{}/resources", vhost_url(vhost)), None)
+            }
+            AddResource {
+                vhost,
+                name,
+                source,
+                id_field,
+            } => {
+                let body = json!({ "name": name, "source": source, "id_field": id_field });
+                request(Post, format!("{}/resources", vhost_url(vhost)), Some(body))
+            }
+            DeleteResource { vhost, name } => request(
+                Delete,
+                format!("{}/resources/{name}", vhost_url(vhost)),
+                None,
+            ),
+            ListItems { vhost, resource } => request(
+                Get,
+                format!("{}/resources/{resource}/items", vhost_url(vhost)),
+                None,
+            ),
+            PutItem {
+                vhost,
+                resource,
+                item,
+            } => {
+                let item: Value = serde_json::from_str(item)
+                    .map_err(|e| CtlError::Usage(format!("the item is not JSON: {e}")))?;
+                let path = format!("{}/resources/{resource}/items", vhost_url(vhost));
+                request(Put, path, Some(item))
+            }
+            RemoveItem {
+                vhost,
+                resource,
+                id,
+            } => request(
+                Delete,
+                format!(
+                    "{}/resources/{resource}/items/{}",
+                    vhost_url(vhost),
+                    percent_encode(id)
+                ),
+                None,
+            ),
             ListUsers { vhost } => request(Get, format!("{}/users", vhost_url(vhost)), None),
             AddUser {
                 vhost,

@@ -46,6 +46,26 @@ pub fn human(command: &Command, answer: &Value) -> String {
                 s("vhost")
             ),
         ),
+        ListResources { .. } => list(&mut out, &answer["resources"], "no resources", |r| {
+            format!(
+                "{}  source: {}  id_field: {}  items: {}",
+                text(&r["name"]),
+                text(&r["source"]),
+                text(&r["id_field"]),
+                r["items"]
+            )
+        }),
+        AddResource { .. } => line(
+            &mut out,
+            format!("resource {} added to {}", s("resource"), s("vhost")),
+        ),
+        DeleteResource { .. } => line(
+            &mut out,
+            format!("resource {} deleted from {}", s("deleted"), s("vhost")),
+        ),
+        ListItems { .. } => list(&mut out, &answer["items"], "no items", Value::to_string),
+        PutItem { .. } => line(&mut out, format!("item put: {}", answer["item"])),
+        RemoveItem { .. } => line(&mut out, format!("item {} removed", s("removed"))),
         ListUsers { .. } => list(&mut out, &answer["users"], "no users", user),
         AddUser { .. } => line(&mut out, format!("user added: {}", user(answer))),
         DeleteUser { .. } => line(

@@ -139,6 +139,7 @@ pub(super) fn state() -> State {
         },
     );
     let v = VhostRecord {
+        resources: Default::default(),
         token: AccessToken::generate(),
         anonymous: P::NONE,
         auto_create_channels: true,
@@ -146,6 +147,7 @@ pub(super) fn state() -> State {
         channels: BTreeSet::from([channel("news")]),
     };
     let other = VhostRecord {
+        resources: Default::default(),
         token: AccessToken::generate(),
         anonymous: P::READ,
         auto_create_channels: true,

@@ -8,9 +8,9 @@
 //! its output is what ws passed through from tcp, and running out of it is
 //! what makes a session a slow consumer.
 
-mod outlet;
+pub(crate) mod outlet;
 mod stats;
-mod verify;
+pub(crate) mod verify;
 
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -545,7 +545,7 @@ fn backend_request(
         BackendRequest::Direct { sid, event, data } => broker
             .direct(vhost, &sid, &event, data.as_deref(), io)
             .map(|()| ChannelOp::Done)
-            .map_err(|_| code::NO_SUCH_SESSION),
+            .map_err(|_| code::NOT_FOUND),
     }
 }
 

@@ -8,10 +8,23 @@ use std::sync::{Arc, Mutex};
 use crate::broker::SecretCheck;
 use crate::nukleus::runner::Signal;
 
-/// Threads that verify secrets and hand the results back.
-pub struct Verifier {
-    checks: Option<Sender<SecretCheck>>,
-    results: Receiver<(SecretCheck, bool)>,
+/// A secret check that can run on a verifier thread.
+pub trait Verify: Send + 'static {
+    /// Compares the secret with the stored hash (slow by design).
+    fn verify(&self) -> bool;
+}
+
+impl Verify for SecretCheck {
+    fn verify(&self) -> bool {
+        SecretCheck::verify(self)
+    }
+}
+
+/// Threads that verify secrets and hand the results back. Shared by the
+/// webrocket and monorail nuklei, each with checks of its own type.
+pub struct Verifier<C: Verify = SecretCheck> {
+    checks: Option<Sender<C>>,
+    results: Receiver<(C, bool)>,
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Checks submitted whose result has not been taken yet.
     pending: AtomicUsize,
@@ -19,11 +32,11 @@ pub struct Verifier {
     max_pending: usize,
 }
 
-impl Verifier {
+impl<C: Verify> Verifier<C> {
     /// Starts `threads` verifier threads; `signal` wakes the broker when a
     /// result is ready. At most `max_pending` checks wait or run at once.
     pub fn start(threads: usize, max_pending: usize, signal: Arc<Signal>) -> std::io::Result<Self> {
-        let (checks, inbox) = mpsc::channel::<SecretCheck>();
+        let (checks, inbox) = mpsc::channel::<C>();
         let (done, results) = mpsc::channel();
         let inbox = Arc::new(Mutex::new(inbox));
         let mut handles = Vec::new();
@@ -59,7 +72,7 @@ impl Verifier {
 
     /// Queues a check, or hands it back when `max_pending` checks are
     /// already waiting or running.
-    pub fn submit(&self, check: SecretCheck) -> Result<(), SecretCheck> {
+    pub fn submit(&self, check: C) -> Result<(), C> {
         if self.pending.load(Ordering::Relaxed) >= self.max_pending {
             return Err(check);
         }
@@ -76,14 +89,14 @@ impl Verifier {
     }
 
     /// A finished check, if any.
-    pub fn try_result(&self) -> Option<(SecretCheck, bool)> {
+    pub fn try_result(&self) -> Option<(C, bool)> {
         let result = self.results.try_recv().ok()?;
         self.pending.fetch_sub(1, Ordering::Relaxed);
         Some(result)
     }
 }
 
-impl Drop for Verifier {
+impl<C: Verify> Drop for Verifier<C> {
     fn drop(&mut self) {
         self.checks = None;
         for thread in self.threads.drain(..) {
@@ -134,6 +147,7 @@ mod tests {
             permissions: Permissions::READ,
         };
         let vhost = VhostRecord {
+            resources: Default::default(),
             token: AccessToken::generate(),
             anonymous: Permissions::NONE,
             auto_create_channels: true,
