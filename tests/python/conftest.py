@@ -379,6 +379,16 @@ def connect(url: str, **kwargs) -> _Connect:
     return _Connect(url, kwargs)
 
 
+def connect_resource(url: str, **kwargs):
+    """A `websockets` client connection to a MonoRail resource endpoint,
+    with the same defaults as `connect`. MonoRail sessions are not greeted:
+    a client asks for its session id with `init` (seed 002)."""
+    kwargs.setdefault("open_timeout", 10)
+    kwargs.setdefault("ping_interval", None)
+    kwargs.setdefault("max_size", None)
+    return ws_connect(url, **kwargs)
+
+
 async def send(ws, event: str, payload: Any) -> None:
     await ws.send(json.dumps({event: payload}))
 

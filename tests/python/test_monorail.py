@@ -16,7 +16,7 @@ import pytest
 import websockets
 
 from backend_fixtures import backend_endpoint, vhost_token
-from conftest import REPO, connect, recv, render_config, secret_hash, user, vhost
+from conftest import REPO, connect_resource as connect, recv, render_config, secret_hash, user, vhost
 
 import webrocket_backend
 

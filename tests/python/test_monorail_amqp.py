@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from backend_fixtures import free_port
-from conftest import connect, recv, render_config, vhost
+from conftest import connect_resource as connect, recv, render_config, vhost
 
 pika = pytest.importorskip("pika")
 

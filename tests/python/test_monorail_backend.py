@@ -11,7 +11,7 @@ import json
 import pytest
 
 from backend_fixtures import HEARTBEAT, LIVENESS, backend_endpoint, vhost_token, webrocket_backend
-from conftest import connect, recv, render_config, vhost
+from conftest import connect_resource as connect, recv, render_config, vhost
 
 from monorail_sqlite_worker import SqliteWorker
 

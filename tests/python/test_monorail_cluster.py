@@ -10,7 +10,7 @@ import threading
 import time
 
 from backend_fixtures import HEARTBEAT, LIVENESS, backend_endpoint, free_port, vhost_token, webrocket_backend
-from conftest import connect, recv, render_config, vhost
+from conftest import connect_resource as connect, recv, render_config, vhost
 
 COOKIE = "python-interop-cluster-cookie-0123"
 PUTS_PER_NODE = 20
