@@ -599,11 +599,25 @@ def report(run: Run) -> int:
         print(f"  VIOLATION {f.kind}: {f.detail}")
     for f in tolerated[:5]:
         print(f"  allowed {f.kind}: {f.detail}")
+    if figures["losses_after_fault"]:
+        print(f"  stable-view losses by time since the last fault ended: {figures['losses_after_fault']}")
     for example in figures["loss_examples"]:
         print(f"  stable-view loss: {example}")
     failed = bool(violations) or count["heal_failures"] > 0
     print(f"faults: {'FAIL' if failed else 'PASS'}")
     return 1 if failed else 0
+
+
+def dump(run: Run, path: Path) -> None:
+    """What the run recorded, for a closer look (`--keep`)."""
+    records = {
+        "t0": run.t0,
+        "windows": run.windows,
+        "view_changes": run.view_changes,
+        "sent": [[p, s, m.channel, m.at, m.acked] for (p, s), m in run.sent.items()],
+        "subs": [vars(sub) for sub in run.subs],
+    }
+    path.write_text(json.dumps(records))
 
 
 def main() -> int:
@@ -620,6 +634,8 @@ def main() -> int:
             return 1
         token = harness.vhost_token(nodes[0], VHOST)
         drive(run, args, token)
+        if args.keep:
+            dump(run, Path(tmp) / "records.json")
         return report(run)
     finally:
         for node in nodes:

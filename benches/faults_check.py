@@ -132,6 +132,10 @@ def delivery_figures(
     received_sets = {sub.ident: set(sub.received) for sub in subs}
     stable_losses = 0
     examples = []
+    # Losses by how long after the end of the last fault window they were
+    # sent: tells late convergence apart from losses in a quiet cluster.
+    after_fault: dict[str, int] = {}
+    ends = sorted(end for _, end in windows)
     for message, info in sent.items():
         if not info.acked or in_windows(info.at, windows):
             continue
@@ -142,6 +146,8 @@ def delivery_figures(
                 continue
             if message not in received_sets[sub.ident]:
                 stable_losses += 1
+                bucket = loss_bucket(info.at, ends)
+                after_fault[bucket] = after_fault.get(bucket, 0) + 1
                 if len(examples) < 5:
                     examples.append(f"{sub.ident} missed {message} ({info.channel}) sent at {info.at - t0:.1f}s")
     return {
@@ -149,7 +155,19 @@ def delivery_figures(
         "distinct_delivered": len(reached),
         "stable_view_losses": stable_losses,
         "loss_examples": examples,
+        "losses_after_fault": after_fault,
     }
+
+
+def loss_bucket(at: float, ends: list[float]) -> str:
+    before = [end for end in ends if end <= at]
+    if not before:
+        return "no fault before"
+    since = at - before[-1]
+    for limit in (10, 15, 20, 30, 60):
+        if since < limit:
+            return f"<{limit}s after"
+    return ">=60s after"
 
 
 @dataclass

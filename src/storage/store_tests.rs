@@ -273,7 +273,10 @@ fn a_failed_compaction_is_finished_before_the_next_change() {
     // The fifth record: durable, although the compaction after it fails.
     store.commit_and_apply(&mut state, &add_channel(3)).unwrap();
     let refused = store.commit_and_apply(&mut state, &add_channel(4));
-    assert!(matches!(refused, Err(StorageError::Io { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StorageError::Io { .. })),
+        "{refused:?}"
+    );
     assert!(matches!(
         store.commit(&add_channel(4)),
         Err(StorageError::UnfinishedCompaction { .. })

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from backend_fixtures import backend_endpoint, webrocket_backend
 from conftest import connect, recv, render_config, request, send, vhost
 
 FS_SIZE = "1m"
@@ -128,6 +129,12 @@ async def test_a_full_storage_refuses_changes_and_keeps_serving(small_storage):
         assert_storage_error(*admin(srv, "POST", f"/vhosts/{VHOST}/channels", {"name": refused}))
         assert_storage_error(*admin(srv, "DELETE", f"/vhosts/{VHOST}/channels/before"))
         assert channels(srv) == {"room", "before", *accepted}
+        # A backend OC is refused too, with ER 597 (internal error).
+        status, body = admin(srv, "GET", f"/vhosts/{VHOST}")
+        backend = webrocket_backend.Client(backend_endpoint(srv), "/chat", body["token"])
+        with pytest.raises(webrocket_backend.BackendError) as refused_oc:
+            backend.open_channel("from-backend")
+        assert refused_oc.value.code == 597, refused_oc.value
 
         # Sessions carry on: a broadcast reaches the subscriber, a new
         # session subscribes to an existing channel and receives too.
@@ -152,8 +159,10 @@ async def test_a_full_storage_refuses_changes_and_keeps_serving(small_storage):
         status, body = admin(srv, "DELETE", f"/vhosts/{VHOST}/channels/before")
         assert status == 200, body
         assert await request(sub, "subscribe", {"channel": "brand-new"}) == {"subscribed": "brand-new"}
+        backend.open_channel("from-backend")
+        backend.close()
 
-    expected = {"room", refused, "brand-new", *accepted}
+    expected = {"room", refused, "brand-new", "from-backend", *accepted}
     assert channels(srv) == expected
     srv.restart()
     assert channels(srv) == expected
