@@ -26,9 +26,10 @@ What is checked, precisely (see faults_check.py):
     session's connection ended afterwards (killed or restarted node);
   * broadcasts: per subscription (one connection's life), no duplicate and
     each publisher's seqs increasing; any two subscriptions of a channel
-    order their common broadcasts alike. Outside fault windows these are
-    violations; inside they are "view-change reorders", which the
-    architecture allows, counted but not failing.
+    order their common broadcasts alike (inside fault windows a
+    disagreement is a "view-change reorder", which the architecture
+    allows: counted, not failing); no broadcast lost 10 s or more after
+    the cluster was last whole again.
 
 Exit status 1 on any violation or if the cluster does not heal, else 0.
 """

@@ -15,7 +15,11 @@ change the architecture (ARCHITECTURE.md, "Broadcasts") allows two
 subscriptions to disagree around their switch points, so a pairwise
 disagreement whose broadcasts were all sent inside a fault window (or a
 view change the run observed) is a *view-change reorder* (counted, not a
-failure); every other finding is a *violation*.
+failure); every other finding is a *violation*. Delivery is at most once,
+so losses are figures, except *lasting* ones: a subscription that misses
+broadcasts sent `LASTING` seconds or more after the cluster was last whole
+again (no fault, no view change since) is a violation, as no documented
+cause covers it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ VIEW_MARGIN = 5.0
 # A broadcast counts as "should have arrived" at a subscription that was
 # subscribed this long before it was sent and open this long after.
 SETTLE = 2.0
+# Losses of broadcasts sent this long after the cluster was last whole
+# again are not the "moment" of a view change the architecture allows.
+LASTING = 10.0
 
 
 @dataclass
@@ -62,6 +69,16 @@ def check_broadcasts(
     subs: list[Subscription], sent: dict[tuple[str, int], Sent], windows: list[tuple[float, float]], t0: float
 ) -> tuple[list[Finding], dict]:
     findings: list[Finding] = []
+    figures = delivery_figures(subs, sent, windows, t0)
+    for ident, (count, first, last) in figures.pop("lasting").items():
+        findings.append(
+            Finding(
+                "lasting-loss",
+                False,
+                f"{ident} missed {count} broadcasts sent between {first - t0:.1f}s and {last - t0:.1f}s, "
+                f"at least {LASTING:.0f}s after the last fault or view change",
+            )
+        )
 
     def tolerated(*messages: tuple[str, int]) -> bool:
         return all(m in sent and in_windows(sent[m].at, windows) for m in messages)
@@ -94,7 +111,7 @@ def check_broadcasts(
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
                 findings += pairwise(a, b, tolerated)
-    return findings, delivery_figures(subs, sent, windows, t0)
+    return findings, figures
 
 
 def pairwise(a: Subscription, b: Subscription, tolerated) -> list[Finding]:
@@ -136,6 +153,7 @@ def delivery_figures(
     # sent: tells late convergence apart from losses in a quiet cluster.
     after_fault: dict[str, int] = {}
     ends = sorted(end for _, end in windows)
+    lasting: dict[str, tuple[int, float, float]] = {}
     for message, info in sent.items():
         if not info.acked or in_windows(info.at, windows):
             continue
@@ -148,6 +166,9 @@ def delivery_figures(
                 stable_losses += 1
                 bucket = loss_bucket(info.at, ends)
                 after_fault[bucket] = after_fault.get(bucket, 0) + 1
+                if since_last(info.at, ends) >= LASTING:
+                    count, first, last = lasting.get(sub.ident, (0, info.at, info.at))
+                    lasting[sub.ident] = (count + 1, min(first, info.at), max(last, info.at))
                 if len(examples) < 5:
                     examples.append(f"{sub.ident} missed {message} ({info.channel}) sent at {info.at - t0:.1f}s")
     return {
@@ -156,14 +177,19 @@ def delivery_figures(
         "stable_view_losses": stable_losses,
         "loss_examples": examples,
         "losses_after_fault": after_fault,
+        "lasting": lasting,
     }
 
 
-def loss_bucket(at: float, ends: list[float]) -> str:
+def since_last(at: float, ends: list[float]) -> float:
     before = [end for end in ends if end <= at]
-    if not before:
+    return at - before[-1] if before else float("inf")
+
+
+def loss_bucket(at: float, ends: list[float]) -> str:
+    since = since_last(at, ends)
+    if since == float("inf"):
         return "no fault before"
-    since = at - before[-1]
     for limit in (10, 15, 20, 30, 60):
         if since < limit:
             return f"<{limit}s after"
