@@ -41,6 +41,7 @@ import asyncio
 import collections
 import json
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -623,6 +624,8 @@ def dump(run: Run, path: Path) -> None:
 
 def main() -> int:
     args = parse_args()
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the nodes stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.seed is not None:
         random.seed(args.seed)
     tmp = tempfile.mkdtemp(prefix="webrocket-faults-")

@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -279,6 +280,8 @@ def verdict(args: argparse.Namespace, samples: list[tuple[float, int, int, int]]
 
 def main() -> int:
     args = parse_args()
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the nodes stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="webrocket-soak-") as tmp:
         config = harness.config_text(
             [{"path": VHOST, "anonymous": ["READ", "WRITE"], "channels": []}],
