@@ -1,6 +1,6 @@
 //! One link: a DEALER socket from this node to one peer's ROUTER, owned by
-//! one task. The task (re)connects, sends a fresh HELLO on every new
-//! connection, then writes control messages first and data next. When a
+//! one task. The task (re)connects, sends a fresh HELLO and this node's
+//! interest snapshot on every new connection, then writes control messages first and data next. When a
 //! heartbeat is due, the data queued so far is written first and the
 //! heartbeat right after it: a heartbeat is never written ahead of data
 //! queued before it, which is what lets a peer drop the stale data of a
@@ -74,7 +74,19 @@ pub async fn run(
             .dropped_full
             .fetch_add(stale, Ordering::Relaxed);
         tracing::debug!(%addr, "cluster link connected");
-        if !send(&mut socket, shared.hello().encode()).await {
+        // The interest snapshot follows every HELLO: the one sent when the
+        // peer came up may have been written to the connection that just
+        // failed (a peer that restarts within a heartbeat), and without it
+        // the peer would never send this node its channels' deliveries.
+        let greeting = [shared.hello(), shared.interest_snapshot()];
+        let mut greeted = true;
+        for message in greeting {
+            if !send(&mut socket, message.encode()).await {
+                greeted = false;
+                break;
+            }
+        }
+        if !greeted {
             tokio::time::sleep(RETRY).await;
             continue;
         }

@@ -181,6 +181,11 @@ impl Shared {
         PeerMessage::Hello(hello)
     }
 
+    /// This node's whole interest, as a snapshot.
+    pub fn interest_snapshot(&self) -> PeerMessage {
+        PeerMessage::Interest(self.inner().local.snapshot())
+    }
+
     /// This node's heartbeat.
     pub fn heartbeat(&self) -> PeerMessage {
         let inner = self.inner();

@@ -44,7 +44,16 @@ pub fn replace_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Removes a temporary file left by a crash during [`replace_atomically`].
 pub fn remove_stale_temp(path: &Path) -> io::Result<()> {
-    match fs::remove_file(temp_path(path)) {
+    let temp = temp_path(path);
+    // Look first: on a read-only filesystem unlinking fails with EROFS even
+    // when there is nothing to remove, and the error would blame a
+    // temporary file that is not there instead of the storage itself.
+    if let Err(e) = fs::symlink_metadata(&temp) {
+        if e.kind() == io::ErrorKind::NotFound {
+            return Ok(());
+        }
+    }
+    match fs::remove_file(temp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }

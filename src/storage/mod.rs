@@ -34,8 +34,12 @@
 //!
 //! Compaction order: snapshot S+1 (temp, fsync, rename, dir fsync), then a
 //! fresh log S+1 the same way. A crash between the two is rule 4. A failed
-//! compaction leaves the store poisoned: it writes nothing more until it
-//! is reopened, because the files may already be in the rule-4 state.
+//! compaction (a full or failing disk) leaves the files in the old or the
+//! rule-4 state: nothing is appended to the old log until a compaction
+//! succeeds, and [`Store::commit_and_apply`] redoes it (same generation,
+//! same state) before its change, so the store takes changes again once
+//! the disk does. A failed fsync of an append still poisons the store until
+//! it is reopened: what reached the disk is unknown until recovery reads it.
 //!
 //! Config-declared vhosts are applied at each start with
 //! [`seed_from_config`].

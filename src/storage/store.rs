@@ -60,6 +60,13 @@ pub enum StorageError {
         /// The storage directory.
         dir: PathBuf,
     },
+    /// A compaction failed part way; [`Store::commit_and_apply`] finishes
+    /// it before the next change, [`Store::commit`] alone cannot.
+    #[error("storage in {} has an unfinished compaction", dir.display())]
+    UnfinishedCompaction {
+        /// The storage directory.
+        dir: PathBuf,
+    },
 }
 
 fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StorageError + 'a {
@@ -99,6 +106,9 @@ pub struct Store {
     log_records: u64,
     options: StoreOptions,
     poisoned: bool,
+    /// A compaction failed after it may have put the new snapshot in
+    /// place: the old log must not be appended to until one succeeds.
+    unfinished_compaction: bool,
 }
 
 impl Store {
@@ -127,6 +137,7 @@ impl Store {
             log_records,
             options,
             poisoned: false,
+            unfinished_compaction: false,
         };
         Ok((store, state))
     }
@@ -137,6 +148,11 @@ impl Store {
     pub fn commit(&mut self, change: &Change) -> Result<(), StorageError> {
         if self.poisoned {
             return Err(self.poisoned_error());
+        }
+        if self.unfinished_compaction {
+            return Err(StorageError::UnfinishedCompaction {
+                dir: self.dir.clone(),
+            });
         }
         let payload = serde_json::to_vec(change).map_err(StorageError::Encode)?;
         if payload.len() > MAX_LOG_RECORD {
@@ -161,14 +177,20 @@ impl Store {
 
     /// Checks `change` against `state`, commits it, applies it to `state`,
     /// and compacts when the log has grown past the thresholds. A failed
-    /// compaction does not fail the (already durable) change; it is logged
-    /// and the next commit reports the poisoned store.
+    /// compaction does not fail the (already durable) change; it is logged,
+    /// and the next call finishes it first (a full disk that has room again
+    /// takes changes again), refusing its change while it cannot.
     pub fn commit_and_apply(
         &mut self,
         state: &mut State,
         change: &Change,
     ) -> Result<(), StorageError> {
         state.check(change)?;
+        if self.unfinished_compaction {
+            // Nothing was committed since the failed attempt, so `state`
+            // is still what it was snapshotting.
+            self.compact(state)?;
+        }
         self.commit(change)?;
         state.apply(change)?;
         if self.needs_compaction() {
@@ -192,9 +214,10 @@ impl Store {
             return Err(self.poisoned_error());
         }
         // Once the new snapshot may be on disk, appending to the old log
-        // would write changes that recovery discards: poison until the new
-        // log is in place.
-        self.poisoned = true;
+        // would write changes that recovery discards: no commit until the
+        // new log is in place. Redoing the whole compaction is always safe
+        // (rules 4 and 6 of the module docs), so a failed one is retried.
+        self.unfinished_compaction = true;
         let next = self.generation + 1;
         write_snapshot(&self.dir.join(SNAPSHOT_FILE), next, state)?;
         let log_path = self.log_path();
@@ -203,7 +226,7 @@ impl Store {
         self.generation = next;
         self.log_len = HEADER_LEN as u64;
         self.log_records = 0;
-        self.poisoned = false;
+        self.unfinished_compaction = false;
         tracing::debug!(dir = %self.dir.display(), generation = next, "storage compacted");
         Ok(())
     }

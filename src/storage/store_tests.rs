@@ -256,3 +256,40 @@ fn a_log_with_a_bad_header_is_an_error() {
         Err(StorageError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn a_failed_compaction_is_finished_before_the_next_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        compact_after_records: 5,
+        compact_after_bytes: u64::MAX,
+    };
+    let (mut store, mut state) = store_with(dir.path(), 2, options);
+    // A directory where the snapshot's temporary file goes makes writing
+    // the snapshot fail, as a full disk would.
+    let blocker = crate::storage::files::temp_path(&dir.path().join(SNAPSHOT_FILE));
+    fs::create_dir(&blocker).unwrap();
+    store.commit_and_apply(&mut state, &add_channel(2)).unwrap();
+    // The fifth record: durable, although the compaction after it fails.
+    store.commit_and_apply(&mut state, &add_channel(3)).unwrap();
+    let refused = store.commit_and_apply(&mut state, &add_channel(4));
+    assert!(
+        matches!(refused, Err(StorageError::Io { .. })),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        store.commit(&add_channel(4)),
+        Err(StorageError::UnfinishedCompaction { .. })
+    ));
+    assert_eq!(channels(&state).len(), 4);
+
+    // Room again: the next change finishes the compaction and is taken.
+    fs::remove_dir(&blocker).unwrap();
+    store.commit_and_apply(&mut state, &add_channel(4)).unwrap();
+    assert!(dir.path().join(SNAPSHOT_FILE).exists());
+    assert_eq!(store.log_records(), 1);
+    drop(store);
+    let (_, reopened) = Store::open_with(dir.path(), options).unwrap();
+    assert_eq!(reopened, state);
+    assert_eq!(channels(&reopened).len(), 5);
+}

@@ -111,3 +111,33 @@ async def test_a_cluster_serves_websockets_and_pyzmq_clients_as_one_broker(serve
             assert await recv(sub2) == {"e": {"channel": "room", "data": 7, "user": None}}
     finally:
         worker.stop()
+
+
+async def test_a_node_restarted_at_once_gets_the_interest_of_the_others(server_factory):
+    """A node stopped with SIGTERM and started again within a heartbeat
+    still delivers the channels it orders to subscribers on the other
+    nodes: they send it their interest again on the new connection. With
+    these names, 3 of the 8 channels are ordered by n2 (the hash is fixed)."""
+    nodes = start_cluster(server_factory)
+    channels = [f"k{i}" for i in range(8)]
+
+    async with connect(nodes[0].url("/chat")) as sub, connect(nodes[0].url("/chat")) as pub:
+        for ch in channels:
+            assert await request(sub, "subscribe", {"channel": ch}) == {"subscribed": ch}
+
+        async def delivered(ch: str) -> bool:
+            await send(pub, "broadcast", {"event": "e", "channel": ch, "data": ch})
+            assert await recv(pub) == {"broadcasted": ch}
+            try:
+                while True:
+                    message = json.loads(await asyncio.wait_for(sub.recv(), 0.5))
+                    if message == {"e": {"channel": ch, "data": ch, "user": None}}:
+                        return True
+            except asyncio.TimeoutError:
+                return False
+
+        for ch in channels:
+            assert await until(lambda: delivered(ch)), f"{ch} never delivered before the restart"
+        nodes[2].restart()
+        for ch in channels:
+            assert await until(lambda: delivered(ch)), f"{ch} never delivered after n2 restarted"
