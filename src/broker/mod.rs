@@ -37,8 +37,11 @@ mod auth;
 mod backend;
 mod channel;
 mod cluster;
+mod history;
 mod io;
 mod pending;
+mod presence;
+mod recovery;
 mod request;
 pub mod session;
 pub mod stats;
@@ -48,6 +51,7 @@ mod vhost;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 pub use auth::SecretCheck;
 pub use backend::{BackendError, NotFound};
@@ -59,9 +63,12 @@ pub use stats::{BrokerStats, VhostStats};
 
 use crate::limits::Limits;
 use crate::name::{ChannelName, SessionId, VhostPath};
-use crate::protocol::{encode_error, encode_reply, ClientError, CloseReason, Reply};
+use crate::protocol::{
+    encode_error, encode_reply, stamp_delivery, ClientError, CloseReason, Position, Reply,
+};
 use crate::storage::State;
 
+use history::{EpochSource, Pushed};
 use session::{Hold, Session};
 use vhost::Vhost;
 
@@ -98,6 +105,12 @@ pub struct Broker {
     buf: Vec<u8>,
     /// Routes broadcasts through the cluster; empty on a single node.
     cluster: cluster::HookSlot,
+    /// Epochs of the channels this node orders.
+    epochs: EpochSource,
+    /// Bytes all channel histories hold (`limits.max_history_bytes`).
+    history_bytes: usize,
+    /// Members that left presence channels, to announce.
+    departures: Vec<presence::Departure>,
 }
 
 /// The counters and the sessions found slow during the current operation.
@@ -134,7 +147,10 @@ impl Broker {
         let vhosts: HashMap<VhostPath, Vhost> = state
             .vhosts
             .iter()
-            .map(|(path, record)| (path.clone(), Vhost::from_record(record)))
+            .map(|(path, record)| {
+                let vhost = Vhost::from_record(record, limits.max_history_bytes_per_channel);
+                (path.clone(), vhost)
+            })
             .collect();
         let mut outbox = Outbox::default();
         outbox.stats.channels = vhosts.values().map(|v| v.channels.len() as u64).sum();
@@ -146,6 +162,9 @@ impl Broker {
             outbox,
             buf: Vec::with_capacity(1024),
             cluster: cluster::HookSlot::default(),
+            epochs: EpochSource::random(),
+            history_bytes: 0,
+            departures: Vec::new(),
         }
     }
 
@@ -335,7 +354,73 @@ impl Broker {
             self.outbox.stats.broadcasts += 1;
             return 0;
         }
+        let position = self.sequence(vhost, channel);
+        self.cluster.deliver(vhost, channel, &self.buf, position);
         self.fan_out_here(vhost, channel, outlet)
+    }
+
+    /// When `channel` keeps a history: numbers the broadcast in `self.buf`
+    /// (this node orders it), adds its position to it and keeps it.
+    fn sequence(&mut self, vhost: &VhostPath, channel: &ChannelName) -> Option<Position> {
+        let history = self
+            .vhosts
+            .get_mut(vhost)?
+            .channels
+            .get_mut(channel)?
+            .history
+            .as_mut()?;
+        let (position, freed) = history.sequence(&mut self.epochs);
+        self.history_bytes = self.history_bytes.saturating_sub(freed);
+        if !stamp_delivery(&mut self.buf, position) {
+            return None;
+        }
+        let budget = self
+            .limits
+            .max_history_bytes
+            .saturating_sub(self.history_bytes);
+        let pushed = history.push(position, &self.buf, Instant::now(), budget);
+        Self::account(&mut self.history_bytes, &mut self.outbox.stats, pushed);
+        Some(position)
+    }
+
+    /// Keeps a delivery another node ordered at `position`, when `channel`
+    /// keeps a history.
+    fn keep(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        position: Position,
+        delivery: &[u8],
+    ) {
+        let Some(history) = self
+            .vhosts
+            .get_mut(vhost)
+            .and_then(|v| v.channels.get_mut(channel))
+            .and_then(|c| c.history.as_mut())
+        else {
+            return;
+        };
+        let budget = self
+            .limits
+            .max_history_bytes
+            .saturating_sub(self.history_bytes);
+        let pushed = history.push(position, delivery, Instant::now(), budget);
+        Self::account(&mut self.history_bytes, &mut self.outbox.stats, pushed);
+    }
+
+    /// Counts what a push into a history did.
+    fn account(total: &mut usize, stats: &mut BrokerStats, pushed: Pushed) {
+        *total = (*total + pushed.added).saturating_sub(pushed.freed);
+        stats.history_bytes = *total as u64;
+        if !pushed.kept {
+            stats.history_dropped += 1;
+        }
+    }
+
+    /// Bytes a channel's history gave back (reads drop what aged out).
+    fn freed_history(&mut self, freed: usize) {
+        self.history_bytes = self.history_bytes.saturating_sub(freed);
+        self.outbox.stats.history_bytes = self.history_bytes as u64;
     }
 
     /// [`Broker::fan_out`] to local subscribers only, without routing.
@@ -359,14 +444,28 @@ impl Broker {
         delivered
     }
 
-    /// Closes the sessions found slow during the operation that just ended.
+    /// Closes the sessions found slow during the operation that just
+    /// ended, and announces the presence members that left.
     fn reap(&mut self, outlet: &mut dyn Outlet) {
-        for key in std::mem::take(&mut self.outbox.slow) {
-            if self.sessions.contains_key(&key) {
-                self.outbox.stats.slow_consumers += 1;
-                self.close(key, CloseReason::SlowConsumer, outlet);
+        loop {
+            for key in std::mem::take(&mut self.outbox.slow) {
+                if self.sessions.contains_key(&key) {
+                    self.outbox.stats.slow_consumers += 1;
+                    self.close(key, CloseReason::SlowConsumer, outlet);
+                }
             }
+            if self.departures.is_empty() {
+                break;
+            }
+            // Announcing can find more slow sessions, whose closes leave.
+            self.announce_departures(outlet);
         }
+    }
+
+    /// Finishes what [`Broker::close_session`] started: the other members
+    /// of its presence channels hear that it left.
+    pub fn settle(&mut self, outlet: &mut dyn Outlet) {
+        self.reap(outlet);
     }
 
     /// The broker ends a session itself: forget it, tell the outlet, count.
@@ -393,6 +492,9 @@ impl Broker {
                 }
             }
         }
+        for name in &subscriptions {
+            self.member_left(&session.vhost, name, &session.sid, session.user.as_ref());
+        }
         self.outbox.stats.subscriptions -= subscriptions.len() as u64;
         Some(session)
     }
@@ -414,6 +516,12 @@ impl Broker {
                 self.cluster.interest(&session.vhost, name, false);
             }
         }
+        let (vhost, sid, user) = (
+            session.vhost.clone(),
+            session.sid.clone(),
+            session.user.clone(),
+        );
+        self.member_left(&vhost, name, &sid, user.as_ref());
         self.outbox.stats.subscriptions -= 1;
         true
     }

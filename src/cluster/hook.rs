@@ -12,8 +12,9 @@ use super::shared::{lock, Shared};
 use super::stats::Publisher;
 use super::wire::PeerMessage;
 use crate::broker::{Backend, ClusterHook, NoWorker, Route};
-use crate::name::{ChannelName, EventName, SessionId, VhostPath};
+use crate::name::{ChannelName, EventName, SessionId, UserName, VhostPath};
 use crate::nukleus::webrocket::ClusterLink;
+use crate::protocol::Position;
 use crate::protocol::backend::BackendReply;
 use crate::stream::CountersManager;
 
@@ -72,22 +73,6 @@ impl ClusterHook for BrokerLink {
             .sequencer(vhost.as_str(), channel.as_str())
             .to_owned();
         if sequencer == shared.settings.name {
-            let message = PeerMessage::Deliver {
-                vhost: vhost.clone(),
-                channel: channel.clone(),
-                delivery: delivery.to_vec(),
-            };
-            for peer in inner
-                .membership
-                .interested(vhost.as_str(), channel.as_str())
-            {
-                if shared.send_data(&mut inner, &peer, &message) {
-                    shared
-                        .counters
-                        .deliveries_out
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
             return Route::Local;
         }
         if hops >= MAX_HOPS {
@@ -104,6 +89,51 @@ impl ClusterHook for BrokerLink {
             shared.counters.forwards_out.fetch_add(1, Ordering::Relaxed);
         }
         Route::Remote
+    }
+
+    fn deliver(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        delivery: &[u8],
+        position: Option<Position>,
+    ) {
+        let shared = &self.shared;
+        let mut inner = shared.inner();
+        let peers: Vec<String> = if position.is_some() {
+            inner.membership.up().cloned().collect()
+        } else {
+            inner
+                .membership
+                .interested(vhost.as_str(), channel.as_str())
+        };
+        if peers.is_empty() {
+            return;
+        }
+        let message = PeerMessage::Deliver {
+            vhost: vhost.clone(),
+            channel: channel.clone(),
+            delivery: delivery.to_vec(),
+            position,
+        };
+        for peer in peers {
+            if shared.send_data(&mut inner, &peer, &message) {
+                shared
+                    .counters
+                    .deliveries_out
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn presence(
+        &mut self,
+        _vhost: &VhostPath,
+        _channel: &ChannelName,
+        _sid: &SessionId,
+        _user: Option<&UserName>,
+        _joined: bool,
+    ) {
     }
 
     fn interest(&mut self, vhost: &VhostPath, channel: &ChannelName, subscribed: bool) {

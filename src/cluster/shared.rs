@@ -387,6 +387,7 @@ impl Shared {
                 vhost,
                 channel,
                 delivery,
+                position,
             } => {
                 let sequencer = self
                     .inner()
@@ -404,6 +405,7 @@ impl Shared {
                     vhost,
                     channel,
                     delivery,
+                    position,
                 });
             }
             PeerMessage::Forward {

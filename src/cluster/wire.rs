@@ -10,7 +10,7 @@
 //! | `HB` | json [`Heartbeat`] | liveness, known members, ready workers per vhost |
 //! | `INT` | json [`InterestUpdate`] | channels I have subscribers for (delta or snapshot) |
 //! | `FWD` | vhost channel hops delivery | a broadcast for its sequencer to order |
-//! | `DLV` | vhost channel delivery | an ordered broadcast for local subscribers |
+//! | `DLV` | vhost channel delivery [offset epoch] | an ordered broadcast for local subscribers; with its position (8-byte big-endian each) when the channel keeps a history |
 //! | `TRG` | vhost hops payload | a trigger for a ready worker of this node (passed on once if it has none) |
 //! | `DS` | request vhost sid event data | a backend's direct message for a session, maybe here (empty data: none) |
 //! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::name::{ChannelName, EventName, NameError, SessionId, VhostPath};
+use crate::protocol::{Epoch, Position};
 
 /// Largest number of frames a peer message has.
 const MAX_FRAMES: usize = 6;
@@ -55,6 +56,8 @@ pub enum PeerMessage {
         channel: ChannelName,
         /// The encoded client message.
         delivery: Vec<u8>,
+        /// Its place in the channel's history, when it keeps one.
+        position: Option<Position>,
     },
     /// `TRG`.
     Trigger {
@@ -249,12 +252,20 @@ impl PeerMessage {
                 vhost,
                 channel,
                 delivery,
-            } => vec![
-                b("DLV"),
-                b(vhost.as_str()),
-                b(channel.as_str()),
-                delivery.clone(),
-            ],
+                position,
+            } => {
+                let mut frames = vec![
+                    b("DLV"),
+                    b(vhost.as_str()),
+                    b(channel.as_str()),
+                    delivery.clone(),
+                ];
+                if let Some(p) = position {
+                    frames.push(p.offset.to_be_bytes().to_vec());
+                    frames.push(p.epoch.0.to_be_bytes().to_vec());
+                }
+                frames
+            }
             PeerMessage::Trigger {
                 vhost,
                 hops,
@@ -330,6 +341,20 @@ impl PeerMessage {
                 vhost: name(f[1], "vhost", VhostPath::parse)?,
                 channel: name(f[2], "channel", ChannelName::parse)?,
                 delivery: f[3].to_vec(),
+                position: None,
+            },
+            (b"DLV", 6) => PeerMessage::Deliver {
+                vhost: name(f[1], "vhost", VhostPath::parse)?,
+                channel: name(f[2], "channel", ChannelName::parse)?,
+                delivery: f[3].to_vec(),
+                position: Some(Position {
+                    offset: u64::from_be_bytes(
+                        f[4].try_into().map_err(|_| WireError::Field("offset"))?,
+                    ),
+                    epoch: Epoch(u64::from_be_bytes(
+                        f[5].try_into().map_err(|_| WireError::Field("epoch"))?,
+                    )),
+                }),
             },
             (b"TRG", 4) => PeerMessage::Trigger {
                 vhost: name(f[1], "vhost", VhostPath::parse)?,
@@ -426,6 +451,16 @@ mod tests {
             vhost: vhost(),
             channel: ChannelName::parse("news").unwrap(),
             delivery: vec![0, 1, 2],
+            position: None,
+        });
+        round_trip(PeerMessage::Deliver {
+            vhost: vhost(),
+            channel: ChannelName::parse("news").unwrap(),
+            delivery: vec![0, 1, 2],
+            position: Some(Position {
+                offset: 1 << 40,
+                epoch: Epoch(u64::MAX - 1),
+            }),
         });
         round_trip(PeerMessage::Trigger {
             vhost: vhost(),
@@ -494,6 +529,10 @@ mod tests {
         assert!(PeerMessage::decode(&[b"LEAVE".as_slice()]).is_err());
         assert!(PeerMessage::decode(&[b"LEAVE".as_slice(), b"{}", b"x"]).is_err());
         assert!(PeerMessage::decode(&[b"DLV".as_slice(), b"/a", b"c"]).is_err());
+        assert!(
+            PeerMessage::decode(&[b"DLV".as_slice(), b"/a", b"c", b"{}", b"1234", b"12345678"])
+                .is_err()
+        );
         assert!(PeerMessage::decode(&[b"DLV".as_slice(), &[0xff], b"c", b"x"]).is_err());
         assert!(PeerMessage::decode(&[b"FWD".as_slice(), b"/a", b"c", b"", b"x"]).is_err());
         assert!(PeerMessage::decode(&[b"DSR".as_slice(), b"short", b"1"]).is_err());

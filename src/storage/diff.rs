@@ -28,6 +28,8 @@ impl State {
                     let empty = VhostRecord {
                         users: Default::default(),
                         channels: Default::default(),
+                        channel_defaults: Default::default(),
+                        channel_options: Default::default(),
                         ..after.clone()
                     };
                     vhost_changes(path, &empty, after, &mut out);
@@ -91,6 +93,22 @@ fn vhost_changes(
             channel: channel.clone(),
         });
     }
+    if before.channel_defaults != after.channel_defaults {
+        out.push(Change::SetChannelOptions {
+            vhost: path.clone(),
+            channel: None,
+            options: after.channel_defaults,
+        });
+    }
+    for (channel, options) in &after.channel_options {
+        if before.channel_options.get(channel) != Some(options) {
+            out.push(Change::SetChannelOptions {
+                vhost: path.clone(),
+                channel: Some(channel.clone()),
+                options: *options,
+            });
+        }
+    }
 }
 
 fn user_changes(
@@ -142,6 +160,8 @@ mod tests {
                 .iter()
                 .map(|c| ChannelName::parse(c).unwrap())
                 .collect::<BTreeSet<_>>(),
+            channel_defaults: Default::default(),
+            channel_options: Default::default(),
         }
     }
 

@@ -30,6 +30,49 @@ pub struct VhostRecord {
     pub users: BTreeMap<UserName, UserRecord>,
     /// Channels that exist.
     pub channels: BTreeSet<ChannelName>,
+    /// History and presence of channels without options of their own.
+    #[serde(default, skip_serializing_if = "ChannelOptions::is_default")]
+    pub channel_defaults: ChannelOptions,
+    /// Options set for one channel, replacing the defaults. A channel may
+    /// have options before it exists (they apply once it is created).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channel_options: BTreeMap<ChannelName, ChannelOptions>,
+}
+
+impl VhostRecord {
+    /// The options in force for `channel`.
+    pub fn options_of(&self, channel: &ChannelName) -> ChannelOptions {
+        self.channel_options
+            .get(channel)
+            .copied()
+            .unwrap_or(self.channel_defaults)
+    }
+}
+
+/// What a channel keeps besides its subscribers: its recent messages
+/// (history, for `subscribe` with `since` and the `history` event) and its
+/// members (presence). All off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelOptions {
+    /// Keep at most this many messages (0: no count bound).
+    pub history_size: u32,
+    /// Keep messages for at most this many milliseconds (0: no age bound).
+    pub history_ttl_ms: u64,
+    /// Track the channel's members (`joined` / `left` / `presence`).
+    pub presence: bool,
+}
+
+impl ChannelOptions {
+    /// Whether the channel keeps a history (either bound set).
+    pub fn history(&self) -> bool {
+        self.history_size > 0 || self.history_ttl_ms > 0
+    }
+
+    /// Whether these are the defaults (all off).
+    pub fn is_default(&self) -> bool {
+        *self == ChannelOptions::default()
+    }
 }
 
 /// One user of a vhost.
@@ -136,6 +179,17 @@ pub enum Change {
         /// The vhost.
         vhost: VhostPath,
     },
+    /// Set the history and presence options of one channel, or (without
+    /// `channel`) the defaults of the vhost's channels.
+    SetChannelOptions {
+        /// The vhost.
+        vhost: VhostPath,
+        /// The channel; `None` for the vhost's defaults.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<ChannelName>,
+        /// The options.
+        options: ChannelOptions,
+    },
 }
 
 /// The thing a [`StateError`] is about.
@@ -198,7 +252,8 @@ impl State {
             DeleteVhost { path }
             | SetVhostToken { path, .. }
             | SetVhostOptions { path, .. }
-            | ClearChannels { vhost: path } => self.vhost(path).map(drop),
+            | ClearChannels { vhost: path }
+            | SetChannelOptions { vhost: path, .. } => self.vhost(path).map(drop),
             AddUser { vhost, name, .. } => {
                 let exists = self.vhost(vhost)?.users.contains_key(name);
                 absent(exists, || Entity::User(vhost.clone(), name.clone()))
@@ -244,6 +299,8 @@ impl State {
                     auto_create_channels: *auto_create_channels,
                     users: BTreeMap::new(),
                     channels: BTreeSet::new(),
+                    channel_defaults: ChannelOptions::default(),
+                    channel_options: BTreeMap::new(),
                 };
                 self.vhosts.insert(path.clone(), record);
             }
@@ -304,6 +361,18 @@ impl State {
                 vhost.channels.remove(channel);
             }
             ClearChannels { .. } => vhost.channels.clear(),
+            SetChannelOptions {
+                channel: None,
+                options,
+                ..
+            } => vhost.channel_defaults = *options,
+            SetChannelOptions {
+                channel: Some(channel),
+                options,
+                ..
+            } => {
+                vhost.channel_options.insert(channel.clone(), *options);
+            }
             AddVhost { .. } | DeleteVhost { .. } | ClearVhosts => {}
         }
     }
@@ -324,7 +393,8 @@ impl Change {
             | SetSecret { vhost, .. }
             | AddChannel { vhost, .. }
             | DeleteChannel { vhost, .. }
-            | ClearChannels { vhost } => Some(vhost),
+            | ClearChannels { vhost }
+            | SetChannelOptions { vhost, .. } => Some(vhost),
             ClearVhosts => None,
         }
     }

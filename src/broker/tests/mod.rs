@@ -144,6 +144,8 @@ pub(super) fn state() -> State {
         auto_create_channels: true,
         users,
         channels: BTreeSet::from([channel("news")]),
+        channel_defaults: Default::default(),
+        channel_options: Default::default(),
     };
     let other = VhostRecord {
         token: AccessToken::generate(),
@@ -151,6 +153,8 @@ pub(super) fn state() -> State {
         auto_create_channels: true,
         users: BTreeMap::from([(user("rw"), plain(P::READ | P::WRITE))]),
         channels: BTreeSet::from([channel("news")]),
+        channel_defaults: Default::default(),
+        channel_options: Default::default(),
     };
     State {
         vhosts: BTreeMap::from([(vhost("/v"), v), (vhost("/other"), other)]),

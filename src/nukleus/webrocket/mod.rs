@@ -65,6 +65,8 @@ pub enum Task {
         channel: ChannelName,
         /// The encoded client message.
         delivery: Vec<u8>,
+        /// Its place in the channel's history, when it keeps one.
+        position: Option<crate::protocol::Position>,
     },
     /// A broadcast another node sent here to be ordered.
     ClusterSequence {
@@ -343,6 +345,7 @@ impl WebrocketNukleus {
             targets: &mut self.plumbing.targets,
             overflow: &mut self.overflow,
         };
+        self.broker.settle(&mut outlet);
         outlet.end(key, 1000, "");
         if let Some(stream) = self.streams.remove(&initial.0) {
             self.by_reply.remove(&stream.reply.0);
@@ -458,8 +461,9 @@ impl WebrocketNukleus {
                 vhost,
                 channel,
                 delivery,
+                position,
             } => self.with_io(|broker, io| {
-                broker.deliver_remote(&vhost, &channel, &delivery, io.outlet);
+                broker.deliver_remote(&vhost, &channel, &delivery, position, io.outlet);
                 Outcome::Done
             }),
             Task::ClusterSequence {
@@ -502,6 +506,7 @@ impl WebrocketNukleus {
                 targets: &mut self.plumbing.targets,
                 overflow: &mut self.overflow,
             };
+            self.broker.settle(&mut outlet);
             outlet.end(key, reason.code(), reason.reason());
         }
     }
