@@ -272,8 +272,8 @@ impl History {
             let Some(front) = self.entries.front() else {
                 break;
             };
-            let too_many = self.bounds.size > 0
-                && self.entries.len() + room > self.bounds.size as usize;
+            let too_many =
+                self.bounds.size > 0 && self.entries.len() + room > self.bounds.size as usize;
             let too_big = self.bytes + incoming > self.bounds.bytes;
             let too_old = !self.bounds.ttl.is_zero()
                 && now.saturating_duration_since(front.at) > self.bounds.ttl;
@@ -352,12 +352,21 @@ mod tests {
         // Offset 4 never arrived.
         h.push(at(5, 1), b"y", now, usize::MAX);
         assert!(lost(&h.since(at(3, 1), now).0));
-        assert_eq!(h.since(at(4, 1), now).0, Recovery::Complete(vec![&b"y"[..]]));
+        assert_eq!(
+            h.since(at(4, 1), now).0,
+            Recovery::Complete(vec![&b"y"[..]])
+        );
         h.push(at(1, 2), b"z", now, usize::MAX);
         assert!(lost(&h.since(at(5, 1), now).0));
-        assert_eq!(h.since(at(0, 2), now).0, Recovery::Complete(vec![&b"z"[..]]));
+        assert_eq!(
+            h.since(at(0, 2), now).0,
+            Recovery::Complete(vec![&b"z"[..]])
+        );
         // A node that did not mint the epoch starts its own when it orders.
-        let mut source = EpochSource { base: 100, count: 0 };
+        let mut source = EpochSource {
+            base: 100,
+            count: 0,
+        };
         assert_eq!(h.sequence(&mut source).0, at(1, 101));
     }
 
@@ -384,7 +393,12 @@ mod tests {
             bytes: 100,
         });
         aged.push(at(1, 1), b"old", now, usize::MAX);
-        aged.push(at(2, 1), b"new", now + Duration::from_millis(900), usize::MAX);
+        aged.push(
+            at(2, 1),
+            b"new",
+            now + Duration::from_millis(900),
+            usize::MAX,
+        );
         let later = now + Duration::from_millis(1500);
         assert_eq!(
             aged.since(at(1, 1), later).0,

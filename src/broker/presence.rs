@@ -131,12 +131,10 @@ impl Broker {
             return Ok(());
         }
         Err(
-            channel_error(ErrorId::TooManySubscriptions, SUBSCRIBE, channel).with_message(
-                format!(
-                    "the channel has {} members, the limit",
-                    self.limits.max_presence_members
-                ),
-            ),
+            channel_error(ErrorId::TooManySubscriptions, SUBSCRIBE, channel).with_message(format!(
+                "the channel has {} members, the limit",
+                self.limits.max_presence_members
+            )),
         )
     }
 
@@ -185,7 +183,15 @@ impl Broker {
     /// that left.
     pub(super) fn announce_departures(&mut self, outlet: &mut dyn Outlet) {
         for d in std::mem::take(&mut self.departures) {
-            self.announce(&d.vhost, &d.channel, &d.sid, d.user.as_ref(), false, None, outlet);
+            self.announce(
+                &d.vhost,
+                &d.channel,
+                &d.sid,
+                d.user.as_ref(),
+                false,
+                None,
+                outlet,
+            );
             self.cluster
                 .presence(&d.vhost, &d.channel, &d.sid, d.user.as_ref(), false);
         }
@@ -281,9 +287,18 @@ impl Broker {
         self.reap(outlet);
     }
 
+    /// Tells the cluster every local member of every presence channel
+    /// again (a peer came up and knows none of them).
+    pub fn announce_members(&mut self) {
+        for (vhost, channel, sid, user) in self.local_members() {
+            self.cluster
+                .presence(&vhost, &channel, &sid, user.as_ref(), true);
+        }
+    }
+
     /// The local members of every presence channel, for a node that just
     /// came up: `(vhost, channel, sid, user)`.
-    pub fn local_members(&self) -> Vec<(VhostPath, ChannelName, SessionId, Option<UserName>)> {
+    fn local_members(&self) -> Vec<(VhostPath, ChannelName, SessionId, Option<UserName>)> {
         let mut out = Vec::new();
         for (path, vhost) in &self.vhosts {
             for (name, channel) in &vhost.channels {

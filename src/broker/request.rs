@@ -8,8 +8,7 @@ use serde_json::value::RawValue;
 
 use crate::name::{ChannelName, EventName, Permissions, VhostPath};
 use crate::protocol::{
-    encode_delivery, encode_trigger, ClientError, CloseReason, ErrorId, Position, Reply,
-    Request,
+    encode_delivery, encode_trigger, ClientError, CloseReason, ErrorId, Position, Reply, Request,
 };
 use crate::storage::Change;
 
@@ -25,7 +24,11 @@ const TRIGGER: &str = "trigger";
 const LOGOUT: &str = "logout";
 
 /// An error about `channel` during client event `event`.
-pub(super) fn channel_error(id: ErrorId, event: &'static str, channel: &ChannelName) -> ClientError {
+pub(super) fn channel_error(
+    id: ErrorId,
+    event: &'static str,
+    channel: &ChannelName,
+) -> ClientError {
     ClientError::new(id)
         .with_event(event)
         .with_channel(channel.as_str())

@@ -14,8 +14,8 @@ use super::wire::PeerMessage;
 use crate::broker::{Backend, ClusterHook, NoWorker, Route};
 use crate::name::{ChannelName, EventName, SessionId, UserName, VhostPath};
 use crate::nukleus::webrocket::ClusterLink;
-use crate::protocol::Position;
 use crate::protocol::backend::BackendReply;
+use crate::protocol::Position;
 use crate::stream::CountersManager;
 
 /// A broadcast changes sequencer at most this many times on its way.
@@ -128,12 +128,27 @@ impl ClusterHook for BrokerLink {
 
     fn presence(
         &mut self,
-        _vhost: &VhostPath,
-        _channel: &ChannelName,
-        _sid: &SessionId,
-        _user: Option<&UserName>,
-        _joined: bool,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        sid: &SessionId,
+        user: Option<&UserName>,
+        joined: bool,
     ) {
+        let shared = &self.shared;
+        let mut inner = shared.inner();
+        let peers: Vec<String> = inner.membership.up().cloned().collect();
+        let message = PeerMessage::Presence {
+            vhost: vhost.clone(),
+            channel: channel.clone(),
+            sid: sid.clone(),
+            user: user.cloned(),
+            joined,
+        };
+        // On the control queue, like interest: it is written after the
+        // link's HELLO, so a peer that just came up here does not drop it.
+        for peer in peers {
+            shared.send_control(&mut inner, &peer, &message);
+        }
     }
 
     fn interest(&mut self, vhost: &VhostPath, channel: &ChannelName, subscribed: bool) {

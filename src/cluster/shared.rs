@@ -233,14 +233,33 @@ impl Shared {
                     tracing::info!(peer = %name, "cluster peer up");
                     let snapshot = PeerMessage::Interest(inner.local.snapshot());
                     self.send_control(inner, &name, &snapshot);
+                    // The broker announces its presence members again.
+                    if let Some(local) = self.local.get() {
+                        local.inbox.send(Task::ClusterPeer {
+                            node: name,
+                            up: true,
+                        });
+                    }
                 }
                 Event::Down(name) => {
                     tracing::warn!(peer = %name, "cluster peer down");
                     self.counters.peers_lost.fetch_add(1, Ordering::Relaxed);
+                    if let Some(local) = self.local.get() {
+                        local.inbox.send(Task::ClusterPeer {
+                            node: name,
+                            up: false,
+                        });
+                    }
                 }
                 Event::Left(name) => {
                     tracing::info!(peer = %name, "cluster peer left");
                     self.counters.peers_left.fetch_add(1, Ordering::Relaxed);
+                    if let Some(local) = self.local.get() {
+                        local.inbox.send(Task::ClusterPeer {
+                            node: name,
+                            up: false,
+                        });
+                    }
                 }
             }
         }
@@ -457,6 +476,19 @@ impl Shared {
                     raft.on_reply(request, &body);
                 }
             }
+            PeerMessage::Presence {
+                vhost,
+                channel,
+                sid,
+                user,
+                joined,
+            } => local.inbox.send(Task::ClusterPresence {
+                node: from.to_owned(),
+                vhost,
+                channel,
+                sid,
+                joined: joined.then_some(user),
+            }),
             PeerMessage::Hello(_)
             | PeerMessage::Heartbeat(_)
             | PeerMessage::Interest(_)

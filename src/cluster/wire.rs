@@ -11,6 +11,7 @@
 //! | `INT` | json [`InterestUpdate`] | channels I have subscribers for (delta or snapshot) |
 //! | `FWD` | vhost channel hops delivery | a broadcast for its sequencer to order |
 //! | `DLV` | vhost channel delivery [offset epoch] | an ordered broadcast for local subscribers; with its position (8-byte big-endian each) when the channel keeps a history |
+//! | `PRS` | vhost channel sid user joined | a member of a presence channel joined (`1`) or left (`0`) here; empty user: anonymous |
 //! | `TRG` | vhost hops payload | a trigger for a ready worker of this node (passed on once if it has none) |
 //! | `DS` | request vhost sid event data | a backend's direct message for a session, maybe here (empty data: none) |
 //! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
@@ -22,7 +23,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::name::{ChannelName, EventName, NameError, SessionId, VhostPath};
+use crate::name::{ChannelName, EventName, NameError, SessionId, UserName, VhostPath};
 use crate::protocol::{Epoch, Position};
 
 /// Largest number of frames a peer message has.
@@ -58,6 +59,19 @@ pub enum PeerMessage {
         delivery: Vec<u8>,
         /// Its place in the channel's history, when it keeps one.
         position: Option<Position>,
+    },
+    /// `PRS`.
+    Presence {
+        /// Vhost path.
+        vhost: VhostPath,
+        /// Channel name.
+        channel: ChannelName,
+        /// The member's session.
+        sid: SessionId,
+        /// Its user, `None` when anonymous.
+        user: Option<UserName>,
+        /// Joined (`true`) or left.
+        joined: bool,
     },
     /// `TRG`.
     Trigger {
@@ -266,6 +280,20 @@ impl PeerMessage {
                 }
                 frames
             }
+            PeerMessage::Presence {
+                vhost,
+                channel,
+                sid,
+                user,
+                joined,
+            } => vec![
+                b("PRS"),
+                b(vhost.as_str()),
+                b(channel.as_str()),
+                b(sid.as_str()),
+                user.as_ref().map(|u| b(u.as_str())).unwrap_or_default(),
+                vec![u8::from(*joined)],
+            ],
             PeerMessage::Trigger {
                 vhost,
                 hops,
@@ -355,6 +383,17 @@ impl PeerMessage {
                         f[5].try_into().map_err(|_| WireError::Field("epoch"))?,
                     )),
                 }),
+            },
+            (b"PRS", 6) => PeerMessage::Presence {
+                vhost: name(f[1], "vhost", VhostPath::parse)?,
+                channel: name(f[2], "channel", ChannelName::parse)?,
+                sid: name(f[3], "sid", SessionId::parse)?,
+                user: if f[4].is_empty() {
+                    None
+                } else {
+                    Some(name(f[4], "user", UserName::parse)?)
+                },
+                joined: f[5] == [1],
             },
             (b"TRG", 4) => PeerMessage::Trigger {
                 vhost: name(f[1], "vhost", VhostPath::parse)?,
@@ -462,6 +501,20 @@ mod tests {
                 epoch: Epoch(u64::MAX - 1),
             }),
         });
+        round_trip(PeerMessage::Presence {
+            vhost: vhost(),
+            channel: ChannelName::parse("news").unwrap(),
+            sid: SessionId::parse(SID).unwrap(),
+            user: Some(UserName::parse("joe").unwrap()),
+            joined: true,
+        });
+        round_trip(PeerMessage::Presence {
+            vhost: vhost(),
+            channel: ChannelName::parse("news").unwrap(),
+            sid: SessionId::parse(SID).unwrap(),
+            user: None,
+            joined: false,
+        });
         round_trip(PeerMessage::Trigger {
             vhost: vhost(),
             hops: 1,
@@ -529,10 +582,15 @@ mod tests {
         assert!(PeerMessage::decode(&[b"LEAVE".as_slice()]).is_err());
         assert!(PeerMessage::decode(&[b"LEAVE".as_slice(), b"{}", b"x"]).is_err());
         assert!(PeerMessage::decode(&[b"DLV".as_slice(), b"/a", b"c"]).is_err());
-        assert!(
-            PeerMessage::decode(&[b"DLV".as_slice(), b"/a", b"c", b"{}", b"1234", b"12345678"])
-                .is_err()
-        );
+        assert!(PeerMessage::decode(&[
+            b"DLV".as_slice(),
+            b"/a",
+            b"c",
+            b"{}",
+            b"1234",
+            b"12345678"
+        ])
+        .is_err());
         assert!(PeerMessage::decode(&[b"DLV".as_slice(), &[0xff], b"c", b"x"]).is_err());
         assert!(PeerMessage::decode(&[b"FWD".as_slice(), b"/a", b"c", b"", b"x"]).is_err());
         assert!(PeerMessage::decode(&[b"DSR".as_slice(), b"short", b"1"]).is_err());

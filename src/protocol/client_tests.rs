@@ -348,7 +348,9 @@ fn subscribe_and_history_take_a_since_position() {
         }
     );
     assert_eq!(
-        ok(r#"{"history":{"channel":"c","limit":5,"since":{"offset":42,"epoch":"00000000000000ab"}}}"#),
+        ok(
+            r#"{"history":{"channel":"c","limit":5,"since":{"offset":42,"epoch":"00000000000000ab"}}}"#
+        ),
         Request::History {
             channel: channel("c"),
             limit: Some(5),

@@ -9,8 +9,8 @@
 use serde_json::value::RawValue;
 
 use super::error::ClientError;
-use super::position::Position;
 use super::json::{push_opt_str, push_raw, push_str};
+use super::position::Position;
 
 /// A success reply to a client request, or a server notice of the same shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

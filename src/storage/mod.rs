@@ -52,7 +52,7 @@ mod store;
 
 pub use secret::{hash_secret, load_or_create_cookie, read_cookie, verify_secret, COOKIE_LEN};
 pub use seed::seed_from_config;
-pub use state::{ChannelOptions, Change, Entity, State, StateError, UserRecord, VhostRecord};
+pub use state::{Change, ChannelOptions, Entity, State, StateError, UserRecord, VhostRecord};
 pub use store::{StorageError, Store, StoreOptions, CORRUPT_COPY_FILE, LOG_FILE, SNAPSHOT_FILE};
 
 #[cfg(test)]

@@ -68,6 +68,28 @@ pub enum Task {
         /// Its place in the channel's history, when it keeps one.
         position: Option<crate::protocol::Position>,
     },
+    /// A member of a presence channel joined (`Some(user)`) or left
+    /// (`None`) on another node.
+    ClusterPresence {
+        /// The node.
+        node: String,
+        /// Vhost.
+        vhost: VhostPath,
+        /// Channel.
+        channel: ChannelName,
+        /// The member's session.
+        sid: crate::name::SessionId,
+        /// `Some(user)` when it joined.
+        joined: Option<Option<crate::name::UserName>>,
+    },
+    /// A peer came up (this node's presence members are announced to it)
+    /// or went down or left (its members leave).
+    ClusterPeer {
+        /// The peer's name.
+        node: String,
+        /// Whether it is up.
+        up: bool,
+    },
     /// A broadcast another node sent here to be ordered.
     ClusterSequence {
         /// Vhost.
@@ -464,6 +486,24 @@ impl WebrocketNukleus {
                 position,
             } => self.with_io(|broker, io| {
                 broker.deliver_remote(&vhost, &channel, &delivery, position, io.outlet);
+                Outcome::Done
+            }),
+            Task::ClusterPresence {
+                node,
+                vhost,
+                channel,
+                sid,
+                joined,
+            } => self.with_io(|broker, io| {
+                broker.remote_member(&node, &vhost, &channel, &sid, joined, io.outlet);
+                Outcome::Done
+            }),
+            Task::ClusterPeer { node, up } => self.with_io(|broker, io| {
+                if up {
+                    broker.announce_members();
+                } else {
+                    broker.remote_node_gone(&node, io.outlet);
+                }
                 Outcome::Done
             }),
             Task::ClusterSequence {
