@@ -268,10 +268,7 @@ impl History {
     fn evict(&mut self, now: Instant, incoming: usize) -> usize {
         let mut freed = 0;
         let room = usize::from(incoming > 0);
-        loop {
-            let Some(front) = self.entries.front() else {
-                break;
-            };
+        while let Some(front) = self.entries.front() {
             let too_many =
                 self.bounds.size > 0 && self.entries.len() + room > self.bounds.size as usize;
             let too_big = self.bytes + incoming > self.bounds.bytes;

@@ -320,3 +320,38 @@ async def test_presence_across_three_nodes_and_a_killed_nodes_members_leave(serv
                 await ws.close()
             except Exception:
                 pass
+
+
+async def test_webrocket_ctl_turns_history_on_for_one_channel(server_factory):
+    import subprocess
+
+    from conftest import REPO
+
+    server = server_factory(single_config())
+    ctl = [
+        str(REPO / "target/debug/webrocket-ctl"),
+        "--admin-addr",
+        server.info["admin"],
+        "--storage-dir",
+        str(server.storage_dir),
+    ]
+    done = subprocess.run(
+        ctl + ["set_channel_options", "/plain", "room", "--history-size", "2", "--presence"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "history_size 2" in done.stdout and "presence true" in done.stdout
+    shown = subprocess.run(ctl + ["channel_options", "/plain", "room"], capture_output=True, text=True, timeout=30)
+    assert "history_size 2" in shown.stdout, shown.stdout + shown.stderr
+    async with connect(server.url("/plain")) as ws:
+        reply = await request(ws, "subscribe", {"channel": "room"})
+        assert reply["members"][0]["user"] is None
+        for i in range(3):
+            await send(ws, "broadcast", {"event": "m", "channel": "room", "data": i})
+        # Each delivery comes before its acknowledgement.
+        got = [await recv(ws) for _ in range(6)]
+        assert [body(m)["offset"] for m in got if "m" in m] == [1, 2, 3]
+        history = body(await request(ws, "history", {"channel": "room"}))
+        assert [body(m)["offset"] for m in history["messages"]] == [2, 3]

@@ -46,6 +46,20 @@ pub fn human(command: &Command, answer: &Value) -> String {
                 s("vhost")
             ),
         ),
+        SetChannelOptions { .. } | ChannelOptions { .. } => {
+            let o = &answer["options"];
+            line(
+                &mut out,
+                format!(
+                    "channel {} in {}: history_size {} history_ttl {} presence {}",
+                    s("channel"),
+                    s("vhost"),
+                    o["history_size"],
+                    o["history_ttl"].as_str().unwrap_or("?"),
+                    o["presence"]
+                ),
+            )
+        }
         ListUsers { .. } => list(&mut out, &answer["users"], "no users", user),
         AddUser { .. } => line(&mut out, format!("user added: {}", user(answer))),
         DeleteUser { .. } => line(
