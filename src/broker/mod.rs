@@ -37,6 +37,7 @@ mod auth;
 mod backend;
 mod channel;
 mod cluster;
+mod events;
 mod history;
 mod io;
 mod pending;
@@ -111,6 +112,8 @@ pub struct Broker {
     history_bytes: usize,
     /// Members that left presence channels, to announce.
     departures: Vec<presence::Departure>,
+    /// Session events for backends, until the glue takes them.
+    session_events: Vec<(VhostPath, Vec<u8>)>,
 }
 
 /// The counters and the sessions found slow during the current operation.
@@ -165,6 +168,7 @@ impl Broker {
             epochs: EpochSource::random(),
             history_bytes: 0,
             departures: Vec::new(),
+            session_events: Vec::new(),
         }
     }
 
@@ -195,6 +199,7 @@ impl Broker {
             .insert(key, Session::new(sid.clone(), vhost.clone(), v.anonymous));
         self.outbox.stats.sessions += 1;
         self.outbox.stats.sessions_opened += 1;
+        self.session_event(key, crate::protocol::SessionEvent::Opened);
         Ok(sid)
     }
 
@@ -222,6 +227,7 @@ impl Broker {
     /// did not know it (e.g. it closed the session itself and already counted
     /// it).
     pub fn close_session(&mut self, key: SessionKey, reason: CloseReason) -> bool {
+        self.session_closing(key, reason, reason.code());
         if self.detach(key).is_some() {
             self.outbox.stats.count_close(reason);
             true
@@ -470,6 +476,7 @@ impl Broker {
 
     /// The broker ends a session itself: forget it, tell the outlet, count.
     fn close(&mut self, key: SessionKey, reason: CloseReason, outlet: &mut dyn Outlet) {
+        self.session_closing(key, reason, reason.code());
         if self.detach(key).is_some() {
             outlet.close(key, reason);
             self.outbox.stats.count_close(reason);

@@ -177,6 +177,15 @@ impl ClusterBackend {
 }
 
 impl Backend for ClusterBackend {
+    /// Session events go to this node's workers only: a session lives on
+    /// one node, and a backend that wants every session connects a worker
+    /// to each node.
+    fn session_event(&mut self, vhost: &VhostPath, payload: &[u8]) {
+        if let Some(backend) = lock(&self.shared.local_backend).as_mut() {
+            backend.session_event(vhost, payload);
+        }
+    }
+
     fn trigger(&mut self, vhost: &VhostPath, payload: &[u8]) -> Result<(), NoWorker> {
         let shared = Arc::clone(&self.shared);
         let (local_first, peers) = {

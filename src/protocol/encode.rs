@@ -228,6 +228,44 @@ pub fn encode_membership(out: &mut Vec<u8>, joined: bool, channel: &str, member:
     out.extend_from_slice(b"}}");
 }
 
+/// What happened to a session, for the workers that asked (`SE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent<'a> {
+    /// A session opened (anonymous).
+    Opened,
+    /// It authenticated as a user.
+    Authenticated,
+    /// It closed: the reason's label and the close code.
+    Closed(&'a str, u16),
+}
+
+/// Appends `{"opened":{"sid":..,"user":..}}`, `{"authenticated":{..}}` or
+/// `{"closed":{"sid":..,"user":..,"reason":..,"code":..}}`.
+pub fn encode_session_event(
+    out: &mut Vec<u8>,
+    event: SessionEvent<'_>,
+    sid: &str,
+    user: Option<&str>,
+) {
+    let name = match event {
+        SessionEvent::Opened => "opened",
+        SessionEvent::Authenticated => "authenticated",
+        SessionEvent::Closed(..) => "closed",
+    };
+    out.push(b'{');
+    push_str(out, name);
+    out.extend_from_slice(b":{\"sid\":");
+    push_str(out, sid);
+    out.extend_from_slice(b",\"user\":");
+    push_opt_str(out, user);
+    if let SessionEvent::Closed(reason, code) = event {
+        out.extend_from_slice(b",\"reason\":");
+        push_str(out, reason);
+        out.extend_from_slice(format!(",\"code\":{code}").as_bytes());
+    }
+    out.extend_from_slice(b"}}");
+}
+
 /// Appends a direct message from a backend to one session:
 /// `{"<event>":<data or null>}`.
 pub fn encode_direct(out: &mut Vec<u8>, event: &str, data: Option<&RawValue>) {
@@ -410,6 +448,18 @@ mod tests {
         assert_eq!(
             text(|o| encode_membership(o, false, "c", &members[0])),
             r#"{"left":{"channel":"c","sid":"ab","user":null}}"#
+        );
+    }
+
+    #[test]
+    fn session_event_shapes() {
+        assert_eq!(
+            text(|o| encode_session_event(o, SessionEvent::Opened, "ab", None)),
+            r#"{"opened":{"sid":"ab","user":null}}"#
+        );
+        assert_eq!(
+            text(|o| encode_session_event(o, SessionEvent::Closed("idle", 1000), "ab", Some("u"))),
+            r#"{"closed":{"sid":"ab","user":"u","reason":"idle","code":1000}}"#
         );
     }
 

@@ -23,8 +23,8 @@ pub mod position;
 pub use client::{decode, Request, CLIENT_EVENTS, MAX_DATA_DEPTH};
 pub use encode::{
     encode_delivery, encode_direct, encode_error, encode_history, encode_membership,
-    encode_presence, encode_reply, encode_subscribed, encode_trigger, stamp_delivery, Member,
-    Reply, Subscribed,
+    encode_presence, encode_reply, encode_session_event, encode_subscribed, encode_trigger,
+    stamp_delivery, Member, Reply, SessionEvent, Subscribed,
 };
 pub use error::{ClientError, CloseReason, ErrorId};
 pub use position::{Epoch, Position};

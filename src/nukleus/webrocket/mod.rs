@@ -577,6 +577,10 @@ fn backend_request(
             .direct(vhost, &sid, &event, data.as_deref(), io)
             .map(|()| ChannelOp::Done)
             .map_err(|_| code::NO_SUCH_SESSION),
+        BackendRequest::CloseSession { sid, code, reason } => broker
+            .close_by_backend(vhost, &sid, code, &reason, io.outlet)
+            .map(|()| ChannelOp::Done)
+            .map_err(|_| code::NO_SUCH_SESSION),
     }
 }
 
@@ -599,6 +603,9 @@ impl Agent for WebrocketNukleus {
         work += self.run_tasks();
         if self.overflow.is_empty() {
             work += self.read_ws();
+        }
+        for (vhost, payload) in self.broker.take_session_events() {
+            self.backend.session_event(&vhost, &payload);
         }
         if now >= self.next_stats {
             self.next_stats = now + STATS_PERIOD;
