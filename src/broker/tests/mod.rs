@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod backend;
 mod fanout;
+mod history;
 mod permissions;
 mod replicated;
 mod rows;

@@ -499,10 +499,12 @@ impl WebrocketNukleus {
                 Outcome::Done
             }),
             Task::ClusterPeer { node, up } => self.with_io(|broker, io| {
+                // What it reported before is stale either way (a restart
+                // comes up with a new incarnation and announces its members
+                // again, after this).
+                broker.remote_node_gone(&node, io.outlet);
                 if up {
                     broker.announce_members();
-                } else {
-                    broker.remote_node_gone(&node, io.outlet);
                 }
                 Outcome::Done
             }),
