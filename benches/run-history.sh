@@ -4,6 +4,7 @@
 # one keeping the last 10,000 messages (each delivery then carries offset
 # and epoch, and every broadcast is kept), alternating, two rounds each;
 # then the time to recover COUNT missed messages with subscribe + since.
+# Prints one JSON line per run (webrocket-bench).
 #   benches/run-history.sh [SECONDS] [SUBSCRIBERS] [COUNT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,10 +36,14 @@ TOML
   --backend-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --storage-dir "$tmp/data" --run-dir "$tmp/run" \
   > "$tmp/webrocket.log" 2>&1 &
 sleep 1.5
-bench() { "$bin"/webrocket-bench fanout --addr 127.0.0.1:9104 --subscribers "$SUBS" --size 100 --seconds "$SECS" "$@"; }
+bench() { "$bin"/webrocket-bench fanout --addr 127.0.0.1:9104 --subscribers "$SUBS" --seconds "$SECS" "$@"; }
+# The third line is history off with 37 more bytes of data, the size of
+# ',"offset":12345,"epoch":"<16 hex>"': the same bytes per delivery as
+# with history on, so it separates the wire size from the bookkeeping.
 for round in 1 2 3; do
-  echo "history off round=$round: $(bench --path /bench)"
-  echo "history on  round=$round: $(bench --path /hist)"
+  echo "history off            round=$round: $(bench --path /bench --size 100)"
+  echo "history on             round=$round: $(bench --path /hist --size 100)"
+  echo "history off, +37 bytes round=$round: $(bench --path /bench --size 137)"
 done
 for round in 1 2 3; do
   echo "recovery round=$round: $("$bin"/webrocket-bench recovery --addr 127.0.0.1:9104 --path /hist --count "$COUNT")"

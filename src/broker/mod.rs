@@ -52,7 +52,6 @@ mod vhost;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
 
 pub use auth::SecretCheck;
 pub use backend::{BackendError, NotFound};
@@ -64,12 +63,10 @@ pub use stats::{BrokerStats, VhostStats};
 
 use crate::limits::Limits;
 use crate::name::{ChannelName, SessionId, VhostPath};
-use crate::protocol::{
-    encode_error, encode_reply, stamp_delivery, ClientError, CloseReason, Position, Reply,
-};
+use crate::protocol::{encode_error, encode_reply, ClientError, CloseReason, Reply};
 use crate::storage::State;
 
-use history::{EpochSource, Pushed};
+use history::EpochSource;
 use session::{Hold, Session};
 use vhost::Vhost;
 
@@ -363,70 +360,6 @@ impl Broker {
         let position = self.sequence(vhost, channel);
         self.cluster.deliver(vhost, channel, &self.buf, position);
         self.fan_out_here(vhost, channel, outlet)
-    }
-
-    /// When `channel` keeps a history: numbers the broadcast in `self.buf`
-    /// (this node orders it), adds its position to it and keeps it.
-    fn sequence(&mut self, vhost: &VhostPath, channel: &ChannelName) -> Option<Position> {
-        let history = self
-            .vhosts
-            .get_mut(vhost)?
-            .channels
-            .get_mut(channel)?
-            .history
-            .as_mut()?;
-        let (position, freed) = history.sequence(&mut self.epochs);
-        self.history_bytes = self.history_bytes.saturating_sub(freed);
-        if !stamp_delivery(&mut self.buf, position) {
-            return None;
-        }
-        let budget = self
-            .limits
-            .max_history_bytes
-            .saturating_sub(self.history_bytes);
-        let pushed = history.push(position, &self.buf, Instant::now(), budget);
-        Self::account(&mut self.history_bytes, &mut self.outbox.stats, pushed);
-        Some(position)
-    }
-
-    /// Keeps a delivery another node ordered at `position`, when `channel`
-    /// keeps a history.
-    fn keep(
-        &mut self,
-        vhost: &VhostPath,
-        channel: &ChannelName,
-        position: Position,
-        delivery: &[u8],
-    ) {
-        let Some(history) = self
-            .vhosts
-            .get_mut(vhost)
-            .and_then(|v| v.channels.get_mut(channel))
-            .and_then(|c| c.history.as_mut())
-        else {
-            return;
-        };
-        let budget = self
-            .limits
-            .max_history_bytes
-            .saturating_sub(self.history_bytes);
-        let pushed = history.push(position, delivery, Instant::now(), budget);
-        Self::account(&mut self.history_bytes, &mut self.outbox.stats, pushed);
-    }
-
-    /// Counts what a push into a history did.
-    fn account(total: &mut usize, stats: &mut BrokerStats, pushed: Pushed) {
-        *total = (*total + pushed.added).saturating_sub(pushed.freed);
-        stats.history_bytes = *total as u64;
-        if !pushed.kept {
-            stats.history_dropped += 1;
-        }
-    }
-
-    /// Bytes a channel's history gave back (reads drop what aged out).
-    fn freed_history(&mut self, freed: usize) {
-        self.history_bytes = self.history_bytes.saturating_sub(freed);
-        self.outbox.stats.history_bytes = self.history_bytes as u64;
     }
 
     /// [`Broker::fan_out`] to local subscribers only, without routing.

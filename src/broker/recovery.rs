@@ -1,4 +1,5 @@
-//! The answers that read a channel's history: `subscribe` (with `since`)
+//! The broker's side of channel histories: numbering and keeping
+//! broadcasts, and the answers that read them: `subscribe` (with `since`)
 //! and the `history` event.
 //!
 //! A `subscribe` with `since` is answered, in one step of the broker
@@ -14,12 +15,15 @@
 use std::time::Instant;
 
 use crate::name::{ChannelName, Permissions, VhostPath};
-use crate::protocol::{encode_history, encode_subscribed, ClientError, ErrorId, Position};
+use crate::protocol::{
+    encode_history, encode_subscribed, stamp_delivery, ClientError, ErrorId, Position,
+};
 
-use super::history::Recovery;
+use super::history::{Pushed, Recovery};
 use super::io::Outlet;
 use super::request::channel_error;
 use super::session::SessionKey;
+use super::stats::BrokerStats;
 use super::Broker;
 
 const HISTORY: &str = "history";
@@ -28,6 +32,74 @@ const HISTORY: &str = "history";
 const HISTORY_LIMIT: usize = 100;
 
 impl Broker {
+    /// When `channel` keeps a history: numbers the broadcast in `self.buf`
+    /// (this node orders it), adds its position to it and keeps it.
+    pub(super) fn sequence(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+    ) -> Option<Position> {
+        let history = self
+            .vhosts
+            .get_mut(vhost)?
+            .channels
+            .get_mut(channel)?
+            .history
+            .as_mut()?;
+        let (position, freed) = history.sequence(&mut self.epochs);
+        self.history_bytes = self.history_bytes.saturating_sub(freed);
+        if !stamp_delivery(&mut self.buf, position) {
+            return None;
+        }
+        let budget = self
+            .limits
+            .max_history_bytes
+            .saturating_sub(self.history_bytes);
+        let pushed = history.push(position, &self.buf, Instant::now(), budget);
+        Self::account(&mut self.history_bytes, &mut self.outbox.stats, pushed);
+        Some(position)
+    }
+
+    /// Keeps a delivery another node ordered at `position`, when `channel`
+    /// keeps a history.
+    pub(super) fn keep(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        position: Position,
+        delivery: &[u8],
+    ) {
+        let Some(history) = self
+            .vhosts
+            .get_mut(vhost)
+            .and_then(|v| v.channels.get_mut(channel))
+            .and_then(|c| c.history.as_mut())
+        else {
+            return;
+        };
+        let budget = self
+            .limits
+            .max_history_bytes
+            .saturating_sub(self.history_bytes);
+        let pushed = history.push(position, delivery, Instant::now(), budget);
+        Self::account(&mut self.history_bytes, &mut self.outbox.stats, pushed);
+    }
+
+    /// Counts what a push into a history did.
+    fn account(total: &mut usize, stats: &mut BrokerStats, pushed: Pushed) {
+        *total = (*total + pushed.added).saturating_sub(pushed.freed);
+        stats.history_bytes = *total as u64;
+        if !pushed.kept {
+            stats.history_dropped += 1;
+        }
+    }
+
+    /// Bytes a channel's history gave back (reads drop what aged out).
+    fn freed_history(&mut self, freed: usize) {
+        self.history_bytes = self.history_bytes.saturating_sub(freed);
+        self.outbox.stats.history_bytes = self.history_bytes as u64;
+    }
+
     /// Says `subscribed` to `key`, then replays what it missed after
     /// `since`.
     pub(super) fn answer_subscribe(

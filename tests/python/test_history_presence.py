@@ -295,6 +295,29 @@ async def test_presence_across_three_nodes_and_a_killed_nodes_members_leave(serv
             return True
 
         assert await until(everyone_sees_three), "presence never converged on three members"
+
+        # A session joining on n1 is announced on n0 and n2; its leaving too.
+        async def drain(ws) -> None:
+            while True:
+                try:
+                    await asyncio.wait_for(ws.recv(), 0.3)
+                except asyncio.TimeoutError:
+                    return
+
+        for ws in sockets:
+            await drain(ws)
+        async with connect(nodes[1].url("/pres")) as late:
+            reply = await request(late, "subscribe", {"channel": "room"})
+            assert len(reply["members"]) == 4, reply
+            sids = set()
+            for ws in sockets:
+                joined = await recv(ws)
+                assert "joined" in joined and joined["joined"]["channel"] == "room", joined
+                sids.add(joined["joined"]["sid"])
+            (late_sid,) = sids
+            assert late_sid in [m["sid"] for m in reply["members"]]
+        for ws in sockets:
+            assert await recv(ws) == {"left": {"channel": "room", "sid": late_sid, "user": None}}
         listed = body(await request(sockets[0], "presence", {"channel": "room"}))["members"]
         # A node lists its own members first: n2's member is its first.
         listed2 = body(await request(sockets[2], "presence", {"channel": "room"}))["members"]
