@@ -395,8 +395,15 @@ mod tests {
         assert_eq!(CloseReason::MessageTooBig.code(), 1009);
         assert_eq!(CloseReason::Shutdown.code(), 1001);
         assert_eq!(CloseReason::Leaving.code(), 1012);
+        // RFC 6455 codes, but for a backend's close: the range for
+        // applications (4000-4999).
         for r in CloseReason::ALL {
-            assert!((1000..=1015).contains(&r.code()), "{r}");
+            let range = if r == CloseReason::Backend {
+                4000..=4999
+            } else {
+                1000..=1015
+            };
+            assert!(range.contains(&r.code()), "{r}");
         }
     }
 

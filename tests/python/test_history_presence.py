@@ -50,7 +50,11 @@ def cluster_config(name: str, port: int, seeds: list[int]) -> str:
 
 
 def start_cluster(server_factory, n: int = 3):
-    ports = [free_port() for _ in range(n)]
+    ports: list[int] = []
+    while len(ports) < n:  # free_port may hand out the same port twice
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
     return [
         server_factory(cluster_config(f"n{i}", ports[i], [p for p in ports if p != ports[i]]), name=f"n{i}")
         for i in range(n)
