@@ -177,12 +177,24 @@ impl ClusterBackend {
 }
 
 impl Backend for ClusterBackend {
-    /// Session events go to this node's workers only: a session lives on
-    /// one node, and a backend that wants every session connects a worker
-    /// to each node.
+    /// Session events go to the listening workers of every node: this
+    /// node's, and each peer that is up passes them to its own (`SEV`).
     fn session_event(&mut self, vhost: &VhostPath, payload: &[u8]) {
         if let Some(backend) = lock(&self.shared.local_backend).as_mut() {
             backend.session_event(vhost, payload);
+        }
+        let shared = &self.shared;
+        let mut inner = shared.inner();
+        let peers: Vec<String> = inner.membership.up().cloned().collect();
+        if peers.is_empty() {
+            return;
+        }
+        let message = PeerMessage::SessionEvent {
+            vhost: vhost.clone(),
+            payload: payload.to_vec(),
+        };
+        for peer in peers {
+            shared.send_data(&mut inner, &peer, &message);
         }
     }
 

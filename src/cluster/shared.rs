@@ -489,6 +489,11 @@ impl Shared {
                 sid,
                 joined: joined.then_some(user),
             }),
+            PeerMessage::SessionEvent { vhost, payload } => {
+                if let Some(backend) = lock(&self.local_backend).as_mut() {
+                    backend.session_event(&vhost, &payload);
+                }
+            }
             PeerMessage::Hello(_)
             | PeerMessage::Heartbeat(_)
             | PeerMessage::Interest(_)

@@ -12,6 +12,7 @@
 //! | `FWD` | vhost channel hops delivery | a broadcast for its sequencer to order |
 //! | `DLV` | vhost channel delivery [offset epoch] | an ordered broadcast for local subscribers; with its position (8-byte big-endian each) when the channel keeps a history |
 //! | `PRS` | vhost channel sid user joined | a member of a presence channel joined (`1`) or left (`0`) here; empty user: anonymous |
+//! | `SEV` | vhost payload | a session event of the sender's sessions, for this node's workers that asked (`SE`) |
 //! | `TRG` | vhost hops payload | a trigger for a ready worker of this node (passed on once if it has none) |
 //! | `DS` | request vhost sid event data | a backend's direct message for a session, maybe here (empty data: none) |
 //! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
@@ -72,6 +73,13 @@ pub enum PeerMessage {
         user: Option<UserName>,
         /// Joined (`true`) or left.
         joined: bool,
+    },
+    /// `SEV`.
+    SessionEvent {
+        /// Vhost path.
+        vhost: VhostPath,
+        /// The `SE` payload.
+        payload: Vec<u8>,
     },
     /// `TRG`.
     Trigger {
@@ -294,6 +302,9 @@ impl PeerMessage {
                 user.as_ref().map(|u| b(u.as_str())).unwrap_or_default(),
                 vec![u8::from(*joined)],
             ],
+            PeerMessage::SessionEvent { vhost, payload } => {
+                vec![b("SEV"), b(vhost.as_str()), payload.clone()]
+            }
             PeerMessage::Trigger {
                 vhost,
                 hops,
@@ -394,6 +405,10 @@ impl PeerMessage {
                     Some(name(f[4], "user", UserName::parse)?)
                 },
                 joined: f[5] == [1],
+            },
+            (b"SEV", 3) => PeerMessage::SessionEvent {
+                vhost: name(f[1], "vhost", VhostPath::parse)?,
+                payload: f[2].to_vec(),
             },
             (b"TRG", 4) => PeerMessage::Trigger {
                 vhost: name(f[1], "vhost", VhostPath::parse)?,
@@ -514,6 +529,10 @@ mod tests {
             sid: SessionId::parse(SID).unwrap(),
             user: None,
             joined: false,
+        });
+        round_trip(PeerMessage::SessionEvent {
+            vhost: vhost(),
+            payload: b"{}".to_vec(),
         });
         round_trip(PeerMessage::Trigger {
             vhost: vhost(),

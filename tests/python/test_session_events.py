@@ -101,3 +101,29 @@ async def test_ks_closes_a_session_with_the_backends_code_and_reason(server_fact
         assert sorted(replies[1:]) == [[b"ER", b"400"], [b"ER", b"404"]], replies
     finally:
         listener.close(0)
+
+
+async def test_a_worker_hears_the_sessions_of_every_node(server_factory):
+    from test_cluster import until
+    from test_history_presence import start_cluster
+
+    n0, n1, _ = start_cluster(server_factory)
+    listener = dealer_for(n1, "/hist")
+    try:
+        listener.send_multipart([b"", b"RD", b"events"])
+        heard: list = []
+
+        async def heard_from_n0() -> bool:
+            async with connect(n0.url("/hist")):
+                pass
+            try:
+                event = await next_event(listener, timeout=1.0)
+            except AssertionError:
+                return False
+            heard.append(event)
+            return True
+
+        assert await until(heard_from_n0), "the worker on n1 never heard of a session on n0"
+        assert "opened" in heard[0] or "closed" in heard[0], heard
+    finally:
+        listener.close(0)
