@@ -56,6 +56,17 @@ impl ClusterLink for BrokerLink {
     ) {
         self.shared.direct(vhost, sid, event, data, reply);
     }
+
+    fn close_session(
+        &self,
+        vhost: &VhostPath,
+        sid: &SessionId,
+        code: u16,
+        reason: &str,
+        reply: BackendReply,
+    ) {
+        self.shared.close_session(vhost, sid, code, reason, reply);
+    }
 }
 
 impl ClusterHook for BrokerLink {

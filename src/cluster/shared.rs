@@ -465,6 +465,13 @@ impl Shared {
                 event,
                 data,
             } => self.on_direct(&local.inbox, from, request, (vhost, sid, event), data),
+            PeerMessage::CloseSession {
+                request,
+                vhost,
+                sid,
+                code,
+                reason,
+            } => self.on_close_session(&local.inbox, from, request, (vhost, sid), code, reason),
             PeerMessage::DirectReply { request, found } => self.direct_answered(request, found),
             PeerMessage::RaftRequest { request, body } => {
                 if let Some(raft) = self.raft.get() {

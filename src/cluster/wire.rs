@@ -15,6 +15,7 @@
 //! | `SEV` | vhost payload | a session event of the sender's sessions, for this node's workers that asked (`SE`) |
 //! | `TRG` | vhost hops payload | a trigger for a ready worker of this node (passed on once if it has none) |
 //! | `DS` | request vhost sid event data | a backend's direct message for a session, maybe here (empty data: none) |
+//! | `KS` | request vhost sid code reason | a backend's `KS` for a session, maybe here; answered by `DSR` |
 //! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
 //! | `LEAVE` | json [`Leave`] | I am leaving: count me out now, not after the heartbeat timeout |
 //! | `RRQ` | request json | a raft RPC or a proposal (see `cluster::raft`) |
@@ -103,6 +104,19 @@ pub enum PeerMessage {
         event: EventName,
         /// The JSON payload, if any.
         data: Option<String>,
+    },
+    /// `KS`.
+    CloseSession {
+        /// Matches the `DSR`.
+        request: u64,
+        /// The requesting backend's vhost.
+        vhost: VhostPath,
+        /// Target session id.
+        sid: SessionId,
+        /// The close code (2 bytes, big-endian).
+        code: u16,
+        /// The close reason.
+        reason: String,
     },
     /// `DSR`.
     DirectReply {
@@ -324,6 +338,20 @@ impl PeerMessage {
                 b(event.as_str()),
                 data.as_deref().map(b).unwrap_or_default(),
             ],
+            PeerMessage::CloseSession {
+                request,
+                vhost,
+                sid,
+                code,
+                reason,
+            } => vec![
+                b("KS"),
+                request.to_be_bytes().to_vec(),
+                b(vhost.as_str()),
+                b(sid.as_str()),
+                code.to_be_bytes().to_vec(),
+                b(reason),
+            ],
             PeerMessage::DirectReply { request, found } => {
                 vec![
                     b("DSR"),
@@ -421,6 +449,21 @@ impl PeerMessage {
                 sid: name(f[3], "sid", SessionId::parse)?,
                 event: name(f[4], "event", EventName::parse)?,
                 data: Some(text(f[5], "data")?).filter(|d| !d.is_empty()),
+            },
+            (b"KS", 6) => PeerMessage::CloseSession {
+                request: request(f[1])?,
+                vhost: name(f[2], "vhost", VhostPath::parse)?,
+                sid: name(f[3], "sid", SessionId::parse)?,
+                // The same bounds as the backend's `KS`: a bad one is a
+                // wire error, not a bad close frame.
+                code: Some(u16::from_be_bytes(
+                    f[4].try_into().map_err(|_| WireError::Field("code"))?,
+                ))
+                .filter(|c| (4000..=4999).contains(c))
+                .ok_or(WireError::Field("code"))?,
+                reason: Some(text(f[5], "reason")?)
+                    .filter(|r| r.len() <= 123)
+                    .ok_or(WireError::Field("reason"))?,
             },
             (b"DSR", 3) => PeerMessage::DirectReply {
                 request: request(f[1])?,
@@ -529,6 +572,13 @@ mod tests {
             sid: SessionId::parse(SID).unwrap(),
             user: None,
             joined: false,
+        });
+        round_trip(PeerMessage::CloseSession {
+            request: 9,
+            vhost: vhost(),
+            sid: SessionId::parse(SID).unwrap(),
+            code: 4321,
+            reason: "bye".into(),
         });
         round_trip(PeerMessage::SessionEvent {
             vhost: vhost(),

@@ -127,3 +127,36 @@ async def test_a_worker_hears_the_sessions_of_every_node(server_factory):
         assert "opened" in heard[0] or "closed" in heard[0], heard
     finally:
         listener.close(0)
+
+
+async def test_ks_finds_a_session_on_another_node(server_factory):
+    from test_cluster import until
+    from test_history_presence import start_cluster
+
+    n0, n1, _ = start_cluster(server_factory)
+    req = zmq.Context.instance().socket(zmq.REQ)
+    req.setsockopt(zmq.IDENTITY, webrocket_backend.identity("req", "/hist", vhost_token(n1, "/hist")))
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(backend_endpoint(n1))
+    try:
+        # The session's id comes from an SE listener on n0.
+        listener = dealer_for(n0, "/hist")
+        try:
+            listener.send_multipart([b"", b"RD", b"events"])
+            await asyncio.sleep(0.2)
+            async with connect(n0.url("/hist")) as target:
+                sid = (await next_event(listener))["opened"]["sid"]
+
+                async def closed_from_n1() -> bool:
+                    req.send_multipart([b"KS", sid.encode(), b"4002", b"moved"])
+                    assert req.poll(5000), "no reply"
+                    return req.recv_multipart() == [b"OK"]
+
+                assert await until(closed_from_n1), "n1 never found the session on n0"
+                with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                    await asyncio.wait_for(target.recv(), 5.0)
+                assert closed.value.rcvd.code == 4002 and closed.value.rcvd.reason == "moved"
+        finally:
+            listener.close(0)
+    finally:
+        req.close(0)

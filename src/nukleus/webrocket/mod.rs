@@ -115,6 +115,20 @@ pub enum Task {
         /// Called with whether it was found, on the broker thread.
         reply: Box<dyn FnOnce(bool) + Send>,
     },
+    /// A backend's `KS` from another node; `reply` says whether the
+    /// session was here (and is closed).
+    ClusterClose {
+        /// The requesting backend's vhost.
+        vhost: VhostPath,
+        /// Target session.
+        sid: SessionId,
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+        /// Called with whether it was found, on the broker thread.
+        reply: Box<dyn FnOnce(bool) + Send>,
+    },
     /// The cluster's answer to a channel a session's `subscribe` creates.
     Replicated {
         /// The waiting session and the change.
@@ -141,6 +155,17 @@ pub trait ClusterLink: Send {
         sid: &SessionId,
         event: &EventName,
         data: Option<&RawValue>,
+        reply: BackendReply,
+    );
+
+    /// A backend's `KS` for a session that is not on this node, asked of
+    /// the other nodes like a `DS`.
+    fn close_session(
+        &self,
+        vhost: &VhostPath,
+        sid: &SessionId,
+        code: u16,
+        reason: &str,
         reply: BackendReply,
     );
 }
@@ -468,6 +493,12 @@ impl WebrocketNukleus {
                 cluster.direct(vhost, sid, event, data.as_deref(), reply);
                 None
             }
+            BackendRequest::CloseSession { sid, code, reason }
+                if self.broker.session_by_sid(sid).is_none() =>
+            {
+                cluster.close_session(vhost, sid, *code, reason, reply);
+                None
+            }
             _ => Some(reply),
         }
     }
@@ -528,6 +559,22 @@ impl WebrocketNukleus {
                 self.with_io(|broker, io| {
                     found = broker
                         .direct(&vhost, &sid, &event, data.as_deref(), io)
+                        .is_ok();
+                    Outcome::Done
+                });
+                reply(found);
+            }
+            Task::ClusterClose {
+                vhost,
+                sid,
+                code,
+                reason,
+                reply,
+            } => {
+                let mut found = false;
+                self.with_io(|broker, io| {
+                    found = broker
+                        .close_by_backend(&vhost, &sid, code, &reason, io.outlet)
                         .is_ok();
                     Outcome::Done
                 });
