@@ -131,6 +131,23 @@ pub const DEFAULT_LIVENESS: u32 = 3;
 /// (`[cluster] snapshot_every`).
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1000;
 
+/// Bytes of recent messages one channel keeps for recovery (its history,
+/// when the channel has one). Beyond it the channel's oldest messages are
+/// dropped first, so a client that missed more than this cannot recover
+/// (`recovered: false`).
+pub const DEFAULT_MAX_HISTORY_BYTES_PER_CHANNEL: usize = MIB;
+
+/// Bytes of history all channels of the node keep together. A message that
+/// would pass it first drops the oldest messages of its own channel; if
+/// that channel has none left to drop, the message is delivered but not
+/// kept, and the channel's history starts again after it (a client that
+/// missed it gets `recovered: false`). Counted in `broker.history_dropped`.
+pub const DEFAULT_MAX_HISTORY_BYTES: usize = 256 * MIB;
+
+/// Members of one presence channel (per node). A `subscribe` beyond it is
+/// answered `TOO_MANY_SUBSCRIPTIONS` and changes nothing.
+pub const DEFAULT_MAX_PRESENCE_MEMBERS: usize = 10_000;
+
 /// The `[limits]` config section. Every field defaults to its `DEFAULT_*`
 /// constant; sizes accept `"64KiB"` strings, durations `"30s"` strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +219,14 @@ pub struct Limits {
     /// See [`DEFAULT_DRAIN_TIMEOUT`].
     #[serde(with = "duration")]
     pub drain_timeout: Duration,
+    /// See [`DEFAULT_MAX_HISTORY_BYTES_PER_CHANNEL`].
+    #[serde(with = "size")]
+    pub max_history_bytes_per_channel: usize,
+    /// See [`DEFAULT_MAX_HISTORY_BYTES`].
+    #[serde(with = "size")]
+    pub max_history_bytes: usize,
+    /// See [`DEFAULT_MAX_PRESENCE_MEMBERS`].
+    pub max_presence_members: usize,
 }
 
 impl Default for Limits {
@@ -233,6 +258,9 @@ impl Default for Limits {
             max_backend_message_size: DEFAULT_MAX_BACKEND_MESSAGE_SIZE,
             max_admin_body_size: DEFAULT_MAX_ADMIN_BODY_SIZE,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            max_history_bytes_per_channel: DEFAULT_MAX_HISTORY_BYTES_PER_CHANNEL,
+            max_history_bytes: DEFAULT_MAX_HISTORY_BYTES,
+            max_presence_members: DEFAULT_MAX_PRESENCE_MEMBERS,
         }
     }
 }

@@ -11,8 +11,31 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::extract::{self, Body, Segments};
 use super::ApiState;
+use crate::config::units;
 use crate::name::ChannelName;
-use crate::storage::Change;
+use crate::storage::{Change, ChannelOptions};
+
+/// `PUT /vhosts/{vhost}/channels/{name}/options` body: the whole set of
+/// options (a field left out is off).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Options {
+    #[serde(default)]
+    history_size: u32,
+    #[serde(default, with = "units::duration")]
+    history_ttl: std::time::Duration,
+    #[serde(default)]
+    presence: bool,
+}
+
+fn options_json(options: &ChannelOptions) -> Value {
+    let ttl = std::time::Duration::from_millis(options.history_ttl_ms);
+    json!({
+        "history_size": options.history_size,
+        "history_ttl": units::format_duration(ttl),
+        "presence": options.presence,
+    })
+}
 
 /// `POST /vhosts/{vhost}/channels` body.
 #[derive(Debug, Deserialize)]
@@ -77,4 +100,42 @@ pub(super) async fn clear(
     })
     .await?;
     Ok(Json(json!({ "vhost": path, "deleted": count })))
+}
+
+pub(super) async fn show_options(
+    State(api): State<ApiState>,
+    Segments((vhost, name)): Segments<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let path = extract::vhost(&vhost)?;
+    let channel = ChannelName::parse(&name)?;
+    let (read, which) = (path.clone(), channel.clone());
+    let options = api
+        .read(move |state| Ok(state.vhost(&read)?.options_of(&which)))
+        .await?;
+    Ok(Json(
+        json!({ "vhost": path, "channel": channel, "options": options_json(&options) }),
+    ))
+}
+
+pub(super) async fn set_options(
+    State(api): State<ApiState>,
+    Segments((vhost, name)): Segments<(String, String)>,
+    Body(body): Body<Options>,
+) -> Result<Json<Value>, ApiError> {
+    let path = extract::vhost(&vhost)?;
+    let channel = ChannelName::parse(&name)?;
+    let options = ChannelOptions {
+        history_size: body.history_size,
+        history_ttl_ms: u64::try_from(body.history_ttl.as_millis()).unwrap_or(u64::MAX),
+        presence: body.presence,
+    };
+    api.change(Change::SetChannelOptions {
+        vhost: path.clone(),
+        channel: Some(channel.clone()),
+        options,
+    })
+    .await?;
+    Ok(Json(
+        json!({ "vhost": path, "channel": channel, "options": options_json(&options) }),
+    ))
 }

@@ -17,13 +17,14 @@
 //!   permissions, with the same rule for subscriptions.
 //! - set secret: sessions already authenticated stay so (they proved who
 //!   they are); the new secret applies to the next `authenticate`.
+//! - set channel options: histories start, change bounds or are dropped;
+//!   subscribers are not told.
 //! - add vhost / user / channel, set token: nothing to tell anyone.
 
 use crate::name::{UserName, VhostPath};
 use crate::protocol::{CloseReason, Reply};
 use crate::storage::{Change, UserRecord, VhostRecord};
 
-use super::channel::Channel;
 use super::io::{Io, Outlet};
 use super::session::SessionKey;
 use super::vhost::Vhost;
@@ -52,10 +53,13 @@ impl Broker {
                     auto_create_channels: *auto_create_channels,
                     users: Default::default(),
                     channels: Default::default(),
+                    channel_defaults: Default::default(),
+                    channel_options: Default::default(),
                 };
+                let history_bytes = self.limits.max_history_bytes_per_channel;
                 self.vhosts
                     .entry(path.clone())
-                    .or_insert_with(|| Vhost::from_record(&record));
+                    .or_insert_with(|| Vhost::from_record(&record, history_bytes));
             }
             DeleteVhost { path } => self.remove_vhost(path, io.outlet),
             ClearVhosts => {
@@ -117,8 +121,7 @@ impl Broker {
             }
             AddChannel { vhost, channel } => {
                 if let Some(v) = self.vhosts.get_mut(vhost) {
-                    if !v.channels.contains_key(channel) {
-                        v.channels.insert(channel.clone(), Channel::default());
+                    if v.add_channel(channel) {
                         self.outbox.stats.channels += 1;
                     }
                 }
@@ -137,6 +140,22 @@ impl Broker {
             }
             // MonoRail resources are the monorail nukleus's business.
             AddResource { .. } | DeleteResource { .. } | PutItem { .. } | RemoveItem { .. } => {}
+            SetChannelOptions {
+                vhost,
+                channel,
+                options,
+            } => {
+                if let Some(v) = self.vhosts.get_mut(vhost) {
+                    match channel {
+                        Some(name) => {
+                            v.channel_options.insert(name.clone(), *options);
+                        }
+                        None => v.channel_defaults = *options,
+                    }
+                    let freed = v.refresh_histories();
+                    self.history_bytes = self.history_bytes.saturating_sub(freed);
+                }
+            }
         }
         self.reap(io.outlet);
     }
@@ -193,6 +212,9 @@ impl Broker {
         }
         if let Some(vhost) = self.vhosts.remove(path) {
             self.outbox.stats.channels -= vhost.channels.len() as u64;
+            self.history_bytes = self
+                .history_bytes
+                .saturating_sub(vhost.history_bytes_held());
         }
     }
 }

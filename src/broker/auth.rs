@@ -172,6 +172,7 @@ impl Broker {
     /// `authenticated`.
     fn authenticated(&mut self, key: SessionKey, user: UserName, outlet: &mut dyn Outlet) {
         self.become_user(key, Some(user.clone()));
+        self.session_event(key, crate::protocol::SessionEvent::Authenticated);
         self.drop_unreadable(key, outlet);
         self.send_reply(key, &Reply::Authenticated(user.as_str()), outlet);
     }

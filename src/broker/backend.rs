@@ -11,7 +11,6 @@ use crate::protocol::backend::code;
 use crate::protocol::{encode_delivery, encode_direct, Reply};
 use crate::storage::Change;
 
-use super::channel::Channel;
 use super::io::{Io, Outlet};
 use super::pending::ChannelOp;
 use super::session::SessionKey;
@@ -137,7 +136,7 @@ impl Broker {
             return Ok(ChannelOp::Replicate(change));
         }
         commit(io, vhost, &change)?;
-        v.channels.insert(channel.clone(), Channel::default());
+        v.add_channel(channel);
         self.outbox.stats.channels += 1;
         Ok(ChannelOp::Done)
     }
@@ -225,6 +224,9 @@ impl Broker {
             return;
         };
         self.outbox.stats.channels -= 1;
+        if let Some(history) = &channel.history {
+            self.history_bytes -= history.bytes();
+        }
         if channel.len() > 0 {
             self.cluster.interest(vhost, name, false);
         }

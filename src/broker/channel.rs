@@ -5,20 +5,36 @@
 //! O(1); the holes are squeezed out once they are half the list, which keeps
 //! fan-out proportional to the live subscribers (amortised O(1) per change).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use crate::name::SessionId;
+
+use super::history::History;
+use super::presence::RemoteMember;
 use super::session::SessionKey;
 
-/// The sessions subscribed to one channel.
+/// The sessions subscribed to one channel, and its history if it keeps one.
 #[derive(Debug, Default)]
 pub(crate) struct Channel {
     /// Subscribers in subscription order; `None` marks an unsubscribed slot.
     slots: Vec<Option<SessionKey>>,
     /// Where each subscriber sits in `slots`.
     index: HashMap<SessionKey, usize>,
+    /// Recent messages, when the channel's options ask for them.
+    pub history: Option<History>,
+    /// Members on other nodes (presence channels on a cluster).
+    pub remote: BTreeMap<SessionId, RemoteMember>,
 }
 
 impl Channel {
+    /// A channel with `history` (or none).
+    pub fn with_history(history: Option<History>) -> Self {
+        Channel {
+            history,
+            ..Channel::default()
+        }
+    }
+
     /// Adds `key` at the end; `false` if it was already subscribed.
     pub fn subscribe(&mut self, key: SessionKey) -> bool {
         if self.index.contains_key(&key) {
@@ -46,6 +62,11 @@ impl Channel {
     /// Whether `key` is subscribed.
     #[cfg(test)]
     pub fn contains(&self, key: SessionKey) -> bool {
+        self.is_subscribed(key)
+    }
+
+    /// Whether `key` is subscribed.
+    pub fn is_subscribed(&self, key: SessionKey) -> bool {
         self.index.contains_key(&key)
     }
 

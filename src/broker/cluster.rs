@@ -10,7 +10,8 @@
 
 use std::fmt;
 
-use crate::name::{ChannelName, VhostPath};
+use crate::name::{ChannelName, SessionId, UserName, VhostPath};
+use crate::protocol::Position;
 
 use super::io::Outlet;
 use super::Broker;
@@ -18,8 +19,9 @@ use super::Broker;
 /// Where a broadcast goes, as the hook decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// This node orders the broadcast: deliver it to local subscribers now.
-    /// The hook has already queued it for the other nodes with interest.
+    /// This node orders the broadcast: the broker numbers it (when the
+    /// channel keeps a history), hands it to [`ClusterHook::deliver`] for
+    /// the other nodes and delivers it to local subscribers.
     Local,
     /// Another node orders it (the hook sent it there), or it was dropped;
     /// deliver nothing here now.
@@ -39,6 +41,28 @@ pub trait ClusterHook: Send {
         delivery: &[u8],
         hops: u8,
     ) -> Route;
+
+    /// Sends a broadcast this node ordered to the other nodes: those with
+    /// interest in `channel`, or every node that is up when it has a
+    /// `position` (each node keeps the history of such channels, so a
+    /// client recovers on any node).
+    fn deliver(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        delivery: &[u8],
+        position: Option<Position>,
+    );
+
+    /// A member of presence channel `channel` joined or left on this node.
+    fn presence(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        sid: &SessionId,
+        user: Option<&UserName>,
+        joined: bool,
+    );
 
     /// The local subscriber count of `channel` went 0 -> 1 (`true`) or
     /// 1 -> 0 (`false`).
@@ -60,6 +84,33 @@ impl fmt::Debug for HookSlot {
 }
 
 impl HookSlot {
+    /// Reports a presence change if there is a hook.
+    pub fn presence(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        sid: &SessionId,
+        user: Option<&UserName>,
+        joined: bool,
+    ) {
+        if let Some(hook) = self.0.as_mut() {
+            hook.presence(vhost, channel, sid, user, joined);
+        }
+    }
+
+    /// Hands a broadcast this node ordered to the hook, if there is one.
+    pub fn deliver(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        delivery: &[u8],
+        position: Option<Position>,
+    ) {
+        if let Some(hook) = self.0.as_mut() {
+            hook.deliver(vhost, channel, delivery, position);
+        }
+    }
+
     /// Reports a transition if there is a hook.
     pub fn interest(&mut self, vhost: &VhostPath, channel: &ChannelName, subscribed: bool) {
         if let Some(hook) = self.0.as_mut() {
@@ -83,14 +134,19 @@ impl Broker {
     }
 
     /// Delivers a broadcast another node ordered to the local subscribers
-    /// of `channel`, without routing it again. Returns how many took it.
+    /// of `channel`, without routing it again, and keeps it at `position`
+    /// when the channel keeps a history. Returns how many took it.
     pub fn deliver_remote(
         &mut self,
         vhost: &VhostPath,
         channel: &ChannelName,
         delivery: &[u8],
+        position: Option<Position>,
         outlet: &mut dyn Outlet,
     ) -> u64 {
+        if let Some(position) = position {
+            self.keep(vhost, channel, position, delivery);
+        }
         self.buf.clear();
         self.buf.extend_from_slice(delivery);
         let delivered = self.fan_out_here(vhost, channel, outlet);
@@ -99,7 +155,8 @@ impl Broker {
     }
 
     /// A broadcast another node sent here to be ordered: routes it again
-    /// (with `hops`) and delivers it locally if this node orders it.
+    /// (with `hops`) and, if this node orders it, numbers it, sends it to
+    /// the other nodes and delivers it locally.
     pub fn sequence_remote(
         &mut self,
         vhost: &VhostPath,
@@ -113,7 +170,13 @@ impl Broker {
                 return 0;
             }
         }
-        self.deliver_remote(vhost, channel, delivery, outlet)
+        self.buf.clear();
+        self.buf.extend_from_slice(delivery);
+        let position = self.sequence(vhost, channel);
+        self.cluster.deliver(vhost, channel, &self.buf, position);
+        let delivered = self.fan_out_here(vhost, channel, outlet);
+        self.reap(outlet);
+        delivered
     }
 
     /// Asks the hook where the broadcast in `self.buf` is ordered; `true`
@@ -154,6 +217,18 @@ mod tests {
                 .routed
                 .push((channel.to_string(), hops));
             self.route
+        }
+
+        fn deliver(&mut self, _: &VhostPath, _: &ChannelName, _: &[u8], _: Option<Position>) {}
+
+        fn presence(
+            &mut self,
+            _: &VhostPath,
+            _: &ChannelName,
+            _: &SessionId,
+            _: Option<&UserName>,
+            _: bool,
+        ) {
         }
 
         fn interest(&mut self, _: &VhostPath, channel: &ChannelName, subscribed: bool) {
@@ -230,7 +305,7 @@ mod tests {
         let delivery = br#"{"e":{"channel":"news","data":1,"user":"rw"}}"#;
         let (broker, io) = w.io();
         assert_eq!(
-            broker.deliver_remote(&vhost("/v"), &channel("news"), delivery, io.outlet),
+            broker.deliver_remote(&vhost("/v"), &channel("news"), delivery, None, io.outlet),
             1
         );
         assert_eq!(w.take(sub), [String::from_utf8(delivery.to_vec()).unwrap()]);

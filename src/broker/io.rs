@@ -25,6 +25,13 @@ pub trait Outlet {
     /// [`Broker::close_session`](super::Broker::close_session) for it later
     /// is a harmless no-op.
     fn close(&mut self, key: SessionKey, reason: CloseReason);
+
+    /// Closes a session with a backend's own close `code` and `reason`
+    /// ([`CloseReason::Backend`]).
+    fn close_with(&mut self, key: SessionKey, code: u16, reason: &str) {
+        let _ = (code, reason);
+        self.close(key, CloseReason::Backend);
+    }
 }
 
 /// No ready backend worker could take a trigger.
@@ -36,6 +43,12 @@ pub struct NoWorker;
 pub trait Backend {
     /// Hands a trigger (the `TR` payload) to a ready worker of `vhost`.
     fn trigger(&mut self, vhost: &VhostPath, payload: &[u8]) -> Result<(), NoWorker>;
+
+    /// Hands a session event (`SE` payload) to every worker of `vhost`
+    /// that asked for them. Must not block; may drop it.
+    fn session_event(&mut self, vhost: &VhostPath, payload: &[u8]) {
+        let _ = (vhost, payload);
+    }
 }
 
 /// Durable storage of vhosts, users and channels.

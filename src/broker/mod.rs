@@ -37,8 +37,12 @@ mod auth;
 mod backend;
 mod channel;
 mod cluster;
+mod events;
+mod history;
 mod io;
 mod pending;
+mod presence;
+mod recovery;
 mod request;
 pub mod session;
 pub mod stats;
@@ -62,6 +66,7 @@ use crate::name::{ChannelName, SessionId, VhostPath};
 use crate::protocol::{encode_error, encode_reply, ClientError, CloseReason, Reply};
 use crate::storage::State;
 
+use history::EpochSource;
 use session::{Hold, Session};
 use vhost::Vhost;
 
@@ -98,6 +103,14 @@ pub struct Broker {
     buf: Vec<u8>,
     /// Routes broadcasts through the cluster; empty on a single node.
     cluster: cluster::HookSlot,
+    /// Epochs of the channels this node orders.
+    epochs: EpochSource,
+    /// Bytes all channel histories hold (`limits.max_history_bytes`).
+    history_bytes: usize,
+    /// Members that left presence channels, to announce.
+    departures: Vec<presence::Departure>,
+    /// Session events for backends, until the glue takes them.
+    session_events: Vec<(VhostPath, Vec<u8>)>,
 }
 
 /// The counters and the sessions found slow during the current operation.
@@ -134,7 +147,10 @@ impl Broker {
         let vhosts: HashMap<VhostPath, Vhost> = state
             .vhosts
             .iter()
-            .map(|(path, record)| (path.clone(), Vhost::from_record(record)))
+            .map(|(path, record)| {
+                let vhost = Vhost::from_record(record, limits.max_history_bytes_per_channel);
+                (path.clone(), vhost)
+            })
             .collect();
         let mut outbox = Outbox::default();
         outbox.stats.channels = vhosts.values().map(|v| v.channels.len() as u64).sum();
@@ -146,6 +162,10 @@ impl Broker {
             outbox,
             buf: Vec::with_capacity(1024),
             cluster: cluster::HookSlot::default(),
+            epochs: EpochSource::random(),
+            history_bytes: 0,
+            departures: Vec::new(),
+            session_events: Vec::new(),
         }
     }
 
@@ -176,6 +196,7 @@ impl Broker {
             .insert(key, Session::new(sid.clone(), vhost.clone(), v.anonymous));
         self.outbox.stats.sessions += 1;
         self.outbox.stats.sessions_opened += 1;
+        self.session_event(key, crate::protocol::SessionEvent::Opened);
         Ok(sid)
     }
 
@@ -203,6 +224,7 @@ impl Broker {
     /// did not know it (e.g. it closed the session itself and already counted
     /// it).
     pub fn close_session(&mut self, key: SessionKey, reason: CloseReason) -> bool {
+        self.session_closing(key, reason, reason.code());
         if self.detach(key).is_some() {
             self.outbox.stats.count_close(reason);
             true
@@ -335,6 +357,8 @@ impl Broker {
             self.outbox.stats.broadcasts += 1;
             return 0;
         }
+        let position = self.sequence(vhost, channel);
+        self.cluster.deliver(vhost, channel, &self.buf, position);
         self.fan_out_here(vhost, channel, outlet)
     }
 
@@ -359,18 +383,33 @@ impl Broker {
         delivered
     }
 
-    /// Closes the sessions found slow during the operation that just ended.
+    /// Closes the sessions found slow during the operation that just
+    /// ended, and announces the presence members that left.
     fn reap(&mut self, outlet: &mut dyn Outlet) {
-        for key in std::mem::take(&mut self.outbox.slow) {
-            if self.sessions.contains_key(&key) {
-                self.outbox.stats.slow_consumers += 1;
-                self.close(key, CloseReason::SlowConsumer, outlet);
+        loop {
+            for key in std::mem::take(&mut self.outbox.slow) {
+                if self.sessions.contains_key(&key) {
+                    self.outbox.stats.slow_consumers += 1;
+                    self.close(key, CloseReason::SlowConsumer, outlet);
+                }
             }
+            if self.departures.is_empty() {
+                break;
+            }
+            // Announcing can find more slow sessions, whose closes leave.
+            self.announce_departures(outlet);
         }
+    }
+
+    /// Finishes what [`Broker::close_session`] started: the other members
+    /// of its presence channels hear that it left.
+    pub fn settle(&mut self, outlet: &mut dyn Outlet) {
+        self.reap(outlet);
     }
 
     /// The broker ends a session itself: forget it, tell the outlet, count.
     fn close(&mut self, key: SessionKey, reason: CloseReason, outlet: &mut dyn Outlet) {
+        self.session_closing(key, reason, reason.code());
         if self.detach(key).is_some() {
             outlet.close(key, reason);
             self.outbox.stats.count_close(reason);
@@ -393,6 +432,9 @@ impl Broker {
                 }
             }
         }
+        for name in &subscriptions {
+            self.member_left(&session.vhost, name, &session.sid, session.user.as_ref());
+        }
         self.outbox.stats.subscriptions -= subscriptions.len() as u64;
         Some(session)
     }
@@ -414,6 +456,12 @@ impl Broker {
                 self.cluster.interest(&session.vhost, name, false);
             }
         }
+        let (vhost, sid, user) = (
+            session.vhost.clone(),
+            session.sid.clone(),
+            session.user.clone(),
+        );
+        self.member_left(&vhost, name, &sid, user.as_ref());
         self.outbox.stats.subscriptions -= 1;
         true
     }

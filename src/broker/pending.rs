@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 
 use crate::name::{ChannelName, Permissions, SessionId};
-use crate::protocol::{ClientError, ErrorId};
+use crate::protocol::{ClientError, ErrorId, Position};
 use crate::storage::Change;
 
 use super::auth::SecretCheck;
@@ -48,6 +48,7 @@ pub struct PendingChange {
     key: SessionKey,
     sid: SessionId,
     channel: ChannelName,
+    since: Option<Position>,
     change: Change,
 }
 
@@ -80,6 +81,7 @@ impl Broker {
         &mut self,
         key: SessionKey,
         channel: &ChannelName,
+        since: Option<Position>,
         change: Change,
     ) -> Outcome {
         let Some(session) = self.sessions.get_mut(&key) else {
@@ -90,6 +92,7 @@ impl Broker {
             key,
             sid: session.sid.clone(),
             channel: channel.clone(),
+            since,
             change,
         })
     }
@@ -114,7 +117,7 @@ impl Broker {
         };
         let key = pending.key;
         let result = match confirmed {
-            Ok(()) => self.subscribe_existing(key, &pending.channel, io.outlet),
+            Ok(()) => self.subscribe_existing(key, &pending.channel, pending.since, io.outlet),
             Err(why) => {
                 tracing::warn!(channel = %pending.channel, %why, "a channel was not created");
                 Err(ClientError::new(ErrorId::InternalError)
@@ -183,6 +186,7 @@ impl Broker {
         &mut self,
         key: SessionKey,
         name: &ChannelName,
+        since: Option<Position>,
         outlet: &mut dyn super::Outlet,
     ) -> Result<(), ClientError> {
         self.require(key, Permissions::READ, "subscribe", Some(name))?;
@@ -199,7 +203,6 @@ impl Broker {
                 .with_event("subscribe")
                 .with_channel(name.as_str()));
         }
-        self.join(key, &vhost, name, outlet);
-        Ok(())
+        self.join(key, &vhost, name, since, outlet)
     }
 }

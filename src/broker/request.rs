@@ -8,24 +8,27 @@ use serde_json::value::RawValue;
 
 use crate::name::{ChannelName, EventName, Permissions, VhostPath};
 use crate::protocol::{
-    encode_delivery, encode_trigger, ClientError, CloseReason, ErrorId, Reply, Request,
+    encode_delivery, encode_trigger, ClientError, CloseReason, ErrorId, Position, Reply, Request,
 };
 use crate::storage::Change;
 
-use super::channel::Channel;
 use super::io::{Io, Outlet};
 use super::pending::Outcome;
 use super::session::SessionKey;
 use super::Broker;
 
-const SUBSCRIBE: &str = "subscribe";
+pub(super) const SUBSCRIBE: &str = "subscribe";
 const UNSUBSCRIBE: &str = "unsubscribe";
 const BROADCAST: &str = "broadcast";
 const TRIGGER: &str = "trigger";
 const LOGOUT: &str = "logout";
 
 /// An error about `channel` during client event `event`.
-fn channel_error(id: ErrorId, event: &'static str, channel: &ChannelName) -> ClientError {
+pub(super) fn channel_error(
+    id: ErrorId,
+    event: &'static str,
+    channel: &ChannelName,
+) -> ClientError {
     ClientError::new(id)
         .with_event(event)
         .with_channel(channel.as_str())
@@ -43,11 +46,19 @@ impl Broker {
             Request::Authenticate { user, secret } => {
                 return self.authenticate(key, user, secret, io)
             }
-            Request::Subscribe { channel } => match self.subscribe(key, &channel, io) {
-                Ok(Some(change)) => return self.hold_for(key, &channel, change),
-                Ok(None) => Ok(()),
-                Err(error) => Err(error),
-            },
+            Request::Subscribe { channel, since } => {
+                match self.subscribe(key, &channel, since, io) {
+                    Ok(Some(change)) => return self.hold_for(key, &channel, since, change),
+                    Ok(None) => Ok(()),
+                    Err(error) => Err(error),
+                }
+            }
+            Request::History {
+                channel,
+                limit,
+                since,
+            } => self.history(key, &channel, limit, since, io.outlet),
+            Request::Presence { channel } => self.presence(key, &channel, io.outlet),
             Request::Unsubscribe { channel } => self.unsubscribe(key, &channel, io.outlet),
             Request::Broadcast {
                 event,
@@ -97,6 +108,7 @@ impl Broker {
         &mut self,
         key: SessionKey,
         name: &ChannelName,
+        since: Option<Position>,
         io: &mut Io<'_>,
     ) -> Result<Option<Change>, ClientError> {
         self.require(key, Permissions::READ, SUBSCRIBE, Some(name))?;
@@ -104,7 +116,8 @@ impl Broker {
             return Ok(None);
         };
         if session.subscriptions.contains(name) {
-            self.send_reply(key, &Reply::Subscribed(name.as_str()), io.outlet);
+            let vhost = session.vhost.clone();
+            self.answer_subscribe(key, &vhost, name, since, io.outlet);
             return Ok(None);
         }
         if session.subscriptions.len() >= self.limits.max_subscriptions_per_session {
@@ -119,19 +132,22 @@ impl Broker {
         if let Some(change) = self.ensure_channel(&vhost, name, may_create, io)? {
             return Ok(Some(change));
         }
-        self.join(key, &vhost, name, io.outlet);
+        self.join(key, &vhost, name, since, io.outlet)?;
         Ok(None)
     }
 
     /// Adds the subscription of `key` to the existing channel `name` and
-    /// says `subscribed`.
+    /// says `subscribed` (with what it recovers after `since`, and the
+    /// members of a presence channel).
     pub(super) fn join(
         &mut self,
         key: SessionKey,
         vhost: &VhostPath,
         name: &ChannelName,
+        since: Option<Position>,
         outlet: &mut dyn Outlet,
-    ) {
+    ) -> Result<(), ClientError> {
+        self.admit_member(key, vhost, name)?;
         if let Some(channel) = self
             .vhosts
             .get_mut(vhost)
@@ -146,7 +162,9 @@ impl Broker {
                 self.outbox.stats.subscriptions += 1;
             }
         }
-        self.send_reply(key, &Reply::Subscribed(name.as_str()), outlet);
+        self.answer_subscribe(key, vhost, name, since, outlet);
+        self.member_joined(key, vhost, name, outlet);
+        Ok(())
     }
 
     /// Creates channel `name` for `subscribe` if it is missing and may be
@@ -188,7 +206,7 @@ impl Broker {
             return Err(channel_error(ErrorId::InternalError, SUBSCRIBE, name)
                 .with_message("the channel could not be created"));
         }
-        vhost.channels.insert(name.clone(), Channel::default());
+        vhost.add_channel(name);
         self.outbox.stats.channels += 1;
         Ok(None)
     }

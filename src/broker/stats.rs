@@ -39,6 +39,11 @@ pub struct BrokerStats {
     pub directs: u64,
     /// Sessions closed because the outlet refused a message.
     pub slow_consumers: u64,
+    /// Gauge: bytes all channel histories hold.
+    pub history_bytes: u64,
+    /// Messages delivered but not kept in their channel's history
+    /// (`limits.max_history_bytes` or the channel's byte bound).
+    pub history_dropped: u64,
     /// Error replies sent, by [`ErrorId::index`].
     pub errors: [u64; ErrorId::COUNT],
     /// Sessions closed, by [`CloseReason::index`].
@@ -62,6 +67,8 @@ impl Default for BrokerStats {
             triggers: 0,
             directs: 0,
             slow_consumers: 0,
+            history_bytes: 0,
+            history_dropped: 0,
             errors: [0; ErrorId::COUNT],
             closes: [0; CloseReason::COUNT],
         }

@@ -1,6 +1,6 @@
-//! A backend's `DS` for a session that is not on this node: asked of
-//! every peer that is up, answered by the first that holds the session, or
-//! `ER 404` when all say no or after [`DIRECT_WAIT`].
+//! A backend's `DS` or `KS` for a session that is not on this node: asked
+//! of every peer that is up, answered by the first that holds the session,
+//! or `ER 404` when all say no or after [`DIRECT_WAIT`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -66,6 +66,35 @@ impl Shared {
         }
     }
 
+    /// A peer's `KS`: the broker closes the session if it is here; the
+    /// answer is a `DSR` like a `DS`'s.
+    pub(super) fn on_close_session(
+        self: &Arc<Self>,
+        inbox: &Inbox,
+        from: &str,
+        request: u64,
+        (vhost, sid): (VhostPath, SessionId),
+        code: u16,
+        reason: String,
+    ) {
+        let shared = Arc::clone(self);
+        let from = from.to_owned();
+        inbox.send(Task::ClusterClose {
+            vhost,
+            sid,
+            code,
+            reason,
+            reply: Box::new(move |found: bool| {
+                let mut inner = shared.inner();
+                shared.send_control(
+                    &mut inner,
+                    &from,
+                    &PeerMessage::DirectReply { request, found },
+                );
+            }),
+        });
+    }
+
     /// Sends a `DS` for a session not on this node to every peer that is
     /// up; `reply` gets `Ok` from the first that has it, 404 when all say
     /// no or after [`DIRECT_WAIT`].
@@ -77,14 +106,45 @@ impl Shared {
         data: Option<&RawValue>,
         reply: DirectReply,
     ) {
+        self.ask_peers(
+            |request| PeerMessage::Direct {
+                request,
+                vhost: vhost.clone(),
+                sid: sid.clone(),
+                event: event.clone(),
+                data: data.map(|d| d.get().to_owned()),
+            },
+            reply,
+        );
+    }
+
+    /// A backend's `KS` for a session not on this node, asked like a `DS`.
+    pub fn close_session(
+        self: &Arc<Self>,
+        vhost: &VhostPath,
+        sid: &SessionId,
+        code: u16,
+        reason: &str,
+        reply: DirectReply,
+    ) {
+        self.ask_peers(
+            |request| PeerMessage::CloseSession {
+                request,
+                vhost: vhost.clone(),
+                sid: sid.clone(),
+                code,
+                reason: reason.to_owned(),
+            },
+            reply,
+        );
+    }
+
+    /// Sends the message `make` builds for a new request number to every
+    /// peer that is up; `reply` gets `Ok` from the first that found the
+    /// session, 404 when all say no or after [`DIRECT_WAIT`].
+    fn ask_peers(self: &Arc<Self>, make: impl FnOnce(u64) -> PeerMessage, reply: DirectReply) {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let message = PeerMessage::Direct {
-            request,
-            vhost: vhost.clone(),
-            sid: sid.clone(),
-            event: event.clone(),
-            data: data.map(|d| d.get().to_owned()),
-        };
+        let message = make(request);
         let mut inner = self.inner();
         let peers: Vec<String> = inner.membership.up().cloned().collect();
         if peers.is_empty() {

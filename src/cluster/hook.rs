@@ -12,9 +12,10 @@ use super::shared::{lock, Shared};
 use super::stats::Publisher;
 use super::wire::PeerMessage;
 use crate::broker::{Backend, ClusterHook, NoWorker, Route};
-use crate::name::{ChannelName, EventName, SessionId, VhostPath};
+use crate::name::{ChannelName, EventName, SessionId, UserName, VhostPath};
 use crate::nukleus::webrocket::ClusterLink;
 use crate::protocol::backend::BackendReply;
+use crate::protocol::Position;
 use crate::stream::CountersManager;
 
 /// A broadcast changes sequencer at most this many times on its way.
@@ -55,6 +56,17 @@ impl ClusterLink for BrokerLink {
     ) {
         self.shared.direct(vhost, sid, event, data, reply);
     }
+
+    fn close_session(
+        &self,
+        vhost: &VhostPath,
+        sid: &SessionId,
+        code: u16,
+        reason: &str,
+        reply: BackendReply,
+    ) {
+        self.shared.close_session(vhost, sid, code, reason, reply);
+    }
 }
 
 impl ClusterHook for BrokerLink {
@@ -72,22 +84,6 @@ impl ClusterHook for BrokerLink {
             .sequencer(vhost.as_str(), channel.as_str())
             .to_owned();
         if sequencer == shared.settings.name {
-            let message = PeerMessage::Deliver {
-                vhost: vhost.clone(),
-                channel: channel.clone(),
-                delivery: delivery.to_vec(),
-            };
-            for peer in inner
-                .membership
-                .interested(vhost.as_str(), channel.as_str())
-            {
-                if shared.send_data(&mut inner, &peer, &message) {
-                    shared
-                        .counters
-                        .deliveries_out
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
             return Route::Local;
         }
         if hops >= MAX_HOPS {
@@ -104,6 +100,66 @@ impl ClusterHook for BrokerLink {
             shared.counters.forwards_out.fetch_add(1, Ordering::Relaxed);
         }
         Route::Remote
+    }
+
+    fn deliver(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        delivery: &[u8],
+        position: Option<Position>,
+    ) {
+        let shared = &self.shared;
+        let mut inner = shared.inner();
+        let peers: Vec<String> = if position.is_some() {
+            inner.membership.up().cloned().collect()
+        } else {
+            inner
+                .membership
+                .interested(vhost.as_str(), channel.as_str())
+        };
+        if peers.is_empty() {
+            return;
+        }
+        let message = PeerMessage::Deliver {
+            vhost: vhost.clone(),
+            channel: channel.clone(),
+            delivery: delivery.to_vec(),
+            position,
+        };
+        for peer in peers {
+            if shared.send_data(&mut inner, &peer, &message) {
+                shared
+                    .counters
+                    .deliveries_out
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn presence(
+        &mut self,
+        vhost: &VhostPath,
+        channel: &ChannelName,
+        sid: &SessionId,
+        user: Option<&UserName>,
+        joined: bool,
+    ) {
+        let shared = &self.shared;
+        let mut inner = shared.inner();
+        let peers: Vec<String> = inner.membership.up().cloned().collect();
+        let message = PeerMessage::Presence {
+            vhost: vhost.clone(),
+            channel: channel.clone(),
+            sid: sid.clone(),
+            user: user.cloned(),
+            joined,
+        };
+        // On the control queue, like interest: it is written after the
+        // link's HELLO, so a peer that just came up here does not drop it.
+        for peer in peers {
+            shared.send_control(&mut inner, &peer, &message);
+        }
     }
 
     fn interest(&mut self, vhost: &VhostPath, channel: &ChannelName, subscribed: bool) {
@@ -132,6 +188,27 @@ impl ClusterBackend {
 }
 
 impl Backend for ClusterBackend {
+    /// Session events go to the listening workers of every node: this
+    /// node's, and each peer that is up passes them to its own (`SEV`).
+    fn session_event(&mut self, vhost: &VhostPath, payload: &[u8]) {
+        if let Some(backend) = lock(&self.shared.local_backend).as_mut() {
+            backend.session_event(vhost, payload);
+        }
+        let shared = &self.shared;
+        let mut inner = shared.inner();
+        let peers: Vec<String> = inner.membership.up().cloned().collect();
+        if peers.is_empty() {
+            return;
+        }
+        let message = PeerMessage::SessionEvent {
+            vhost: vhost.clone(),
+            payload: payload.to_vec(),
+        };
+        for peer in peers {
+            shared.send_data(&mut inner, &peer, &message);
+        }
+    }
+
     fn trigger(&mut self, vhost: &VhostPath, payload: &[u8]) -> Result<(), NoWorker> {
         let shared = Arc::clone(&self.shared);
         let (local_first, peers) = {

@@ -238,14 +238,33 @@ impl Shared {
                     tracing::info!(peer = %name, "cluster peer up");
                     let snapshot = PeerMessage::Interest(inner.local.snapshot());
                     self.send_control(inner, &name, &snapshot);
+                    // The broker announces its presence members again.
+                    if let Some(local) = self.local.get() {
+                        local.inbox.send(Task::ClusterPeer {
+                            node: name,
+                            up: true,
+                        });
+                    }
                 }
                 Event::Down(name) => {
                     tracing::warn!(peer = %name, "cluster peer down");
                     self.counters.peers_lost.fetch_add(1, Ordering::Relaxed);
+                    if let Some(local) = self.local.get() {
+                        local.inbox.send(Task::ClusterPeer {
+                            node: name,
+                            up: false,
+                        });
+                    }
                 }
                 Event::Left(name) => {
                     tracing::info!(peer = %name, "cluster peer left");
                     self.counters.peers_left.fetch_add(1, Ordering::Relaxed);
+                    if let Some(local) = self.local.get() {
+                        local.inbox.send(Task::ClusterPeer {
+                            node: name,
+                            up: false,
+                        });
+                    }
                 }
             }
         }
@@ -392,6 +411,7 @@ impl Shared {
                 vhost,
                 channel,
                 delivery,
+                position,
             } => {
                 let sequencer = self
                     .inner()
@@ -409,6 +429,7 @@ impl Shared {
                     vhost,
                     channel,
                     delivery,
+                    position,
                 });
             }
             PeerMessage::Forward {
@@ -449,6 +470,13 @@ impl Shared {
                 event,
                 data,
             } => self.on_direct(&local.inbox, from, request, (vhost, sid, event), data),
+            PeerMessage::CloseSession {
+                request,
+                vhost,
+                sid,
+                code,
+                reason,
+            } => self.on_close_session(&local.inbox, from, request, (vhost, sid), code, reason),
             PeerMessage::DirectReply { request, found } => self.direct_answered(request, found),
             PeerMessage::RaftRequest { request, body } => {
                 if let Some(raft) = self.raft.get() {
@@ -458,6 +486,24 @@ impl Shared {
             PeerMessage::RaftReply { request, body } => {
                 if let Some(raft) = self.raft.get() {
                     raft.on_reply(request, &body);
+                }
+            }
+            PeerMessage::Presence {
+                vhost,
+                channel,
+                sid,
+                user,
+                joined,
+            } => local.inbox.send(Task::ClusterPresence {
+                node: from.to_owned(),
+                vhost,
+                channel,
+                sid,
+                joined: joined.then_some(user),
+            }),
+            PeerMessage::SessionEvent { vhost, payload } => {
+                if let Some(backend) = lock(&self.local_backend).as_mut() {
+                    backend.session_event(&vhost, &payload);
                 }
             }
             PeerMessage::Hello(_)

@@ -10,9 +10,12 @@
 //! | `HB` | json [`Heartbeat`] | liveness, known members, ready workers per vhost |
 //! | `INT` | json [`InterestUpdate`] | channels I have subscribers for (delta or snapshot) |
 //! | `FWD` | vhost channel hops delivery | a broadcast for its sequencer to order |
-//! | `DLV` | vhost channel delivery | an ordered broadcast for local subscribers |
+//! | `DLV` | vhost channel delivery [offset epoch] | an ordered broadcast for local subscribers; with its position (8-byte big-endian each) when the channel keeps a history |
+//! | `PRS` | vhost channel sid user joined | a member of a presence channel joined (`1`) or left (`0`) here; empty user: anonymous |
+//! | `SEV` | vhost payload | a session event of the sender's sessions, for this node's workers that asked (`SE`) |
 //! | `TRG` | vhost hops payload | a trigger for a ready worker of this node (passed on once if it has none) |
 //! | `DS` | request vhost sid event data | a backend's direct message for a session, maybe here (empty data: none) |
+//! | `KS` | request vhost sid code reason | a backend's `KS` for a session, maybe here; answered by `DSR` |
 //! | `DSR` | request found | whether `DS` found its session (`1`/`0`) |
 //! | `LEAVE` | json [`Leave`] | I am leaving: count me out now, not after the heartbeat timeout |
 //! | `RRQ` | request json | a raft RPC or a proposal (see `cluster::raft`) |
@@ -22,7 +25,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::name::{ChannelName, EventName, NameError, SessionId, VhostPath};
+use crate::name::{ChannelName, EventName, NameError, SessionId, UserName, VhostPath};
+use crate::protocol::{Epoch, Position};
 
 /// Largest number of frames a peer message has.
 const MAX_FRAMES: usize = 6;
@@ -55,6 +59,28 @@ pub enum PeerMessage {
         channel: ChannelName,
         /// The encoded client message.
         delivery: Vec<u8>,
+        /// Its place in the channel's history, when it keeps one.
+        position: Option<Position>,
+    },
+    /// `PRS`.
+    Presence {
+        /// Vhost path.
+        vhost: VhostPath,
+        /// Channel name.
+        channel: ChannelName,
+        /// The member's session.
+        sid: SessionId,
+        /// Its user, `None` when anonymous.
+        user: Option<UserName>,
+        /// Joined (`true`) or left.
+        joined: bool,
+    },
+    /// `SEV`.
+    SessionEvent {
+        /// Vhost path.
+        vhost: VhostPath,
+        /// The `SE` payload.
+        payload: Vec<u8>,
     },
     /// `TRG`.
     Trigger {
@@ -78,6 +104,19 @@ pub enum PeerMessage {
         event: EventName,
         /// The JSON payload, if any.
         data: Option<String>,
+    },
+    /// `KS`.
+    CloseSession {
+        /// Matches the `DSR`.
+        request: u64,
+        /// The requesting backend's vhost.
+        vhost: VhostPath,
+        /// Target session id.
+        sid: SessionId,
+        /// The close code (2 bytes, big-endian).
+        code: u16,
+        /// The close reason.
+        reason: String,
     },
     /// `DSR`.
     DirectReply {
@@ -249,12 +288,37 @@ impl PeerMessage {
                 vhost,
                 channel,
                 delivery,
+                position,
+            } => {
+                let mut frames = vec![
+                    b("DLV"),
+                    b(vhost.as_str()),
+                    b(channel.as_str()),
+                    delivery.clone(),
+                ];
+                if let Some(p) = position {
+                    frames.push(p.offset.to_be_bytes().to_vec());
+                    frames.push(p.epoch.0.to_be_bytes().to_vec());
+                }
+                frames
+            }
+            PeerMessage::Presence {
+                vhost,
+                channel,
+                sid,
+                user,
+                joined,
             } => vec![
-                b("DLV"),
+                b("PRS"),
                 b(vhost.as_str()),
                 b(channel.as_str()),
-                delivery.clone(),
+                b(sid.as_str()),
+                user.as_ref().map(|u| b(u.as_str())).unwrap_or_default(),
+                vec![u8::from(*joined)],
             ],
+            PeerMessage::SessionEvent { vhost, payload } => {
+                vec![b("SEV"), b(vhost.as_str()), payload.clone()]
+            }
             PeerMessage::Trigger {
                 vhost,
                 hops,
@@ -273,6 +337,20 @@ impl PeerMessage {
                 b(sid.as_str()),
                 b(event.as_str()),
                 data.as_deref().map(b).unwrap_or_default(),
+            ],
+            PeerMessage::CloseSession {
+                request,
+                vhost,
+                sid,
+                code,
+                reason,
+            } => vec![
+                b("KS"),
+                request.to_be_bytes().to_vec(),
+                b(vhost.as_str()),
+                b(sid.as_str()),
+                code.to_be_bytes().to_vec(),
+                b(reason),
             ],
             PeerMessage::DirectReply { request, found } => {
                 vec![
@@ -330,6 +408,35 @@ impl PeerMessage {
                 vhost: name(f[1], "vhost", VhostPath::parse)?,
                 channel: name(f[2], "channel", ChannelName::parse)?,
                 delivery: f[3].to_vec(),
+                position: None,
+            },
+            (b"DLV", 6) => PeerMessage::Deliver {
+                vhost: name(f[1], "vhost", VhostPath::parse)?,
+                channel: name(f[2], "channel", ChannelName::parse)?,
+                delivery: f[3].to_vec(),
+                position: Some(Position {
+                    offset: u64::from_be_bytes(
+                        f[4].try_into().map_err(|_| WireError::Field("offset"))?,
+                    ),
+                    epoch: Epoch(u64::from_be_bytes(
+                        f[5].try_into().map_err(|_| WireError::Field("epoch"))?,
+                    )),
+                }),
+            },
+            (b"PRS", 6) => PeerMessage::Presence {
+                vhost: name(f[1], "vhost", VhostPath::parse)?,
+                channel: name(f[2], "channel", ChannelName::parse)?,
+                sid: name(f[3], "sid", SessionId::parse)?,
+                user: if f[4].is_empty() {
+                    None
+                } else {
+                    Some(name(f[4], "user", UserName::parse)?)
+                },
+                joined: f[5] == [1],
+            },
+            (b"SEV", 3) => PeerMessage::SessionEvent {
+                vhost: name(f[1], "vhost", VhostPath::parse)?,
+                payload: f[2].to_vec(),
             },
             (b"TRG", 4) => PeerMessage::Trigger {
                 vhost: name(f[1], "vhost", VhostPath::parse)?,
@@ -342,6 +449,21 @@ impl PeerMessage {
                 sid: name(f[3], "sid", SessionId::parse)?,
                 event: name(f[4], "event", EventName::parse)?,
                 data: Some(text(f[5], "data")?).filter(|d| !d.is_empty()),
+            },
+            (b"KS", 6) => PeerMessage::CloseSession {
+                request: request(f[1])?,
+                vhost: name(f[2], "vhost", VhostPath::parse)?,
+                sid: name(f[3], "sid", SessionId::parse)?,
+                // The same bounds as the backend's `KS`: a bad one is a
+                // wire error, not a bad close frame.
+                code: Some(u16::from_be_bytes(
+                    f[4].try_into().map_err(|_| WireError::Field("code"))?,
+                ))
+                .filter(|c| (4000..=4999).contains(c))
+                .ok_or(WireError::Field("code"))?,
+                reason: Some(text(f[5], "reason")?)
+                    .filter(|r| r.len() <= 123)
+                    .ok_or(WireError::Field("reason"))?,
             },
             (b"DSR", 3) => PeerMessage::DirectReply {
                 request: request(f[1])?,
@@ -426,6 +548,41 @@ mod tests {
             vhost: vhost(),
             channel: ChannelName::parse("news").unwrap(),
             delivery: vec![0, 1, 2],
+            position: None,
+        });
+        round_trip(PeerMessage::Deliver {
+            vhost: vhost(),
+            channel: ChannelName::parse("news").unwrap(),
+            delivery: vec![0, 1, 2],
+            position: Some(Position {
+                offset: 1 << 40,
+                epoch: Epoch(u64::MAX - 1),
+            }),
+        });
+        round_trip(PeerMessage::Presence {
+            vhost: vhost(),
+            channel: ChannelName::parse("news").unwrap(),
+            sid: SessionId::parse(SID).unwrap(),
+            user: Some(UserName::parse("joe").unwrap()),
+            joined: true,
+        });
+        round_trip(PeerMessage::Presence {
+            vhost: vhost(),
+            channel: ChannelName::parse("news").unwrap(),
+            sid: SessionId::parse(SID).unwrap(),
+            user: None,
+            joined: false,
+        });
+        round_trip(PeerMessage::CloseSession {
+            request: 9,
+            vhost: vhost(),
+            sid: SessionId::parse(SID).unwrap(),
+            code: 4321,
+            reason: "bye".into(),
+        });
+        round_trip(PeerMessage::SessionEvent {
+            vhost: vhost(),
+            payload: b"{}".to_vec(),
         });
         round_trip(PeerMessage::Trigger {
             vhost: vhost(),
@@ -494,6 +651,15 @@ mod tests {
         assert!(PeerMessage::decode(&[b"LEAVE".as_slice()]).is_err());
         assert!(PeerMessage::decode(&[b"LEAVE".as_slice(), b"{}", b"x"]).is_err());
         assert!(PeerMessage::decode(&[b"DLV".as_slice(), b"/a", b"c"]).is_err());
+        assert!(PeerMessage::decode(&[
+            b"DLV".as_slice(),
+            b"/a",
+            b"c",
+            b"{}",
+            b"1234",
+            b"12345678"
+        ])
+        .is_err());
         assert!(PeerMessage::decode(&[b"DLV".as_slice(), &[0xff], b"c", b"x"]).is_err());
         assert!(PeerMessage::decode(&[b"FWD".as_slice(), b"/a", b"c", b"", b"x"]).is_err());
         assert!(PeerMessage::decode(&[b"DSR".as_slice(), b"short", b"1"]).is_err());

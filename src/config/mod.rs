@@ -213,6 +213,28 @@ pub struct VhostConfig {
     /// `[[vhost.resource]]` entries: MonoRail resources created at start.
     #[serde(default, rename = "resource", skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceConfig>,
+    /// Messages each channel keeps for recovery (0: no count bound; with
+    /// `history_ttl` also 0, no history). Default 0.
+    #[serde(default)]
+    pub history_size: u32,
+    /// How long each channel keeps its messages ("0s": no age bound).
+    /// Default "0s".
+    #[serde(default, with = "units::duration")]
+    pub history_ttl: Duration,
+    /// Whether channels track their members (presence). Default false.
+    #[serde(default)]
+    pub presence: bool,
+}
+
+impl VhostConfig {
+    /// The channel options this vhost's channels get by default.
+    pub fn channel_defaults(&self) -> crate::storage::ChannelOptions {
+        crate::storage::ChannelOptions {
+            history_size: self.history_size,
+            history_ttl_ms: u64::try_from(self.history_ttl.as_millis()).unwrap_or(u64::MAX),
+            presence: self.presence,
+        }
+    }
 }
 
 /// One `[[vhost.resource]]`: a MonoRail resource served at

@@ -132,6 +132,16 @@ impl Shared {
         Ok(())
     }
 
+    /// [`crate::broker::Backend::session_event`]: `SE` to every worker of
+    /// `vhost` that asked; dropped (and counted) when the send queue is
+    /// full.
+    pub(super) fn session_event(&self, vhost: &VhostPath, payload: &[u8]) {
+        let listeners = lock(&self.lobby).listeners(vhost);
+        for id in listeners {
+            self.send_frames(id.as_bytes(), Outbound::SessionEvent(payload));
+        }
+    }
+
     /// One message from a backend socket: `[identity, "", CMD, args...]`.
     fn on_message<F: AsRef<[u8]>>(self: &Arc<Self>, message: &[F]) {
         let Some((routing_id, rest)) = message.split_first() else {
@@ -168,7 +178,7 @@ impl Shared {
             lock(&self.lobby).seen(&worker, now);
         }
         match frames::decode(identity.role(), rest) {
-            Ok(Inbound::Ready) => self.on_ready(&identity, now),
+            Ok(Inbound::Ready { events }) => self.on_ready(&identity, now, events),
             Ok(Inbound::Heartbeat) => {}
             Ok(Inbound::Quit) => {
                 if lock(&self.lobby).remove(&worker).is_some() {
@@ -191,8 +201,8 @@ impl Shared {
         }
     }
 
-    fn on_ready(&self, identity: &Identity, now: Instant) {
-        match lock(&self.lobby).ready(identity, now) {
+    fn on_ready(&self, identity: &Identity, now: Instant, events: bool) {
+        match lock(&self.lobby).ready_for(identity, now, events) {
             Ok(true) => {
                 bump(&self.counters.workers_joined);
                 tracing::info!(id = %identity.redacted(), "worker ready");

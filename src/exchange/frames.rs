@@ -25,8 +25,12 @@ use crate::protocol::backend::BackendRequest;
 /// What a backend socket sent.
 #[derive(Debug)]
 pub enum Inbound {
-    /// `RD`: the worker joins its vhost's lobby.
-    Ready,
+    /// `RD`: the worker joins its vhost's lobby; `RD events` also asks
+    /// for the vhost's session events (`SE`).
+    Ready {
+        /// Whether it asked for session events.
+        events: bool,
+    },
     /// `HB`: the worker is alive.
     Heartbeat,
     /// `QT`: the worker leaves.
@@ -91,6 +95,15 @@ pub enum FrameError {
     /// The resource argument is not a valid resource name.
     #[error("invalid resource name")]
     InvalidResource,
+    /// An argument out of its range (e.g. a `KS` close code outside
+    /// 4000-4999, or a reason over 123 bytes).
+    #[error("{command}: bad {what}")]
+    BadArgument {
+        /// The command.
+        command: &'static str,
+        /// Which argument.
+        what: &'static str,
+    },
 }
 
 impl FrameError {
@@ -122,7 +135,10 @@ pub fn decode<F: AsRef<[u8]>>(role: Role, frames: &[F]) -> Result<Inbound, Frame
         }),
     };
     match command {
-        b"RD" => lobby_command("RD", Inbound::Ready),
+        b"RD" if role == Role::Worker && args.len() == 1 && args[0].as_ref() == b"events" => {
+            Ok(Inbound::Ready { events: true })
+        }
+        b"RD" => lobby_command("RD", Inbound::Ready { events: false }),
         b"HB" => lobby_command("HB", Inbound::Heartbeat),
         b"QT" => lobby_command("QT", Inbound::Quit),
         b"BC" => {
@@ -158,6 +174,31 @@ pub fn decode<F: AsRef<[u8]>>(role: Role, frames: &[F]) -> Result<Inbound, Frame
         b"PI" | b"RI" | b"RB" | b"RA" => super::resources::decode(command, args)
             .unwrap_or(Err(FrameError::NoCommand))
             .map(Inbound::Resource),
+        b"KS" => {
+            arity("KS", args, 3)?;
+            let sid =
+                SessionId::parse(text("KS", args, 0)?).map_err(|_| FrameError::InvalidSession)?;
+            let code = text("KS", args, 1)?
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (4000..=4999).contains(c))
+                .ok_or(FrameError::BadArgument {
+                    command: "KS",
+                    what: "code",
+                })?;
+            let reason = text("KS", args, 2)?;
+            if reason.len() > MAX_CLOSE_REASON {
+                return Err(FrameError::BadArgument {
+                    command: "KS",
+                    what: "reason",
+                });
+            }
+            Ok(Inbound::Request(BackendRequest::CloseSession {
+                sid,
+                code,
+                reason: reason.to_owned(),
+            }))
+        }
         other => Err(FrameError::UnknownCommand(
             String::from_utf8_lossy(&other[..other.len().min(16)]).into_owned(),
         )),
@@ -210,6 +251,10 @@ fn json<F: AsRef<[u8]>>(frame: &F) -> Result<Option<Box<RawValue>>, FrameError> 
         .map_err(|_| FrameError::InvalidJson)
 }
 
+/// Longest close reason `KS` accepts: a WebSocket close frame holds 125
+/// bytes, 2 of them the code.
+pub const MAX_CLOSE_REASON: usize = 123;
+
 /// What the server sends to a backend socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound<'a> {
@@ -223,6 +268,8 @@ pub enum Outbound<'a> {
     Quit,
     /// `TR <json>`: a trigger for this worker.
     Trigger(&'a [u8]),
+    /// `SE <json>`: a session event for a worker that asked (`RD events`).
+    SessionEvent(&'a [u8]),
 }
 
 impl Outbound<'_> {
@@ -240,6 +287,11 @@ impl Outbound<'_> {
             }
             Outbound::Trigger(payload) => {
                 let mut frames = command("TR");
+                frames.push(payload.to_vec());
+                frames
+            }
+            Outbound::SessionEvent(payload) => {
+                let mut frames = command("SE");
                 frames.push(payload.to_vec());
                 frames
             }
@@ -271,7 +323,10 @@ mod tests {
 
     #[test]
     fn decodes_lobby_commands_from_workers() {
-        assert!(matches!(worker(&[b"", b"RD"]), Ok(Inbound::Ready)));
+        assert!(matches!(
+            worker(&[b"", b"RD"]),
+            Ok(Inbound::Ready { events: false })
+        ));
         assert!(matches!(worker(&[b"", b"HB"]), Ok(Inbound::Heartbeat)));
         assert!(matches!(worker(&[b"", b"QT"]), Ok(Inbound::Quit)));
         let extra = worker(&[b"", b"RD", b"x"]).unwrap_err();
@@ -353,6 +408,32 @@ mod tests {
         assert_eq!(worker(&[]).unwrap_err(), FrameError::NoDelimiter);
         assert_eq!(worker(&[b"RD"]).unwrap_err(), FrameError::NoDelimiter);
         assert_eq!(worker(&[b""]).unwrap_err(), FrameError::NoCommand);
+    }
+
+    #[test]
+    fn decodes_ready_with_events_and_close_session() {
+        assert!(matches!(
+            worker(&[b"", b"RD", b"events"]),
+            Ok(Inbound::Ready { events: true })
+        ));
+        let sid = SID.as_bytes();
+        match worker(&[b"", b"KS", sid, b"4001", b"bye"]) {
+            Ok(Inbound::Request(BackendRequest::CloseSession { code, reason, .. })) => {
+                assert_eq!((code, reason.as_str()), (4001, "bye"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for code in [&b"1000"[..], b"5000", b"x"] {
+            let error = worker(&[b"", b"KS", sid, code, b"r"]).unwrap_err();
+            assert_eq!(error.code(), BAD_REQUEST);
+        }
+        let long = vec![b'a'; MAX_CLOSE_REASON + 1];
+        let error = worker(&[b"", b"KS", sid, b"4000", &long]).unwrap_err();
+        assert_eq!(error.code(), BAD_REQUEST);
+        assert_eq!(
+            Outbound::SessionEvent(b"{}").encode(),
+            [b"".to_vec(), b"SE".to_vec(), b"{}".to_vec()]
+        );
     }
 
     #[test]

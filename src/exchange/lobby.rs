@@ -73,6 +73,8 @@ struct Worker {
     joined: Instant,
     last_seen: Instant,
     triggers: u64,
+    /// Asked for session events (`RD events`).
+    events: bool,
 }
 
 /// The ready workers of one vhost, in the order triggers visit them.
@@ -118,9 +120,20 @@ impl Lobby {
     /// Returns `false` if it was already there (then it only counts as
     /// heard from).
     pub fn ready(&mut self, identity: &Identity, now: Instant) -> Result<bool, LobbyFull> {
+        self.ready_for(identity, now, false)
+    }
+
+    /// `RD` (`events`: `RD events`, which also asks for session events).
+    pub fn ready_for(
+        &mut self,
+        identity: &Identity,
+        now: Instant,
+        events: bool,
+    ) -> Result<bool, LobbyFull> {
         let id = WorkerId::from(identity);
         if let Some(worker) = self.workers.get_mut(&id) {
             worker.last_seen = now;
+            worker.events |= events;
             return Ok(false);
         }
         let ring = self.rings.entry(identity.vhost().clone()).or_default();
@@ -138,6 +151,7 @@ impl Lobby {
                 joined: now,
                 last_seen: now,
                 triggers: 0,
+                events,
             },
         );
         Ok(true)
@@ -153,6 +167,17 @@ impl Lobby {
             }
             None => false,
         }
+    }
+
+    /// The workers of `vhost` that asked for session events.
+    pub fn listeners(&self, vhost: &VhostPath) -> Vec<WorkerId> {
+        self.rings.get(vhost).map_or_else(Vec::new, |ring| {
+            ring.order
+                .iter()
+                .filter(|id| self.workers.get(*id).is_some_and(|w| w.events))
+                .cloned()
+                .collect()
+        })
     }
 
     /// Whether `id` is in the lobby.

@@ -259,4 +259,8 @@ impl Backend for ExchangeBackend {
     fn trigger(&mut self, vhost: &VhostPath, payload: &[u8]) -> Result<(), NoWorker> {
         self.shared.trigger(vhost, payload)
     }
+
+    fn session_event(&mut self, vhost: &VhostPath, payload: &[u8]) {
+        self.shared.session_event(vhost, payload);
+    }
 }

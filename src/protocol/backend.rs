@@ -42,6 +42,16 @@ pub enum BackendRequest {
     OpenChannel(ChannelName),
     /// `CC channel`.
     CloseChannel(ChannelName),
+    /// `KS sid code reason`: close a session with a WebSocket close code
+    /// (4000-4999) and reason.
+    CloseSession {
+        /// Target session.
+        sid: SessionId,
+        /// The close code.
+        code: u16,
+        /// The close reason (at most 123 bytes).
+        reason: String,
+    },
     /// `DS sid event json`.
     Direct {
         /// Target session.

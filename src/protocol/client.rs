@@ -27,6 +27,7 @@ use serde_json::value::RawValue;
 
 use super::error::{ClientError, ErrorId};
 use super::json::{self, Kind, Members};
+use super::position::{Epoch, Position};
 use crate::name::{ChannelName, EventName, NameError, UserName};
 
 /// One decoded client request. `'a` borrows the message bytes.
@@ -39,10 +40,12 @@ pub enum Request<'a> {
         /// The secret, if given.
         secret: Option<String>,
     },
-    /// `{"subscribe": {"channel": str}}`.
+    /// `{"subscribe": {"channel": str, "since": {"offset": int, "epoch": str}?}}`.
     Subscribe {
         /// The channel to join.
         channel: ChannelName,
+        /// The last message the client has: deliver what came after it.
+        since: Option<Position>,
     },
     /// `{"unsubscribe": {"channel": str}}`.
     Unsubscribe {
@@ -65,6 +68,21 @@ pub enum Request<'a> {
         /// The data as sent; `None` is passed on as `null`.
         data: Option<&'a RawValue>,
     },
+    /// `{"history": {"channel": str, "limit": int?, "since": {..}?}}`.
+    History {
+        /// The channel to read.
+        channel: ChannelName,
+        /// At most this many messages (the newest ones, or the first ones
+        /// after `since`).
+        limit: Option<u64>,
+        /// Read the messages after this one.
+        since: Option<Position>,
+    },
+    /// `{"presence": {"channel": str}}`.
+    Presence {
+        /// The channel whose members to list.
+        channel: ChannelName,
+    },
     /// `{"logout": true}`.
     Logout,
     /// `{"disconnect": true}`.
@@ -80,6 +98,8 @@ impl Request<'_> {
             Request::Unsubscribe { .. } => UNSUBSCRIBE,
             Request::Broadcast { .. } => BROADCAST,
             Request::Trigger { .. } => TRIGGER,
+            Request::History { .. } => HISTORY,
+            Request::Presence { .. } => PRESENCE,
             Request::Logout => LOGOUT,
             Request::Disconnect => DISCONNECT,
         }
@@ -105,8 +125,30 @@ impl PartialEq for Request<'_> {
                     secret: s2,
                 },
             ) => u1 == u2 && s1 == s2,
-            (Subscribe { channel: c1 }, Subscribe { channel: c2 })
-            | (Unsubscribe { channel: c1 }, Unsubscribe { channel: c2 }) => c1 == c2,
+            (
+                Subscribe {
+                    channel: c1,
+                    since: s1,
+                },
+                Subscribe {
+                    channel: c2,
+                    since: s2,
+                },
+            ) => c1 == c2 && s1 == s2,
+            (Unsubscribe { channel: c1 }, Unsubscribe { channel: c2 })
+            | (Presence { channel: c1 }, Presence { channel: c2 }) => c1 == c2,
+            (
+                History {
+                    channel: c1,
+                    limit: l1,
+                    since: s1,
+                },
+                History {
+                    channel: c2,
+                    limit: l2,
+                    since: s2,
+                },
+            ) => c1 == c2 && l1 == l2 && s1 == s2,
             (
                 Broadcast {
                     event: e1,
@@ -144,9 +186,12 @@ const BROADCAST: &str = "broadcast";
 const TRIGGER: &str = "trigger";
 const LOGOUT: &str = "logout";
 const DISCONNECT: &str = "disconnect";
+const HISTORY: &str = "history";
+const PRESENCE: &str = "presence";
 
-/// The client event names this server understands, in spec table order.
-pub const CLIENT_EVENTS: [&str; 7] = [
+/// The client event names this server understands: the spec's table, then
+/// this server's additions.
+pub const CLIENT_EVENTS: [&str; 9] = [
     AUTHENTICATE,
     SUBSCRIBE,
     UNSUBSCRIBE,
@@ -154,6 +199,8 @@ pub const CLIENT_EVENTS: [&str; 7] = [
     TRIGGER,
     LOGOUT,
     DISCONNECT,
+    HISTORY,
+    PRESENCE,
 ];
 
 /// The deepest nesting of arrays and objects accepted in `data`. The data is
@@ -186,7 +233,9 @@ pub fn decode(message: &[u8]) -> Result<Request<'_>, ClientError> {
         LOGOUT => expect_true(LOGOUT, payload).map(|()| Request::Logout),
         DISCONNECT => expect_true(DISCONNECT, payload).map(|()| Request::Disconnect),
         AUTHENTICATE => Fields::of(event, payload)?.authenticate(),
-        SUBSCRIBE => Ok(Request::Subscribe {
+        SUBSCRIBE => Fields::of(event, payload)?.subscribe(),
+        HISTORY => Fields::of(event, payload)?.history(),
+        PRESENCE => Ok(Request::Presence {
             channel: Fields::of(event, payload)?.channel()?,
         }),
         UNSUBSCRIBE => Ok(Request::Unsubscribe {
@@ -315,6 +364,57 @@ impl<'a> Fields<'a> {
         };
         let user = self.name("user", ErrorId::InvalidUserName)?;
         Ok(Request::Authenticate { user, secret })
+    }
+
+    /// An optional `since`: `{"offset": <integer >= 0>, "epoch": <16 hex>}`.
+    fn since(&self) -> Result<Option<Position>, ClientError> {
+        let Some(raw) = self.raw("since")? else {
+            return Ok(None);
+        };
+        let shape = || {
+            payload_error(
+                self.event,
+                "\"since\" must be {\"offset\": integer, \"epoch\": 16 hex digits}",
+            )
+        };
+        let inner = Fields::of(self.event, raw).map_err(|_| shape())?;
+        let offset = inner.integer("offset")?.ok_or_else(shape)?;
+        let epoch = match inner.string("epoch")? {
+            Field::Text(text) => Epoch::parse(&text).ok_or_else(shape)?,
+            Field::Missing => return Err(shape()),
+        };
+        Ok(Some(Position { offset, epoch }))
+    }
+
+    /// An optional non-negative integer field.
+    fn integer(&self, key: &'static str) -> Result<Option<u64>, ClientError> {
+        let Some(raw) = self.raw(key)? else {
+            return Ok(None);
+        };
+        match raw.get().parse::<u64>() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(payload_error(
+                self.event,
+                format!("\"{key}\" must be a non-negative integer"),
+            )),
+        }
+    }
+
+    fn subscribe(&self) -> Result<Request<'a>, ClientError> {
+        let since = self.since()?;
+        let channel = self.channel()?;
+        Ok(Request::Subscribe { channel, since })
+    }
+
+    fn history(&self) -> Result<Request<'a>, ClientError> {
+        let since = self.since()?;
+        let limit = self.integer("limit")?;
+        let channel = self.channel()?;
+        Ok(Request::History {
+            channel,
+            limit,
+            since,
+        })
     }
 
     fn broadcast(&self) -> Result<Request<'a>, ClientError> {

@@ -38,7 +38,8 @@ fn decodes_every_client_event() {
     assert_eq!(
         ok(r#"{"subscribe": {"channel": "hello"}}"#),
         Request::Subscribe {
-            channel: channel("hello")
+            channel: channel("hello"),
+            since: None,
         }
     );
     assert_eq!(
@@ -124,7 +125,8 @@ fn unknown_payload_fields_are_ignored() {
     assert_eq!(
         ok(r#"{"subscribe": {"channel": "c", "extra": [1, {"a": null}]}}"#),
         Request::Subscribe {
-            channel: channel("c")
+            channel: channel("c"),
+            since: None,
         }
     );
 }
@@ -134,7 +136,8 @@ fn escaped_strings_are_decoded() {
     assert_eq!(
         ok(r#"{"subscribe": {"channel": "\u0063h"}}"#),
         Request::Subscribe {
-            channel: channel("ch")
+            channel: channel("ch"),
+            since: None,
         }
     );
 }
@@ -325,7 +328,50 @@ fn deeply_nested_data_is_rejected_not_crashing() {
     assert_eq!(
         ok(&m),
         Request::Subscribe {
+            channel: channel("c"),
+            since: None,
+        }
+    );
+}
+
+#[test]
+fn subscribe_and_history_take_a_since_position() {
+    let since = Some(Position {
+        offset: 42,
+        epoch: Epoch(0xab),
+    });
+    assert_eq!(
+        ok(r#"{"subscribe":{"channel":"c","since":{"offset":42,"epoch":"00000000000000ab"}}}"#),
+        Request::Subscribe {
+            channel: channel("c"),
+            since,
+        }
+    );
+    assert_eq!(
+        ok(
+            r#"{"history":{"channel":"c","limit":5,"since":{"offset":42,"epoch":"00000000000000ab"}}}"#
+        ),
+        Request::History {
+            channel: channel("c"),
+            limit: Some(5),
+            since,
+        }
+    );
+    assert_eq!(
+        ok(r#"{"presence":{"channel":"c"}}"#),
+        Request::Presence {
             channel: channel("c")
         }
     );
+    for bad in [
+        r#"{"subscribe":{"channel":"c","since":3}}"#,
+        r#"{"subscribe":{"channel":"c","since":{"offset":-1,"epoch":"00000000000000ab"}}}"#,
+        r#"{"subscribe":{"channel":"c","since":{"offset":1.5,"epoch":"00000000000000ab"}}}"#,
+        r#"{"subscribe":{"channel":"c","since":{"offset":1,"epoch":"xyz"}}}"#,
+        r#"{"subscribe":{"channel":"c","since":{"offset":1}}}"#,
+        r#"{"history":{"channel":"c","limit":"5"}}"#,
+    ] {
+        let error = decode(bad.as_bytes()).expect_err(bad);
+        assert_eq!(error.id, ErrorId::InvalidPayload, "{bad}");
+    }
 }

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use super::error::ClientError;
 use super::json::{push_opt_str, push_raw, push_str};
+use super::position::Position;
 
 /// A success reply to a client request, or a server notice of the same shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +96,182 @@ pub fn encode_delivery(
     push_raw(out, data);
     out.extend_from_slice(b",\"user\":");
     push_opt_str(out, user);
+    out.extend_from_slice(b"}}");
+}
+
+/// Adds `"offset":<n>,"epoch":"<hex>"` to the delivery that `out` ends
+/// with (as [`encode_delivery`] wrote it, possibly received from another
+/// node). `false`, changing nothing, when `out` does not end like one.
+pub fn stamp_delivery(out: &mut Vec<u8>, position: Position) -> bool {
+    if !out.ends_with(b"}}") {
+        return false;
+    }
+    out.truncate(out.len() - 2);
+    push_position(out, Some(position));
+    out.extend_from_slice(b"}}");
+    true
+}
+
+/// Appends `,"offset":<n>,"epoch":"<hex>"`, or nothing for `None`.
+fn push_position(out: &mut Vec<u8>, position: Option<Position>) {
+    use std::io::Write;
+    if let Some(p) = position {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, ",\"offset\":{},\"epoch\":\"{}\"", p.offset, p.epoch);
+    }
+}
+
+/// One member of a presence channel: its session id and user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member<'a> {
+    /// Session id.
+    pub sid: &'a str,
+    /// User name, `None` for an anonymous session.
+    pub user: Option<&'a str>,
+}
+
+fn push_member(out: &mut Vec<u8>, member: &Member<'_>) {
+    out.extend_from_slice(b"{\"sid\":");
+    push_str(out, member.sid);
+    out.extend_from_slice(b",\"user\":");
+    push_opt_str(out, member.user);
+    out.push(b'}');
+}
+
+fn push_members(out: &mut Vec<u8>, members: &[Member<'_>]) {
+    out.push(b'[');
+    for (i, member) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_member(out, member);
+    }
+    out.push(b']');
+}
+
+/// What a `subscribe` answer says besides the channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscribed<'a> {
+    /// For a `subscribe` with `since`: whether every message after it
+    /// follows (`true`) or the client must reload (`false`).
+    pub recovered: Option<bool>,
+    /// The channel's last position, when it keeps a history and has had a
+    /// message (the messages that follow the answer come after it).
+    pub last: Option<Position>,
+    /// The channel's members, when it tracks presence.
+    pub members: Option<Vec<Member<'a>>>,
+}
+
+/// Appends `{"subscribed":"<channel>"}`, with
+/// `,"recovered":..,"offset":..,"epoch":..,"members":[..]` before the
+/// closing brace for what `extra` holds.
+pub fn encode_subscribed(out: &mut Vec<u8>, channel: &str, extra: &Subscribed<'_>) {
+    out.extend_from_slice(b"{\"subscribed\":");
+    push_str(out, channel);
+    if let Some(recovered) = extra.recovered {
+        out.extend_from_slice(if recovered {
+            b",\"recovered\":true"
+        } else {
+            b",\"recovered\":false"
+        });
+    }
+    push_position(out, extra.last);
+    if let Some(members) = &extra.members {
+        out.extend_from_slice(b",\"members\":");
+        push_members(out, members);
+    }
+    out.push(b'}');
+}
+
+/// Appends
+/// `{"history":{"channel":..,"offset":..,"epoch":..,"recovered":..,"messages":[..]}}`:
+/// the deliveries as they were sent, oldest first; offset and epoch are
+/// the channel's last position (left out before its first message);
+/// `recovered` only answers a request with `since`.
+pub fn encode_history(
+    out: &mut Vec<u8>,
+    channel: &str,
+    last: Option<Position>,
+    recovered: Option<bool>,
+    messages: &[&[u8]],
+) {
+    out.extend_from_slice(b"{\"history\":{\"channel\":");
+    push_str(out, channel);
+    push_position(out, last);
+    match recovered {
+        Some(true) => out.extend_from_slice(b",\"recovered\":true"),
+        Some(false) => out.extend_from_slice(b",\"recovered\":false"),
+        None => {}
+    }
+    out.extend_from_slice(b",\"messages\":[");
+    for (i, message) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(message);
+    }
+    out.extend_from_slice(b"]}}");
+}
+
+/// Appends `{"presence":{"channel":..,"members":[..]}}`.
+pub fn encode_presence(out: &mut Vec<u8>, channel: &str, members: &[Member<'_>]) {
+    out.extend_from_slice(b"{\"presence\":{\"channel\":");
+    push_str(out, channel);
+    out.extend_from_slice(b",\"members\":");
+    push_members(out, members);
+    out.extend_from_slice(b"}}");
+}
+
+/// Appends `{"joined":{"channel":..,"sid":..,"user":..}}` (or `left`).
+pub fn encode_membership(out: &mut Vec<u8>, joined: bool, channel: &str, member: &Member<'_>) {
+    out.extend_from_slice(if joined {
+        b"{\"joined\":{\"channel\":"
+    } else {
+        b"{\"left\":{\"channel\":"
+    });
+    push_str(out, channel);
+    out.extend_from_slice(b",\"sid\":");
+    push_str(out, member.sid);
+    out.extend_from_slice(b",\"user\":");
+    push_opt_str(out, member.user);
+    out.extend_from_slice(b"}}");
+}
+
+/// What happened to a session, for the workers that asked (`SE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent<'a> {
+    /// A session opened (anonymous).
+    Opened,
+    /// It authenticated as a user.
+    Authenticated,
+    /// It closed: the reason's label and the close code.
+    Closed(&'a str, u16),
+}
+
+/// Appends `{"opened":{"sid":..,"user":..}}`, `{"authenticated":{..}}` or
+/// `{"closed":{"sid":..,"user":..,"reason":..,"code":..}}`.
+pub fn encode_session_event(
+    out: &mut Vec<u8>,
+    event: SessionEvent<'_>,
+    sid: &str,
+    user: Option<&str>,
+) {
+    let name = match event {
+        SessionEvent::Opened => "opened",
+        SessionEvent::Authenticated => "authenticated",
+        SessionEvent::Closed(..) => "closed",
+    };
+    out.push(b'{');
+    push_str(out, name);
+    out.extend_from_slice(b":{\"sid\":");
+    push_str(out, sid);
+    out.extend_from_slice(b",\"user\":");
+    push_opt_str(out, user);
+    if let SessionEvent::Closed(reason, code) = event {
+        out.extend_from_slice(b",\"reason\":");
+        push_str(out, reason);
+        out.extend_from_slice(format!(",\"code\":{code}").as_bytes());
+    }
     out.extend_from_slice(b"}}");
 }
 
@@ -234,6 +411,73 @@ mod tests {
             r#"{"ping":"text"}"#
         );
         assert_eq!(text(|o| encode_direct(o, "ping", None)), r#"{"ping":null}"#);
+    }
+
+    #[test]
+    fn a_stamped_delivery_carries_offset_and_epoch() {
+        let mut out = Vec::new();
+        encode_delivery(&mut out, "e", "c", None, Some("u"));
+        let position = Position {
+            offset: 7,
+            epoch: crate::protocol::Epoch(0xff),
+        };
+        assert!(stamp_delivery(&mut out, position));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"e":{"channel":"c","data":null,"user":"u","offset":7,"epoch":"00000000000000ff"}}"#
+        );
+        let mut odd = b"[1]".to_vec();
+        assert!(!stamp_delivery(&mut odd, position));
+        assert_eq!(odd, b"[1]");
+    }
+
+    #[test]
+    fn subscribed_history_and_presence_shapes() {
+        let position = Some(Position {
+            offset: 3,
+            epoch: crate::protocol::Epoch(1),
+        });
+        let members = vec![Member {
+            sid: "ab",
+            user: None,
+        }];
+        let extra = Subscribed {
+            recovered: Some(false),
+            last: position,
+            members: Some(members.clone()),
+        };
+        assert_eq!(
+            text(|o| encode_subscribed(o, "c", &extra)),
+            r#"{"subscribed":"c","recovered":false,"offset":3,"epoch":"0000000000000001","members":[{"sid":"ab","user":null}]}"#
+        );
+        assert_eq!(
+            text(|o| encode_subscribed(o, "c", &Subscribed::default())),
+            r#"{"subscribed":"c"}"#
+        );
+        assert_eq!(
+            text(|o| encode_history(o, "c", position, None, &[b"{}", b"[]"])),
+            r#"{"history":{"channel":"c","offset":3,"epoch":"0000000000000001","messages":[{},[]]}}"#
+        );
+        assert_eq!(
+            text(|o| encode_presence(o, "c", &members)),
+            r#"{"presence":{"channel":"c","members":[{"sid":"ab","user":null}]}}"#
+        );
+        assert_eq!(
+            text(|o| encode_membership(o, false, "c", &members[0])),
+            r#"{"left":{"channel":"c","sid":"ab","user":null}}"#
+        );
+    }
+
+    #[test]
+    fn session_event_shapes() {
+        assert_eq!(
+            text(|o| encode_session_event(o, SessionEvent::Opened, "ab", None)),
+            r#"{"opened":{"sid":"ab","user":null}}"#
+        );
+        assert_eq!(
+            text(|o| encode_session_event(o, SessionEvent::Closed("idle", 1000), "ab", Some("u"))),
+            r#"{"closed":{"sid":"ab","user":"u","reason":"idle","code":1000}}"#
+        );
     }
 
     #[test]

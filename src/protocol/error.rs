@@ -218,11 +218,14 @@ pub enum CloseReason {
     ConnectionLost,
     /// A bug or an unexpected failure inside the server.
     Internal,
+    /// A backend closed the session (`KS`), with a code and reason of its
+    /// own; 4000 and "closed by backend" are only the defaults.
+    Backend,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`CloseReason::index`].
-    pub const ALL: [CloseReason; 15] = [
+    pub const ALL: [CloseReason; 16] = [
         CloseReason::ClientClosed,
         CloseReason::Disconnect,
         CloseReason::ProtocolError,
@@ -238,6 +241,7 @@ impl CloseReason {
         CloseReason::VhostDeleted,
         CloseReason::ConnectionLost,
         CloseReason::Internal,
+        CloseReason::Backend,
     ];
 
     /// Number of reasons; the length of per-reason counter arrays.
@@ -262,6 +266,7 @@ impl CloseReason {
             CloseReason::Leaving => 1012,
             // 1013 (try again later): the refusal is temporary.
             CloseReason::Overloaded => 1013,
+            CloseReason::Backend => 4000,
         }
     }
 
@@ -284,6 +289,7 @@ impl CloseReason {
             CloseReason::VhostDeleted => "vhost deleted",
             CloseReason::ConnectionLost => "connection lost",
             CloseReason::Internal => "internal error",
+            CloseReason::Backend => "closed by backend",
         }
     }
 
@@ -305,6 +311,7 @@ impl CloseReason {
             CloseReason::VhostDeleted => "vhost_deleted",
             CloseReason::ConnectionLost => "connection_lost",
             CloseReason::Internal => "internal",
+            CloseReason::Backend => "backend",
         }
     }
 
@@ -388,8 +395,15 @@ mod tests {
         assert_eq!(CloseReason::MessageTooBig.code(), 1009);
         assert_eq!(CloseReason::Shutdown.code(), 1001);
         assert_eq!(CloseReason::Leaving.code(), 1012);
+        // RFC 6455 codes, but for a backend's close: the range for
+        // applications (4000-4999).
         for r in CloseReason::ALL {
-            assert!((1000..=1015).contains(&r.code()), "{r}");
+            let range = if r == CloseReason::Backend {
+                4000..=4999
+            } else {
+                1000..=1015
+            };
+            assert!(range.contains(&r.code()), "{r}");
         }
     }
 

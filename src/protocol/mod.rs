@@ -8,6 +8,8 @@
 //!   [`CloseReason`] (every way a session ends, with its close code).
 //! - [`backend`]: the backend protocol's requests and `ER` codes.
 //! - [`client`]: [`decode`] one client message into a [`Request`].
+//! - [`position`]: [`Position`] (offset and epoch) of a message in a
+//!   channel's history.
 //! - [`encode`]: replies, errors, broadcast deliveries, direct messages and
 //!   the trigger payload for workers.
 
@@ -16,9 +18,13 @@ pub mod client;
 pub mod encode;
 pub mod error;
 mod json;
+pub mod position;
 
 pub use client::{decode, Request, CLIENT_EVENTS, MAX_DATA_DEPTH};
 pub use encode::{
-    encode_delivery, encode_direct, encode_error, encode_reply, encode_trigger, Reply,
+    encode_delivery, encode_direct, encode_error, encode_history, encode_membership,
+    encode_presence, encode_reply, encode_session_event, encode_subscribed, encode_trigger,
+    stamp_delivery, Member, Reply, SessionEvent, Subscribed,
 };
 pub use error::{ClientError, CloseReason, ErrorId};
+pub use position::{Epoch, Position};

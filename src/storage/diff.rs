@@ -29,6 +29,8 @@ impl State {
                         users: Default::default(),
                         channels: Default::default(),
                         resources: Default::default(),
+                        channel_defaults: Default::default(),
+                        channel_options: Default::default(),
                         ..after.clone()
                     };
                     vhost_changes(path, &empty, after, &mut out);
@@ -93,6 +95,22 @@ fn vhost_changes(
         });
     }
     super::resource::changes(path, before, after, out);
+    if before.channel_defaults != after.channel_defaults {
+        out.push(Change::SetChannelOptions {
+            vhost: path.clone(),
+            channel: None,
+            options: after.channel_defaults,
+        });
+    }
+    for (channel, options) in &after.channel_options {
+        if before.channel_options.get(channel) != Some(options) {
+            out.push(Change::SetChannelOptions {
+                vhost: path.clone(),
+                channel: Some(channel.clone()),
+                options: *options,
+            });
+        }
+    }
 }
 
 fn user_changes(
@@ -145,6 +163,8 @@ mod tests {
                 .iter()
                 .map(|c| ChannelName::parse(c).unwrap())
                 .collect::<BTreeSet<_>>(),
+            channel_defaults: Default::default(),
+            channel_options: Default::default(),
         }
     }
 

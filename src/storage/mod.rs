@@ -58,8 +58,8 @@ mod store;
 pub use secret::{hash_secret, load_or_create_cookie, read_cookie, verify_secret, COOKIE_LEN};
 pub use seed::seed_from_config;
 pub use state::{
-    item_id, Change, Entity, ResourceRecord, ResourceSource, State, StateError, UserRecord,
-    VhostRecord,
+    item_id, Change, ChannelOptions, Entity, ResourceRecord, ResourceSource, State, StateError,
+    UserRecord, VhostRecord,
 };
 pub use store::{StorageError, Store, StoreOptions, CORRUPT_COPY_FILE, LOG_FILE, SNAPSHOT_FILE};
 

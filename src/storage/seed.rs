@@ -46,6 +46,14 @@ fn seed_vhost(vhost: &VhostConfig, state: &State, changes: &mut Vec<Change>) {
         }
         Some(_) => {}
     }
+    let defaults = vhost.channel_defaults();
+    if existing.map_or(!defaults.is_default(), |r| r.channel_defaults != defaults) {
+        changes.push(Change::SetChannelOptions {
+            vhost: path.clone(),
+            channel: None,
+            options: defaults,
+        });
+    }
     for user in &vhost.users {
         let stored = existing.and_then(|record| record.users.get(&user.name));
         let Some(stored) = stored else {

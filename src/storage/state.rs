@@ -35,6 +35,49 @@ pub struct VhostRecord {
     /// MonoRail resources with their items (`[[vhost.resource]]`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resources: BTreeMap<ResourceName, ResourceRecord>,
+    /// History and presence of channels without options of their own.
+    #[serde(default, skip_serializing_if = "ChannelOptions::is_default")]
+    pub channel_defaults: ChannelOptions,
+    /// Options set for one channel, replacing the defaults. A channel may
+    /// have options before it exists (they apply once it is created).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channel_options: BTreeMap<ChannelName, ChannelOptions>,
+}
+
+impl VhostRecord {
+    /// The options in force for `channel`.
+    pub fn options_of(&self, channel: &ChannelName) -> ChannelOptions {
+        self.channel_options
+            .get(channel)
+            .copied()
+            .unwrap_or(self.channel_defaults)
+    }
+}
+
+/// What a channel keeps besides its subscribers: its recent messages
+/// (history, for `subscribe` with `since` and the `history` event) and its
+/// members (presence). All off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelOptions {
+    /// Keep at most this many messages (0: no count bound).
+    pub history_size: u32,
+    /// Keep messages for at most this many milliseconds (0: no age bound).
+    pub history_ttl_ms: u64,
+    /// Track the channel's members (`joined` / `left` / `presence`).
+    pub presence: bool,
+}
+
+impl ChannelOptions {
+    /// Whether the channel keeps a history (either bound set).
+    pub fn history(&self) -> bool {
+        self.history_size > 0 || self.history_ttl_ms > 0
+    }
+
+    /// Whether these are the defaults (all off).
+    pub fn is_default(&self) -> bool {
+        *self == ChannelOptions::default()
+    }
 }
 
 /// One user of a vhost.
@@ -177,6 +220,17 @@ pub enum Change {
         /// The item's id.
         id: String,
     },
+    /// Set the history and presence options of one channel, or (without
+    /// `channel`) the defaults of the vhost's channels.
+    SetChannelOptions {
+        /// The vhost.
+        vhost: VhostPath,
+        /// The channel; `None` for the vhost's defaults.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<ChannelName>,
+        /// The options.
+        options: ChannelOptions,
+    },
 }
 
 /// The thing a [`StateError`] is about.
@@ -260,7 +314,8 @@ impl State {
             DeleteVhost { path }
             | SetVhostToken { path, .. }
             | SetVhostOptions { path, .. }
-            | ClearChannels { vhost: path } => self.vhost(path).map(drop),
+            | ClearChannels { vhost: path }
+            | SetChannelOptions { vhost: path, .. } => self.vhost(path).map(drop),
             AddUser { vhost, name, .. } => {
                 let exists = self.vhost(vhost)?.users.contains_key(name);
                 absent(exists, || Entity::User(vhost.clone(), name.clone()))
@@ -310,6 +365,8 @@ impl State {
                     users: BTreeMap::new(),
                     channels: BTreeSet::new(),
                     resources: BTreeMap::new(),
+                    channel_defaults: ChannelOptions::default(),
+                    channel_options: BTreeMap::new(),
                 };
                 self.vhosts.insert(path.clone(), record);
             }
@@ -373,6 +430,18 @@ impl State {
             AddResource { .. } | DeleteResource { .. } | PutItem { .. } | RemoveItem { .. } => {
                 super::resource::apply(vhost, change)
             }
+            SetChannelOptions {
+                channel: None,
+                options,
+                ..
+            } => vhost.channel_defaults = *options,
+            SetChannelOptions {
+                channel: Some(channel),
+                options,
+                ..
+            } => {
+                vhost.channel_options.insert(channel.clone(), *options);
+            }
             AddVhost { .. } | DeleteVhost { .. } | ClearVhosts => {}
         }
     }
@@ -397,7 +466,8 @@ impl Change {
             | AddResource { vhost, .. }
             | DeleteResource { vhost, .. }
             | PutItem { vhost, .. }
-            | RemoveItem { vhost, .. } => Some(vhost),
+            | RemoveItem { vhost, .. }
+            | SetChannelOptions { vhost, .. } => Some(vhost),
             ClearVhosts => None,
         }
     }

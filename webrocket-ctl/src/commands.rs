@@ -63,6 +63,30 @@ pub enum Command {
         /// Channel name.
         name: ChannelName,
     },
+    /// Set a channel's history and presence options (all of them: an
+    /// option left out is off).
+    SetChannelOptions {
+        /// Vhost path.
+        vhost: VhostPath,
+        /// Channel name.
+        name: ChannelName,
+        /// Keep the last N messages for recovery (0: no count bound).
+        #[arg(long = "history-size", value_name = "N", default_value_t = 0)]
+        history_size: u32,
+        /// Keep messages this long, e.g. "10m" ("0s": no age bound).
+        #[arg(long = "history-ttl", value_name = "DURATION", default_value = "0s")]
+        history_ttl: String,
+        /// Track the channel's members.
+        #[arg(long)]
+        presence: bool,
+    },
+    /// Show a channel's history and presence options.
+    ChannelOptions {
+        /// Vhost path.
+        vhost: VhostPath,
+        /// Channel name.
+        name: ChannelName,
+    },
     /// Delete every channel of a vhost.
     ClearChannels {
         /// Vhost path.
@@ -296,6 +320,26 @@ impl Command {
                     vhost_url(vhost),
                     percent_encode(id)
                 ),
+                None,
+            ),
+            SetChannelOptions {
+                vhost,
+                name,
+                history_size,
+                history_ttl,
+                presence,
+            } => {
+                let body = json!({
+                    "history_size": history_size,
+                    "history_ttl": history_ttl,
+                    "presence": presence,
+                });
+                let path = format!("{}/channels/{name}/options", vhost_url(vhost));
+                request(Put, path, Some(body))
+            }
+            ChannelOptions { vhost, name } => request(
+                Get,
+                format!("{}/channels/{name}/options", vhost_url(vhost)),
                 None,
             ),
             ListUsers { vhost } => request(Get, format!("{}/users", vhost_url(vhost)), None),

@@ -66,6 +66,20 @@ pub fn human(command: &Command, answer: &Value) -> String {
         ListItems { .. } => list(&mut out, &answer["items"], "no items", Value::to_string),
         PutItem { .. } => line(&mut out, format!("item put: {}", answer["item"])),
         RemoveItem { .. } => line(&mut out, format!("item {} removed", s("removed"))),
+        SetChannelOptions { .. } | ChannelOptions { .. } => {
+            let o = &answer["options"];
+            line(
+                &mut out,
+                format!(
+                    "channel {} in {}: history_size {} history_ttl {} presence {}",
+                    s("channel"),
+                    s("vhost"),
+                    o["history_size"],
+                    o["history_ttl"].as_str().unwrap_or("?"),
+                    o["presence"]
+                ),
+            )
+        }
         ListUsers { .. } => list(&mut out, &answer["users"], "no users", user),
         AddUser { .. } => line(&mut out, format!("user added: {}", user(answer))),
         DeleteUser { .. } => line(

@@ -6,6 +6,7 @@
 //!     webrocket-bench fanout --addr HOST:PORT --path /bench --subscribers 1000 --size 100 [--rate N] [--proto nats]
 //!     webrocket-bench idle   --addr HOST:PORT --path /bench --connections 10000 [--proto nats]
 //!     webrocket-bench sequencer --nodes n0,n1,n2 --vhost /bench --channel bench
+//!     webrocket-bench recovery --addr HOST:PORT --path /hist --count 10000
 //!
 //! `fanout --sub-addr A,B,C` spreads the subscribers round robin over
 //! several nodes of a cluster (the publisher stays on `--addr`);
@@ -14,6 +15,7 @@
 //! Every run is bounded by `--seconds`; results are printed as one JSON line.
 
 mod proto;
+mod recovery;
 mod stats;
 mod wsclient;
 
@@ -96,6 +98,18 @@ enum Mode {
         #[arg(long, default_value_t = 1)]
         source_net: u8,
     },
+    /// Time to recover `--count` missed messages with `subscribe` +
+    /// `since` (the vhost must keep a history).
+    Recovery {
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value = "/hist")]
+        path: String,
+        #[arg(long, default_value_t = 10000)]
+        count: u64,
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+    },
     /// Prints the node among `--nodes` that orders `(vhost, channel)`
     /// when all of them are up (the cluster's rendezvous hash).
     Sequencer {
@@ -169,6 +183,12 @@ fn main() -> std::io::Result<()> {
                 proto: p,
                 source_net,
             } => idle(addr, path, connections, seconds, proto(p), source_net).await,
+            Mode::Recovery {
+                addr,
+                path,
+                count,
+                size,
+            } => recovery::recovery(addr, path, count, size).await,
             Mode::Sequencer { .. } => Ok(()),
         }
     })

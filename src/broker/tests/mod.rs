@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod backend;
 mod fanout;
+mod history;
 mod permissions;
 mod replicated;
 mod rows;
@@ -145,6 +146,8 @@ pub(super) fn state() -> State {
         auto_create_channels: true,
         users,
         channels: BTreeSet::from([channel("news")]),
+        channel_defaults: Default::default(),
+        channel_options: Default::default(),
     };
     let other = VhostRecord {
         resources: Default::default(),
@@ -153,6 +156,8 @@ pub(super) fn state() -> State {
         auto_create_channels: true,
         users: BTreeMap::from([(user("rw"), plain(P::READ | P::WRITE))]),
         channels: BTreeSet::from([channel("news")]),
+        channel_defaults: Default::default(),
+        channel_options: Default::default(),
     };
     State {
         vhosts: BTreeMap::from([(vhost("/v"), v), (vhost("/other"), other)]),

@@ -66,6 +66,30 @@ pub enum Task {
         channel: ChannelName,
         /// The encoded client message.
         delivery: Vec<u8>,
+        /// Its place in the channel's history, when it keeps one.
+        position: Option<crate::protocol::Position>,
+    },
+    /// A member of a presence channel joined (`Some(user)`) or left
+    /// (`None`) on another node.
+    ClusterPresence {
+        /// The node.
+        node: String,
+        /// Vhost.
+        vhost: VhostPath,
+        /// Channel.
+        channel: ChannelName,
+        /// The member's session.
+        sid: crate::name::SessionId,
+        /// `Some(user)` when it joined.
+        joined: Option<Option<crate::name::UserName>>,
+    },
+    /// A peer came up (this node's presence members are announced to it)
+    /// or went down or left (its members leave).
+    ClusterPeer {
+        /// The peer's name.
+        node: String,
+        /// Whether it is up.
+        up: bool,
     },
     /// A broadcast another node sent here to be ordered.
     ClusterSequence {
@@ -89,6 +113,20 @@ pub enum Task {
         event: EventName,
         /// Payload (JSON).
         data: Option<Box<RawValue>>,
+        /// Called with whether it was found, on the broker thread.
+        reply: Box<dyn FnOnce(bool) + Send>,
+    },
+    /// A backend's `KS` from another node; `reply` says whether the
+    /// session was here (and is closed).
+    ClusterClose {
+        /// The requesting backend's vhost.
+        vhost: VhostPath,
+        /// Target session.
+        sid: SessionId,
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
         /// Called with whether it was found, on the broker thread.
         reply: Box<dyn FnOnce(bool) + Send>,
     },
@@ -118,6 +156,17 @@ pub trait ClusterLink: Send {
         sid: &SessionId,
         event: &EventName,
         data: Option<&RawValue>,
+        reply: BackendReply,
+    );
+
+    /// A backend's `KS` for a session that is not on this node, asked of
+    /// the other nodes like a `DS`.
+    fn close_session(
+        &self,
+        vhost: &VhostPath,
+        sid: &SessionId,
+        code: u16,
+        reason: &str,
         reply: BackendReply,
     );
 }
@@ -356,6 +405,7 @@ impl WebrocketNukleus {
             targets: &mut self.plumbing.targets,
             overflow: &mut self.overflow,
         };
+        self.broker.settle(&mut outlet);
         outlet.end(key, 1000, "");
         if let Some(stream) = self.streams.remove(&initial.0) {
             self.by_reply.remove(&stream.reply.0);
@@ -457,6 +507,12 @@ impl WebrocketNukleus {
                 cluster.direct(vhost, sid, event, data.as_deref(), reply);
                 None
             }
+            BackendRequest::CloseSession { sid, code, reason }
+                if self.broker.session_by_sid(sid).is_none() =>
+            {
+                cluster.close_session(vhost, sid, *code, reason, reply);
+                None
+            }
             _ => Some(reply),
         }
     }
@@ -472,8 +528,29 @@ impl WebrocketNukleus {
                 vhost,
                 channel,
                 delivery,
+                position,
             } => self.with_io(|broker, io| {
-                broker.deliver_remote(&vhost, &channel, &delivery, io.outlet);
+                broker.deliver_remote(&vhost, &channel, &delivery, position, io.outlet);
+                Outcome::Done
+            }),
+            Task::ClusterPresence {
+                node,
+                vhost,
+                channel,
+                sid,
+                joined,
+            } => self.with_io(|broker, io| {
+                broker.remote_member(&node, &vhost, &channel, &sid, joined, io.outlet);
+                Outcome::Done
+            }),
+            Task::ClusterPeer { node, up } => self.with_io(|broker, io| {
+                // What it reported before is stale either way (a restart
+                // comes up with a new incarnation and announces its members
+                // again, after this).
+                broker.remote_node_gone(&node, io.outlet);
+                if up {
+                    broker.announce_members();
+                }
                 Outcome::Done
             }),
             Task::ClusterSequence {
@@ -501,6 +578,22 @@ impl WebrocketNukleus {
                 });
                 reply(found);
             }
+            Task::ClusterClose {
+                vhost,
+                sid,
+                code,
+                reason,
+                reply,
+            } => {
+                let mut found = false;
+                self.with_io(|broker, io| {
+                    found = broker
+                        .close_by_backend(&vhost, &sid, code, &reason, io.outlet)
+                        .is_ok();
+                    Outcome::Done
+                });
+                reply(found);
+            }
             Task::Apply(_) | Task::CloseAll(_) | Task::Backend { .. } | Task::Replicated { .. } => {
             }
         }
@@ -516,6 +609,7 @@ impl WebrocketNukleus {
                 targets: &mut self.plumbing.targets,
                 overflow: &mut self.overflow,
             };
+            self.broker.settle(&mut outlet);
             outlet.end(key, reason.code(), reason.reason());
         }
     }
@@ -546,6 +640,14 @@ fn backend_request(
             .direct(vhost, &sid, &event, data.as_deref(), io)
             .map(|()| ChannelOp::Done)
             .map_err(|_| code::NOT_FOUND),
+        BackendRequest::CloseSession {
+            sid,
+            code: close_code,
+            reason,
+        } => broker
+            .close_by_backend(vhost, &sid, close_code, &reason, io.outlet)
+            .map(|()| ChannelOp::Done)
+            .map_err(|_| code::NOT_FOUND),
     }
 }
 
@@ -568,6 +670,9 @@ impl Agent for WebrocketNukleus {
         work += self.run_tasks();
         if self.overflow.is_empty() {
             work += self.read_ws();
+        }
+        for (vhost, payload) in self.broker.take_session_events() {
+            self.backend.session_event(&vhost, &payload);
         }
         if now >= self.next_stats {
             self.next_stats = now + STATS_PERIOD;

@@ -139,4 +139,8 @@ impl Outlet for StreamOutlet<'_> {
     fn close(&mut self, key: SessionKey, reason: CloseReason) {
         self.end(key, reason.code(), reason.reason());
     }
+
+    fn close_with(&mut self, key: SessionKey, code: u16, reason: &str) {
+        self.end(key, code, reason);
+    }
 }

@@ -17,7 +17,7 @@ pub struct Publisher {
     vhosts: HashMap<VhostPath, [Metric; 3]>,
 }
 
-const SCALARS: [&str; 14] = [
+const SCALARS: [&str; 16] = [
     "sessions",
     "sessions_opened",
     "sessions_refused",
@@ -32,6 +32,8 @@ const SCALARS: [&str; 14] = [
     "triggers",
     "directs",
     "slow_consumers",
+    "history_bytes",
+    "history_dropped",
 ];
 
 impl Publisher {
@@ -101,6 +103,8 @@ impl Publisher {
             stats.triggers,
             stats.directs,
             stats.slow_consumers,
+            stats.history_bytes,
+            stats.history_dropped,
         ];
         let values = scalars
             .iter()

@@ -153,6 +153,8 @@ mod tests {
             auto_create_channels: true,
             users: BTreeMap::from([(UserName::parse("u").unwrap(), user)]),
             channels: BTreeSet::new(),
+            channel_defaults: Default::default(),
+            channel_options: Default::default(),
         };
         State {
             vhosts: BTreeMap::from([(VhostPath::parse("/v").unwrap(), vhost)]),
