@@ -1009,3 +1009,63 @@ fn triggers_are_spread_over_the_workers_of_every_node() {
         got[2]
     );
 }
+
+/// A sequencer frozen (SIGSTOP) for longer than the peer timeout finds, when
+/// it thaws, forwards that waited in its sockets; meanwhile the others
+/// ordered later broadcasts of the same publisher elsewhere. It drops those
+/// stale forwards instead of ordering them after the newer ones, so every
+/// subscriber still sees each publisher's broadcasts in the order sent.
+#[test]
+fn a_thawed_sequencer_does_not_order_stale_broadcasts_after_newer_ones() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    let channel = channel_sequenced_by(&["n0", "n1", "n2"], "n0");
+    let mut on_n2 = subscriber(&cluster, 2, &channel);
+    std::thread::sleep(SETTLE);
+    delivered_across(&cluster, 1, &mut on_n2, &channel);
+
+    let url = cluster.node(1).url("/chat");
+    let publishing = {
+        let channel = channel.clone();
+        std::thread::spawn(move || {
+            let mut publisher = Client::connect(&url);
+            for n in 1..=450u64 {
+                publisher.send(
+                    "broadcast",
+                    json!({"event": "m", "channel": channel, "data": {"p": 1, "n": n}}),
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Keep the session open until everything was read.
+            std::thread::sleep(Duration::from_secs(4));
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.signal(0, "-STOP");
+    std::thread::sleep(Duration::from_millis(4500));
+    cluster.signal(0, "-CONT");
+
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(14);
+    while Instant::now() < deadline {
+        match try_recv(&mut on_n2, Duration::from_millis(500)) {
+            Some(message) if message["m"]["data"]["p"] == 1 => {
+                seen.push(message["m"]["data"]["n"].as_u64().expect("n"));
+            }
+            Some(_) => {}
+            None if seen.last() == Some(&450) => break,
+            None => {}
+        }
+    }
+    publishing.join().expect("publisher");
+    let out_of_order: Vec<_> = seen.windows(2).filter(|w| w[1] <= w[0]).collect();
+    assert!(out_of_order.is_empty(), "out of order: {out_of_order:?}");
+    assert!(seen.len() > 300, "only {} of 450 arrived", seen.len());
+    assert!(
+        wait_until(Duration::from_secs(2), || cluster
+            .counter(0, "cluster.dropped_stale")
+            > 0),
+        "the thawed sequencer dropped nothing: {:?}",
+        cluster.counters(0)
+    );
+}

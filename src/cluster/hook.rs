@@ -94,6 +94,7 @@ impl ClusterHook for BrokerLink {
             vhost: vhost.clone(),
             channel: channel.clone(),
             hops: hops + 1,
+            sent_ms: super::shared::now_ms(),
             delivery: delivery.to_vec(),
         };
         if shared.send_data(&mut inner, &sequencer, &message) {

@@ -413,6 +413,7 @@ async fn tick(shared: Arc<Shared>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         interval.tick().await;
+        shared.awake();
         let workers = count_workers(&shared);
         let mut inner = shared.inner();
         if let Some(workers) = workers {

@@ -105,7 +105,24 @@ pub struct Shared {
     pub(super) leave_written: Notify,
     /// This node's raft member, once started.
     pub(super) raft: OnceLock<Arc<super::raft::RaftNode>>,
+    /// When this node last showed signs of life, and when it last came
+    /// back from a freeze (see [`Shared::awake`]).
+    awake: Mutex<Awake>,
 }
+
+/// Wall-clock milliseconds of this node's liveness.
+#[derive(Debug, Default)]
+struct Awake {
+    /// The last tick or message handled.
+    last_ms: u64,
+    /// When it last resumed after a gap longer than [`FREEZE_GAP_MS`].
+    resumed_ms: u64,
+}
+
+/// A gap in this node's own activity after which peers may have judged it
+/// down (half the peer timeout: a heartbeat or two were surely missed) and
+/// ordered broadcasts elsewhere.
+const FREEZE_GAP_MS: u64 = 1_500;
 
 /// Locks `mutex`, carrying on after a panic elsewhere (the data stays
 /// consistent: every update is a single assignment or insert).
@@ -116,7 +133,7 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -147,6 +164,7 @@ impl Shared {
             settings,
             counters: Counters::default(),
             local: OnceLock::new(),
+            awake: Mutex::new(Awake::default()),
             local_backend: Mutex::new(None),
             workers: OnceLock::new(),
             dial,
@@ -401,6 +419,24 @@ impl Shared {
         }
     }
 
+    /// Notes that this node is alive now and returns when it last came
+    /// back from a freeze (SIGSTOP, a stalled machine): a gap of more than
+    /// [`FREEZE_GAP_MS`] since the last tick or message. Called by the
+    /// tick and by every forward, whichever runs first after a freeze.
+    pub(super) fn awake(&self) -> u64 {
+        let now = now_ms();
+        let mut awake = lock(&self.awake);
+        if awake.last_ms != 0 && now.saturating_sub(awake.last_ms) > FREEZE_GAP_MS {
+            tracing::warn!(
+                gap_ms = now - awake.last_ms,
+                "this node was frozen; forwards sent to it meanwhile are dropped"
+            );
+            awake.resumed_ms = now;
+        }
+        awake.last_ms = awake.last_ms.max(now);
+        awake.resumed_ms
+    }
+
     /// Broadcasts, triggers and direct messages from peer `from`.
     fn on_data(self: &Arc<Self>, from: &str, message: PeerMessage) {
         let Some(local) = self.local.get() else {
@@ -436,8 +472,13 @@ impl Shared {
                 vhost,
                 channel,
                 hops,
+                sent_ms,
                 delivery,
             } => {
+                if sent_ms < self.awake() {
+                    self.counters.dropped_stale.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 self.counters.forwards_in.fetch_add(1, Ordering::Relaxed);
                 local.inbox.send(Task::ClusterSequence {
                     vhost,

@@ -70,6 +70,10 @@ counters!(
     dropped_down,
     /// Deliveries from a node that is not the channel's sequencer here.
     dropped_not_sequencer,
+    /// Forwarded broadcasts sent to this node before it came back from a
+    /// freeze (dropped: their senders may have ordered later ones
+    /// elsewhere meanwhile).
+    dropped_stale,
     /// Forwarded broadcasts that met a second change of sequencer.
     dropped_hops,
     /// Peer messages refused: bad frames, bad HELLO, unknown routing id.

@@ -48,6 +48,11 @@ pub enum PeerMessage {
         channel: ChannelName,
         /// Nodes crossed so far, this one included.
         hops: u8,
+        /// When the sender sent it (milliseconds since the Unix epoch): a
+        /// sequencer that was frozen drops what was sent to it before it
+        /// came back, since the senders may have ordered later broadcasts
+        /// elsewhere meanwhile.
+        sent_ms: u64,
         /// The encoded client message.
         delivery: Vec<u8>,
     },
@@ -276,12 +281,14 @@ impl PeerMessage {
                 vhost,
                 channel,
                 hops,
+                sent_ms,
                 delivery,
             } => vec![
                 b("FWD"),
                 b(vhost.as_str()),
                 b(channel.as_str()),
                 vec![*hops],
+                sent_ms.to_be_bytes().to_vec(),
                 delivery.clone(),
             ],
             PeerMessage::Deliver {
@@ -398,11 +405,12 @@ impl PeerMessage {
             (b"HB", 2) => PeerMessage::Heartbeat(json(f[1], "HB")?),
             (b"INT", 2) => PeerMessage::Interest(json(f[1], "INT")?),
             (b"LEAVE", 2) => PeerMessage::Leave(json(f[1], "LEAVE")?),
-            (b"FWD", 5) => PeerMessage::Forward {
+            (b"FWD", 6) => PeerMessage::Forward {
                 vhost: name(f[1], "vhost", VhostPath::parse)?,
                 channel: name(f[2], "channel", ChannelName::parse)?,
                 hops: *f[3].first().ok_or(WireError::Field("hops"))?,
-                delivery: f[4].to_vec(),
+                sent_ms: request(f[4]).map_err(|_| WireError::Field("sent_ms"))?,
+                delivery: f[5].to_vec(),
             },
             (b"DLV", 4) => PeerMessage::Deliver {
                 vhost: name(f[1], "vhost", VhostPath::parse)?,
@@ -496,7 +504,7 @@ mod tests {
     fn names_are_checked_as_they_are_decoded() {
         let bad = [
             vec![&b"DLV"[..], b"no-slash", b"news", b"{}"],
-            vec![&b"FWD"[..], b"/chat", b"bad channel!", &[0], b"{}"],
+            vec![&b"FWD"[..], b"/chat", b"bad channel!", &[0], &[0; 8], b"{}"],
             vec![&b"TRG"[..], b"", &[0], b"{}"],
             vec![&b"DS"[..], &[0; 8], b"/chat", b"not-a-sid", b"e", b""],
             vec![&b"DS"[..], &[0; 8], b"/chat", SID.as_bytes(), b"", b""],
@@ -542,6 +550,7 @@ mod tests {
             vhost: vhost(),
             channel: ChannelName::parse("news").unwrap(),
             hops: 1,
+            sent_ms: 1_700_000_000_123,
             delivery: b"{\"e\":{}}".to_vec(),
         });
         round_trip(PeerMessage::Deliver {
