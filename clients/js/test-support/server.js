@@ -3,7 +3,7 @@
 // line read from stdout.
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -103,6 +103,7 @@ export class Server {
           line.split(" ").slice(2).map((kv) => kv.split("=")),
         );
         this.websocket = fields.websocket;
+        this.admin = fields.admin;
         res(this);
       });
     });
@@ -131,6 +132,22 @@ export class Server {
 
   httpUrl(path = "/") {
     return `http://${this.websocket}${path}`;
+  }
+
+  /** An admin API request with the node cookie (from the storage
+   * directory); resolves with `{status, body}`. */
+  async adminCall(method, path, body) {
+    const data = join(this.dir, "data");
+    const cookie = readdirSync(data).find((f) => f.endsWith(".cookie"));
+    const response = await fetch(`http://${this.admin}${path}`, {
+      method,
+      headers: {
+        "X-WebRocket-Cookie": readFileSync(join(data, cookie), "utf8").trim(),
+        "Content-Type": "application/json",
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: response.status, body: await response.json() };
   }
 
   /** SIGTERM, then SIGKILL after a while; resolves once it exited. */
