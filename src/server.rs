@@ -504,6 +504,10 @@ impl Backend for SharedBackend {
     fn trigger(&mut self, vhost: &VhostPath, payload: &[u8]) -> Result<(), NoWorker> {
         crate::node::lock(&self.0).trigger(vhost, payload)
     }
+
+    fn session_event(&mut self, vhost: &VhostPath, payload: &[u8]) {
+        crate::node::lock(&self.0).session_event(vhost, payload);
+    }
 }
 
 /// Opens the store and, when this start should, applies the config's

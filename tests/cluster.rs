@@ -1060,7 +1060,9 @@ fn a_thawed_sequencer_does_not_order_stale_broadcasts_after_newer_ones() {
     publishing.join().expect("publisher");
     let out_of_order: Vec<_> = seen.windows(2).filter(|w| w[1] <= w[0]).collect();
     assert!(out_of_order.is_empty(), "out of order: {out_of_order:?}");
-    assert!(seen.len() > 300, "only {} of 450 arrived", seen.len());
+    // What was forwarded to the frozen node is lost (about 3 s of 50/s);
+    // the rest arrives.
+    assert!(seen.len() > 200, "only {} of 450 arrived", seen.len());
     assert!(
         wait_until(Duration::from_secs(2), || cluster
             .counter(0, "cluster.dropped_stale")

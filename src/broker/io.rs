@@ -45,10 +45,9 @@ pub trait Backend {
     fn trigger(&mut self, vhost: &VhostPath, payload: &[u8]) -> Result<(), NoWorker>;
 
     /// Hands a session event (`SE` payload) to every worker of `vhost`
-    /// that asked for them. Must not block; may drop it.
-    fn session_event(&mut self, vhost: &VhostPath, payload: &[u8]) {
-        let _ = (vhost, payload);
-    }
+    /// that asked for them. Must not block; may drop it. (No default: a
+    /// wrapper that forgot to pass it on would silence every event.)
+    fn session_event(&mut self, vhost: &VhostPath, payload: &[u8]);
 }
 
 /// Durable storage of vhosts, users and channels.

@@ -171,6 +171,6 @@ mod tests {
         assert!(labelled.contains(&("cluster.deliveries_in".to_owned(), 3)));
         assert!(labelled.iter().any(|(l, _)| l == "cluster.peers_lost"));
         assert!(labelled.iter().any(|(l, _)| l == "cluster.peers_left"));
-        assert_eq!(labelled.len(), 16);
+        assert_eq!(labelled.len(), 17);
     }
 }

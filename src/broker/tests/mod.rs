@@ -69,6 +69,10 @@ impl Backend for RecBackend {
         self.triggers.push((vhost.clone(), text));
         Ok(())
     }
+
+    // The broker queues session events (`take_session_events`, tested in
+    // `history.rs`); the nukleus around it hands them to the backend.
+    fn session_event(&mut self, _vhost: &VhostPath, _payload: &[u8]) {}
 }
 
 /// Records commits; fails them when `broken`. `replicated`: a cluster

@@ -178,6 +178,9 @@ impl Backend for NoBackend {
     fn trigger(&mut self, _vhost: &VhostPath, _payload: &[u8]) -> Result<(), NoWorker> {
         Err(NoWorker)
     }
+
+    // No worker asked for session events.
+    fn session_event(&mut self, _vhost: &VhostPath, _payload: &[u8]) {}
 }
 
 /// The webrocket nukleus.

@@ -130,6 +130,8 @@ mod tests {
         fn trigger(&mut self, _vhost: &VhostPath, _payload: &[u8]) -> Result<(), NoWorker> {
             Err(NoWorker)
         }
+
+        fn session_event(&mut self, _vhost: &VhostPath, _payload: &[u8]) {}
     }
 
     impl Persist for Nothing {
