@@ -542,3 +542,39 @@ fn healthz_is_503_once_the_node_stops_accepting() {
     );
     drop(server);
 }
+
+/// UNROUTE and UNCAPTURE remove one neighbour without moving the others:
+/// a live echo session, whose streams go to and come from a neighbour
+/// routed after the removed ones, goes on echoing, and new ones open.
+#[test]
+fn removing_a_route_leaves_the_other_routes_live_streams_alone() {
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    let (mut ws, _) = tungstenite::connect(server.url("/echo")).expect("connect");
+    ws.send(Message::text("before")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("before"));
+
+    let mut control = Controller::open(&server.run_dir, "ws", None).expect("ws control");
+    for neighbour in ["webrocket", "monorail"] {
+        control
+            .call(Command::Unroute(neighbour), T)
+            .expect("UNROUTED");
+        control
+            .call(Command::Uncapture(neighbour), T)
+            .expect("UNCAPTURED");
+    }
+    // Gone now: a second removal is refused.
+    assert!(matches!(
+        control.call(Command::Unroute("webrocket"), T),
+        Err(ControlError::Refused { .. })
+    ));
+
+    for n in 0..20 {
+        let text = format!("after {n}");
+        ws.send(Message::text(text.clone())).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text(text));
+    }
+    let (mut fresh, response) = tungstenite::connect(server.url("/echo")).expect("connect");
+    assert_eq!(response.status(), 101);
+    fresh.send(Message::text("new")).unwrap();
+    assert_eq!(fresh.read().unwrap(), Message::text("new"));
+}

@@ -219,21 +219,34 @@ impl Plumbing {
             &self.dir.join("streams").join(source),
             self.capacity,
         )?);
-        self.sources.push(Source {
+        let entry = Source {
             name: source.to_string(),
             file,
             signal: self.signals.get(source),
             dirty: false,
-        });
+        };
+        // Never in a removed source's place: a stream still holding that
+        // index would read the new source's frames as its own.
+        self.sources.push(entry);
         Ok(())
     }
 
+    /// Removes a source. Its place stays, held by a detached file (reads
+    /// nothing), so that the index every live stream of the others holds
+    /// still names its own source. Streams of the removed source are cut
+    /// off: they see nothing more and end by the idle timeout.
     fn uncapture(&mut self, source: &str) -> std::io::Result<()> {
-        let before = self.sources.len();
-        self.sources.retain(|s| s.name != source);
-        if self.sources.len() == before {
-            return Err(not_found(source));
-        }
+        let at = self
+            .sources
+            .iter()
+            .position(|s| s.name == source)
+            .ok_or_else(|| not_found(source))?;
+        self.sources[at] = Source {
+            name: String::new(),
+            file: Arc::new(StreamsFile::detached()?),
+            signal: None,
+            dirty: false,
+        };
         let _ = std::fs::remove_file(self.dir.join("streams").join(source));
         Ok(())
     }
@@ -245,22 +258,34 @@ impl Plumbing {
         }
         let path = self.run_dir.join(target).join("streams").join(&self.name);
         let file = Arc::new(StreamsFile::open(&path)?);
-        self.targets.push(Target {
+        let entry = Target {
             name: target.to_string(),
             file,
             signal: self.signals.get(target),
             dirty: false,
             refused: false,
-        });
+        };
+        // Never in a removed target's place (see `capture`).
+        self.targets.push(entry);
         Ok(())
     }
 
+    /// Removes a target. Its place stays, held by a detached file (what
+    /// is written there goes nowhere), so that the index every live stream
+    /// to the others holds still names its own target.
     fn unroute(&mut self, target: &str) -> std::io::Result<()> {
-        let before = self.targets.len();
-        self.targets.retain(|t| t.name != target);
-        if self.targets.len() == before {
-            return Err(not_found(target));
-        }
+        let at = self
+            .targets
+            .iter()
+            .position(|t| t.name == target)
+            .ok_or_else(|| not_found(target))?;
+        self.targets[at] = Target {
+            name: String::new(),
+            file: Arc::new(StreamsFile::detached()?),
+            signal: None,
+            dirty: false,
+            refused: false,
+        };
         Ok(())
     }
 

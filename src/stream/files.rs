@@ -49,6 +49,20 @@ impl StreamsFile {
         Self::layout(path, region, capacity, capacity)
     }
 
+    /// A streams file of no file: rings in private memory that nobody else
+    /// writes or reads. Stands in the place of a streams file that was
+    /// removed (UNCAPTURE, UNROUTE) so that the places of the others stay
+    /// where live streams expect them; what is written to it goes nowhere.
+    pub fn detached() -> io::Result<StreamsFile> {
+        let capacity = super::descriptor::MIN_CAPACITY;
+        let path = Path::new("(detached)");
+        let region = Region::anonymous(Self::file_length(capacity))?;
+        write_header(&region, file::STREAMS_MAGIC);
+        region.store_i64(file::FORWARD_CAPACITY, capacity as i64, Relaxed);
+        region.store_i64(file::THROTTLE_CAPACITY, capacity as i64, Relaxed);
+        Self::layout(path, Arc::new(region), capacity, capacity)
+    }
+
     /// Maps an existing streams file, validating its header and length.
     pub fn open(path: &Path) -> io::Result<StreamsFile> {
         let region = Arc::new(Region::open(path)?);
