@@ -63,6 +63,40 @@ export interface Delivery {
   user: string | null;
   channel: string;
   event: string;
+  /** The message's position, on a channel with a history. */
+  offset?: number;
+  epoch?: string;
+}
+
+/** A message's place in a channel's history. */
+export interface Position {
+  offset: number;
+  epoch: string;
+}
+
+/** A session subscribed to a presence channel. */
+export interface Member {
+  sid: string;
+  user: string | null;
+}
+
+/** What a subscribe with `since` (after a reconnection) found. */
+export interface Recovery {
+  /** true: the missed messages follow, in order; false: they are gone
+   * (the application should reload). */
+  recovered: boolean;
+  since: Position;
+  /** The channel's last position when it answered. */
+  last: Position | null;
+}
+
+/** The answer to `history`. */
+export interface HistoryAnswer {
+  channel: string;
+  offset?: number;
+  epoch?: string;
+  recovered?: boolean;
+  messages: unknown[];
 }
 
 /** A channel of a WebRocket connection. Broadcast events are emitted by name
@@ -75,9 +109,20 @@ export declare class Channel extends Emitter {
   readonly subscribed: boolean;
   /** Resolves when the last subscribe request was confirmed. */
   ready: Promise<Channel> | null;
+  /** The last message received on a channel with a history; sent as
+   * `since` when subscribing again after a reconnection. */
+  position: Position | null;
+  /** The members of a presence channel, by session id. */
+  readonly members: Map<string, Member>;
   on(event: "subscribed" | "unsubscribed", fn: () => void): this;
   on(event: "error", fn: (error: WebRocketError) => void): this;
+  on(event: "joined" | "left", fn: (member: Member) => void): this;
+  on(event: "recovery", fn: (recovery: Recovery) => void): this;
   on(event: string, fn: (data: any, delivery: Delivery) => void): this;
+  /** The members of a presence channel. */
+  presence(): Promise<Member[]>;
+  /** The last messages of a channel with a history, or those after `since`. */
+  history(since?: Position | null): Promise<HistoryAnswer>;
   /** Resolves with the channel name (`broadcasted`). */
   broadcast(event: string, data?: unknown): Promise<string>;
   /** Resolves with the channel name (`unsubscribed`). */

@@ -228,8 +228,12 @@ const REPLY_OF = {
   broadcast: "broadcasted",
   trigger: "triggered",
   logout: "loggedOut",
+  presence: "presence",
+  history: "history",
 };
 const REPLIES = new Set(Object.values(REPLY_OF));
+/** Replies whose value is an object naming its channel. */
+const OBJECT_REPLIES = new Set(["presence", "history"]);
 
 /** A channel of a {@link WebRocket} connection. Events broadcast on it are
  * emitted by name with `(data, { user, channel, event })`; `subscribed`,
@@ -241,6 +245,28 @@ export class Channel extends Emitter {
     this.name = name;
     this.subscribed = false;
     this.ready = null; // the promise of the last subscribe request
+    /** `{offset, epoch}` of the last message received on a channel with a
+     * history; sent as `since` when subscribing again after a
+     * reconnection, so the server replays what was missed. */
+    this.position = null;
+    /** Members of a presence channel, by session id: `{sid, user}`. */
+    this.members = new Map();
+  }
+
+  /** The channel's members (presence channels): resolves with
+   * `[{sid, user}]`. */
+  async presence() {
+    const reply = await this.client._request("presence", { channel: this.name });
+    return reply.members ?? [];
+  }
+
+  /** The channel's last messages (channels with a history), or those after
+   * `since` (`{offset, epoch}`): resolves with the server's answer
+   * `{channel, offset, epoch, recovered, messages}`. */
+  history(since = null) {
+    const payload = { channel: this.name };
+    if (since) payload.since = since;
+    return this.client._request("history", payload);
   }
 
   /** Broadcasts `event` with `data` to the channel's subscribers. */
@@ -337,8 +363,12 @@ export class WebRocket extends Connection {
   }
 
   async _subscribeOne(channel) {
+    const payload = { channel: channel.name };
+    const since = channel.position;
+    if (since) payload.since = since;
+    let reply;
     try {
-      await this._request("subscribe", { channel: channel.name });
+      reply = await this._request("subscribe", payload);
     } catch (error) {
       if (error.id !== "NOT_CONNECTED" && error.id !== "DISCONNECTED") {
         this.channels.delete(channel.name);
@@ -346,11 +376,30 @@ export class WebRocket extends Connection {
       }
       throw error;
     }
+    this._subscribedWith(channel, reply, since);
     if (!channel.subscribed) {
       channel.subscribed = true;
       channel.emit("subscribed");
     }
     return channel;
+  }
+
+  /** What a `subscribed` answer says beyond the name: members, and for a
+   * subscribe with `since` whether the missed messages follow. */
+  _subscribedWith(channel, reply, since) {
+    if (reply === null || typeof reply !== "object") return;
+    if (Array.isArray(reply.members)) {
+      channel.members = new Map(reply.members.map((m) => [m.sid, m]));
+    }
+    const last = typeof reply.epoch === "string" ? { offset: reply.offset, epoch: reply.epoch } : null;
+    if (since && typeof reply.recovered === "boolean") {
+      // Recovered: the missed messages follow and move the position on.
+      // Not recovered: what was missed is gone; go on from the present.
+      if (!reply.recovered) channel.position = last;
+      channel.emit("recovery", { recovered: reply.recovered, since, last });
+    } else if (!channel.position) {
+      channel.position = last;
+    }
   }
 
   async _unsubscribe(channel) {
@@ -392,7 +441,10 @@ export class WebRocket extends Connection {
       this._greeted(message.connected);
     } else if (typeof message.err === "string") {
       this._error(message);
-    } else if (keys.length === 1 && REPLIES.has(keys[0]) && isReplyValue(message[keys[0]])) {
+    } else if (typeof message.subscribed === "string" && keys.length > 1) {
+      // A subscribe answer with more to say (recovery, position, members).
+      this._reply("subscribed", message.subscribed, message);
+    } else if (keys.length === 1 && REPLIES.has(keys[0]) && isReplyValue(keys[0], message[keys[0]])) {
       this._reply(keys[0], message[keys[0]]);
     } else if (keys.length === 1) {
       this._event(keys[0], message[keys[0]]);
@@ -426,12 +478,15 @@ export class WebRocket extends Connection {
     if (again && this.sid === sid && this.isOpen) this.emit("reconnected", { sid });
   }
 
-  _reply(key, value) {
+  _reply(key, value, whole = null) {
     const head = this._pending[0];
+    const named = OBJECT_REPLIES.has(key) ? value.channel : value;
     const matches =
       head !== undefined &&
       REPLY_OF[head.event] === key &&
-      (key !== "subscribed" && key !== "unsubscribed" ? true : value === head.payload.channel);
+      (key !== "subscribed" && key !== "unsubscribed" && !OBJECT_REPLIES.has(key)
+        ? true
+        : named === head.payload.channel);
     if (!matches) {
       // Unasked: a channel was closed or the user may no longer read it.
       if (key === "unsubscribed") {
@@ -444,7 +499,7 @@ export class WebRocket extends Connection {
       return;
     }
     this._pending.shift();
-    head.resolve(value);
+    head.resolve(whole ?? value);
   }
 
   _error(message) {
@@ -457,8 +512,21 @@ export class WebRocket extends Connection {
   _event(event, data) {
     const channelName = data && typeof data === "object" && !Array.isArray(data) ? data.channel : undefined;
     const channel = typeof channelName === "string" ? this.channels.get(channelName) : undefined;
+    if (channel && (event === "joined" || event === "left") && typeof data.sid === "string") {
+      const member = { sid: data.sid, user: data.user ?? null };
+      if (event === "joined") channel.members.set(member.sid, member);
+      else channel.members.delete(member.sid);
+      channel.emit(event, member);
+      return;
+    }
     if (channel && "data" in data) {
-      channel.emit(event, data.data, { user: data.user ?? null, channel: channelName, event });
+      const delivery = { user: data.user ?? null, channel: channelName, event };
+      if (typeof data.epoch === "string" && Number.isInteger(data.offset)) {
+        delivery.offset = data.offset;
+        delivery.epoch = data.epoch;
+        channel.position = { offset: data.offset, epoch: data.epoch };
+      }
+      channel.emit(event, data.data, delivery);
       return;
     }
     this.emit("direct", { event, data });
@@ -477,7 +545,8 @@ export class WebRocket extends Connection {
   }
 }
 
-function isReplyValue(value) {
+function isReplyValue(key, value) {
+  if (OBJECT_REPLIES.has(key)) return value !== null && typeof value === "object" && typeof value.channel === "string";
   return typeof value === "string" || value === true;
 }
 
