@@ -131,6 +131,14 @@ class Client:
         ``{event: {"channel", "data", "user": null}}``."""
         self.request("BC", channel.encode(), event.encode(), _encode(data))
 
+    def broadcast_except(
+        self, channel: str, event: str, data: Any = None, skip: Optional[list] = None
+    ) -> None:
+        """``BS``: like ``broadcast``, on every node, but the sessions whose
+        ids ``skip`` lists do not get it (not ordered with ``BC``)."""
+        skip_frame = _encode(list(skip)) if skip else b""
+        self.request("BS", channel.encode(), event.encode(), _encode(data), skip_frame)
+
     def open_channel(self, channel: str) -> None:
         """``OC``: creates ``channel`` (no error if it exists)."""
         self.request("OC", channel.encode())

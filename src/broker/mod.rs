@@ -38,6 +38,7 @@ mod backend;
 mod channel;
 mod cluster;
 mod events;
+mod except;
 mod history;
 mod io;
 mod pending;

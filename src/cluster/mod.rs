@@ -227,6 +227,7 @@ impl Cluster {
         inbox.send(Task::ClusterJoin(Box::new(BrokerLink::new(Arc::clone(
             shared,
         )))));
+        inbox.set_peers(Arc::new(shared::PeerRelay(Arc::downgrade(shared))));
         let mut tasks = lock(&self.tasks);
         if let Some(socket) = lock(&self.socket).take() {
             tasks.push(tokio::spawn(receive(Arc::clone(shared), socket)));

@@ -17,8 +17,10 @@ use super::wire::{Heartbeat, Hello, InterestUpdate, Member, PeerMessage};
 use crate::broker::Backend;
 use crate::exchange::WorkerDirectory;
 use crate::name::VhostPath;
-use crate::node::{Changes, Inbox};
+use crate::node::{Changes, Inbox, Peers};
+use crate::nukleus::monorail;
 use crate::nukleus::webrocket::Task;
+use crate::protocol::backend::{BackendRequest, ServerBroadcast};
 
 /// The node a cluster member serves: its broker's inbox (deliveries,
 /// direct messages) and its durable state (committed changes).
@@ -519,6 +521,12 @@ impl Shared {
                 reason,
             } => self.on_close_session(&local.inbox, from, request, (vhost, sid), code, reason),
             PeerMessage::DirectReply { request, found } => self.direct_answered(request, found),
+            PeerMessage::ServerBroadcast(broadcast) => {
+                self.counters
+                    .server_broadcasts_in
+                    .fetch_add(1, Ordering::Relaxed);
+                deliver_server_broadcast(&local.inbox, broadcast);
+            }
             PeerMessage::RaftRequest { request, body } => {
                 if let Some(raft) = self.raft.get() {
                     raft.on_request(from, request, body);
@@ -605,6 +613,64 @@ impl Shared {
         let peers: Vec<String> = inner.membership.up().cloned().collect();
         for peer in &peers {
             self.send_control(&mut inner, peer, &update);
+        }
+    }
+}
+
+/// A server broadcast another node passed on: for this node's sessions
+/// only (the answer went to the backend from the node it asked).
+fn deliver_server_broadcast(inbox: &Inbox, broadcast: ServerBroadcast) {
+    match broadcast {
+        ServerBroadcast::Resource {
+            vhost,
+            resource,
+            payload,
+            skip,
+        } => inbox.to_monorail(monorail::Task::Broadcast {
+            vhost,
+            resource,
+            payload: payload.into_bytes(),
+            skip,
+            reply: Box::new(|_| {}),
+        }),
+        ServerBroadcast::Channel {
+            vhost,
+            channel,
+            event,
+            data,
+            skip,
+        } => inbox.send(Task::Backend {
+            vhost,
+            request: BackendRequest::BroadcastExcept {
+                channel,
+                event,
+                data: data.and_then(|d| serde_json::value::RawValue::from_string(d).ok()),
+                skip,
+            },
+            reply: Box::new(|_| {}),
+        }),
+    }
+}
+
+/// The other nodes, for the server broadcasts of this node's backends
+/// (weak: the node's inbox holds it, and the cluster holds the inbox).
+pub struct PeerRelay(pub std::sync::Weak<Shared>);
+
+impl Peers for PeerRelay {
+    fn relay(&self, broadcast: &ServerBroadcast) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let message = PeerMessage::ServerBroadcast(broadcast.clone());
+        let mut inner = shared.inner();
+        let peers: Vec<String> = inner.membership.up().cloned().collect();
+        for peer in &peers {
+            if shared.send_data(&mut inner, peer, &message) {
+                shared
+                    .counters
+                    .server_broadcasts_out
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -70,6 +70,10 @@ counters!(
     dropped_down,
     /// Deliveries from a node that is not the channel's sequencer here.
     dropped_not_sequencer,
+    /// Server broadcasts (`RB`, `BS`) passed to peers.
+    server_broadcasts_out,
+    /// Server broadcasts received from peers.
+    server_broadcasts_in,
     /// Forwarded broadcasts sent to this node before it came back from a
     /// freeze (dropped: their senders may have ordered later ones
     /// elsewhere meanwhile).
@@ -171,6 +175,6 @@ mod tests {
         assert!(labelled.contains(&("cluster.deliveries_in".to_owned(), 3)));
         assert!(labelled.iter().any(|(l, _)| l == "cluster.peers_lost"));
         assert!(labelled.iter().any(|(l, _)| l == "cluster.peers_left"));
-        assert_eq!(labelled.len(), 17);
+        assert_eq!(labelled.len(), 19);
     }
 }

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::name::{ChannelName, EventName, NameError, SessionId, UserName, VhostPath};
+use crate::protocol::backend::ServerBroadcast;
 use crate::protocol::{Epoch, Position};
 
 /// Largest number of frames a peer message has.
@@ -132,6 +133,9 @@ pub enum PeerMessage {
     },
     /// `LEAVE`.
     Leave(Leave),
+    /// `SBC`: a server broadcast (`RB`, `BS`) a backend asked of the
+    /// sender, for this node's sessions.
+    ServerBroadcast(ServerBroadcast),
     /// `RRQ`.
     RaftRequest {
         /// Matches the `RRS`.
@@ -367,6 +371,7 @@ impl PeerMessage {
                 ]
             }
             PeerMessage::Leave(l) => vec![b("LEAVE"), to_json(l)],
+            PeerMessage::ServerBroadcast(sb) => vec![b("SBC"), to_json(sb)],
             PeerMessage::RaftRequest { request, body } => {
                 vec![b("RRQ"), request.to_be_bytes().to_vec(), body.clone()]
             }
@@ -405,6 +410,7 @@ impl PeerMessage {
             (b"HB", 2) => PeerMessage::Heartbeat(json(f[1], "HB")?),
             (b"INT", 2) => PeerMessage::Interest(json(f[1], "INT")?),
             (b"LEAVE", 2) => PeerMessage::Leave(json(f[1], "LEAVE")?),
+            (b"SBC", 2) => PeerMessage::ServerBroadcast(json(f[1], "SBC")?),
             (b"FWD", 6) => PeerMessage::Forward {
                 vhost: name(f[1], "vhost", VhostPath::parse)?,
                 channel: name(f[2], "channel", ChannelName::parse)?,
@@ -617,6 +623,19 @@ mod tests {
             found: true,
         });
         round_trip(PeerMessage::Leave(Leave { incarnation: 42 }));
+        round_trip(PeerMessage::ServerBroadcast(ServerBroadcast::Channel {
+            vhost: vhost(),
+            channel: ChannelName::parse("news").unwrap(),
+            event: EventName::parse("hi").unwrap(),
+            data: Some("{\"a\":1}".into()),
+            skip: vec![SessionId::parse(SID).unwrap()],
+        }));
+        round_trip(PeerMessage::ServerBroadcast(ServerBroadcast::Resource {
+            vhost: vhost(),
+            resource: None,
+            payload: "{\"handler\":\"x\"}".into(),
+            skip: vec![],
+        }));
         round_trip(PeerMessage::RaftRequest {
             request: 5,
             body: b"{\"Vote\":{}}".to_vec(),

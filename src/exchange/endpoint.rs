@@ -29,7 +29,7 @@ use crate::broker::NoWorker;
 use crate::name::{AccessToken, VhostPath};
 use crate::node::{Changes, Inbox};
 use crate::nukleus::webrocket::Task;
-use crate::protocol::backend::{BackendReply, BackendRequest};
+use crate::protocol::backend::{BackendReply, BackendRequest, ServerBroadcast};
 
 // Writes normally land in the kernel's buffer at once; only a worker that
 // stopped reading makes them wait.
@@ -229,6 +229,21 @@ impl Shared {
     }
 
     fn on_request(self: &Arc<Self>, identity: &Identity, request: BackendRequest) {
+        if let BackendRequest::BroadcastExcept {
+            channel,
+            event,
+            data,
+            skip,
+        } = &request
+        {
+            self.inbox.relay(&ServerBroadcast::Channel {
+                vhost: identity.vhost().clone(),
+                channel: channel.clone(),
+                event: event.clone(),
+                data: data.as_ref().map(|d| d.get().to_owned()),
+                skip: skip.clone(),
+            });
+        }
         bump(&self.counters.requests);
         let shared = Arc::clone(self);
         let to = identity.as_bytes().to_vec();

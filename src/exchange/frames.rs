@@ -149,6 +149,15 @@ pub fn decode<F: AsRef<[u8]>>(role: Role, frames: &[F]) -> Result<Inbound, Frame
                 data: json(&args[2])?,
             }))
         }
+        b"BS" => {
+            arity("BS", args, 4)?;
+            Ok(Inbound::Request(BackendRequest::BroadcastExcept {
+                channel: channel("BS", args, 0)?,
+                event: event("BS", args, 1)?,
+                data: json(&args[2])?,
+                skip: skip_list(&args[3])?,
+            }))
+        }
         b"OC" => {
             arity("OC", args, 1)?;
             Ok(Inbound::Request(BackendRequest::OpenChannel(channel(
@@ -239,6 +248,15 @@ fn event<F: AsRef<[u8]>>(
     index: usize,
 ) -> Result<EventName, FrameError> {
     EventName::parse(text(command, args, index)?).map_err(|_| FrameError::InvalidEvent)
+}
+
+/// A JSON array of session ids (an empty frame: none).
+pub(super) fn skip_list<F: AsRef<[u8]>>(frame: &F) -> Result<Vec<SessionId>, FrameError> {
+    let bytes = frame.as_ref();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(bytes).map_err(|_| FrameError::InvalidSession)
 }
 
 fn json<F: AsRef<[u8]>>(frame: &F) -> Result<Option<Box<RawValue>>, FrameError> {

@@ -29,7 +29,7 @@ use super::frames::FrameError;
 use crate::name::{ResourceName, SessionId, VhostPath};
 use crate::node::{ChangeError, Changes, Inbox};
 use crate::nukleus::monorail::Task;
-use crate::protocol::backend::{code, BackendReply};
+use crate::protocol::backend::{code, BackendReply, ServerBroadcast};
 use crate::storage::{Change, StateError, StorageError};
 
 /// A decoded `PI`, `RI` or `RB`.
@@ -172,6 +172,15 @@ pub fn dispatch(
             payload,
             skip,
         } => {
+            // The payload was checked to be a JSON object, so UTF-8.
+            if let Ok(text) = std::str::from_utf8(&payload) {
+                inbox.relay(&ServerBroadcast::Resource {
+                    vhost: vhost.clone(),
+                    resource: resource.clone(),
+                    payload: text.to_owned(),
+                    skip: skip.clone(),
+                });
+            }
             inbox.to_monorail(Task::Broadcast {
                 vhost,
                 resource,

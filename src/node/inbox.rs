@@ -3,11 +3,12 @@
 //! queued without blocking.
 
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::nukleus::monorail;
 use crate::nukleus::runner::Signal;
 use crate::nukleus::webrocket::Task;
+use crate::protocol::backend::ServerBroadcast;
 use crate::protocol::CloseReason;
 use crate::storage::Change;
 
@@ -19,6 +20,15 @@ pub struct Inbox {
     tasks: Sender<Task>,
     monorail: Sender<monorail::Task>,
     signal: Arc<Signal>,
+    peers: Arc<OnceLock<Arc<dyn Peers>>>,
+}
+
+/// The other nodes of the cluster, as far as server broadcasts go: each
+/// delivers what it gets to its own sessions. The cluster implements it.
+pub trait Peers: Send + Sync {
+    /// Passes `broadcast` to every node that is up (best effort, not
+    /// ordered with channel broadcasts).
+    fn relay(&self, broadcast: &ServerBroadcast);
 }
 
 impl Inbox {
@@ -31,6 +41,7 @@ impl Inbox {
             tasks,
             monorail,
             signal,
+            peers: Arc::default(),
         };
         (inbox, receiver, monorail_receiver)
     }
@@ -60,5 +71,18 @@ impl Inbox {
     pub fn close_all(&self, reason: CloseReason) {
         self.send(Task::CloseAll(reason));
         self.to_monorail(monorail::Task::CloseAll(reason));
+    }
+
+    /// Plugs in the other nodes (once, when the cluster starts).
+    pub fn set_peers(&self, peers: Arc<dyn Peers>) {
+        let _ = self.peers.set(peers);
+    }
+
+    /// Passes a server broadcast the backend asked of this node to the
+    /// other nodes (nothing on a single node).
+    pub fn relay(&self, broadcast: &ServerBroadcast) {
+        if let Some(peers) = self.peers.get() {
+            peers.relay(broadcast);
+        }
     }
 }

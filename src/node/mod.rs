@@ -36,7 +36,7 @@ pub use changes::{ChangeError, Changes};
 pub use consensus::{Consensus, ConsensusError};
 pub use data_path::DataPath;
 pub use feeds::Feeds;
-pub use inbox::Inbox;
+pub use inbox::{Inbox, Peers};
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -52,6 +52,18 @@ pub enum BackendRequest {
         /// The close reason (at most 123 bytes).
         reason: String,
     },
+    /// `BS channel event json skip`: a server broadcast to the channel's
+    /// subscribers on every node but the sessions `skip` names.
+    BroadcastExcept {
+        /// Channel.
+        channel: ChannelName,
+        /// Event name.
+        event: EventName,
+        /// Payload (JSON).
+        data: Option<Box<RawValue>>,
+        /// Sessions that do not get it.
+        skip: Vec<SessionId>,
+    },
     /// `DS sid event json`.
     Direct {
         /// Target session.
@@ -60,5 +72,37 @@ pub enum BackendRequest {
         event: EventName,
         /// Payload (JSON).
         data: Option<Box<RawValue>>,
+    },
+}
+
+/// A server broadcast (`RB`, `BS`) as one node passes it to the others,
+/// each of which delivers it to its own sessions (not passing it on).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerBroadcast {
+    /// `RB`: to the sessions of a MonoRail resource (`None`: of every
+    /// resource of the vhost).
+    Resource {
+        /// The vhost.
+        vhost: crate::name::VhostPath,
+        /// The resource, if one.
+        resource: Option<crate::name::ResourceName>,
+        /// The message (a JSON object with a `handler`).
+        payload: String,
+        /// Sessions that do not get it.
+        skip: Vec<SessionId>,
+    },
+    /// `BS`: to the subscribers of a webrocket channel.
+    Channel {
+        /// The vhost.
+        vhost: crate::name::VhostPath,
+        /// The channel.
+        channel: ChannelName,
+        /// Event name.
+        event: EventName,
+        /// Payload (JSON), if any.
+        data: Option<String>,
+        /// Sessions that do not get it.
+        skip: Vec<SessionId>,
     },
 }

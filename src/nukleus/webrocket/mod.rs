@@ -633,6 +633,23 @@ fn backend_request(
             .backend_broadcast(vhost, &channel, &event, data.as_deref(), io)
             .map(|_| ChannelOp::Done)
             .map_err(|e| e.code()),
+        BackendRequest::BroadcastExcept {
+            channel,
+            event,
+            data,
+            skip,
+        } => broker
+            .broadcast_except(
+                vhost,
+                &channel,
+                &event,
+                data.as_deref(),
+                &skip,
+                true,
+                io.outlet,
+            )
+            .map(|_| ChannelOp::Done)
+            .map_err(|e| e.code()),
         BackendRequest::OpenChannel(channel) => broker
             .open_channel(vhost, &channel, io)
             .map_err(|e| e.code()),
