@@ -283,6 +283,10 @@ impl Server {
             limits,
             monorail_tasks,
             Box::new(SharedBackend(backend)),
+            config
+                .cluster
+                .enabled()
+                .then_some(config.server.node_name.as_str()),
         )
         .map_err(run_error)?;
 

@@ -633,6 +633,16 @@ fn deliver_server_broadcast(inbox: &Inbox, broadcast: ServerBroadcast) {
             skip,
             reply: Box::new(|_| {}),
         }),
+        ServerBroadcast::Answer {
+            vhost,
+            request,
+            payload,
+        } => inbox.to_monorail(monorail::Task::Answer {
+            vhost,
+            request,
+            payload: payload.into_bytes(),
+            reply: Box::new(|_| {}),
+        }),
         ServerBroadcast::Channel {
             vhost,
             channel,
@@ -672,5 +682,18 @@ impl Peers for PeerRelay {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    fn send_to(&self, node: &str, message: &ServerBroadcast) -> Option<bool> {
+        let shared = self.0.upgrade()?;
+        if node == shared.settings.name {
+            return None;
+        }
+        let mut inner = shared.inner();
+        if !inner.membership.is_up(node) {
+            return Some(false);
+        }
+        let message = PeerMessage::ServerBroadcast(message.clone());
+        Some(shared.send_data(&mut inner, node, &message))
     }
 }

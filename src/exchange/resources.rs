@@ -53,6 +53,8 @@ pub enum ResourceRequest {
     Answer {
         /// The request id of the `TR`.
         request: u64,
+        /// The node that asked (`<n>@<node>` in the `TR`, on a cluster).
+        node: Option<String>,
         /// The message for the session.
         payload: Vec<u8>,
     },
@@ -110,9 +112,18 @@ pub fn decode<F: AsRef<[u8]>>(
             })
         }),
         b"RA" => text(0).and_then(|id| {
-            let request = id.parse().map_err(|_| FrameError::InvalidJson)?;
+            let (number, node) = match id.split_once('@') {
+                Some((number, node)) if !node.is_empty() => (number, Some(node.to_owned())),
+                Some(_) => return Err(FrameError::InvalidJson),
+                None => (id, None),
+            };
+            let request = number.parse().map_err(|_| FrameError::InvalidJson)?;
             let payload = args[1].as_ref().to_vec();
-            Ok(ResourceRequest::Answer { request, payload })
+            Ok(ResourceRequest::Answer {
+                request,
+                node,
+                payload,
+            })
         }),
         _ => broadcast(args, text(0), resource),
     };
@@ -158,7 +169,25 @@ pub fn dispatch(
     reply: BackendReply,
 ) {
     let change = match request {
-        ResourceRequest::Answer { request, payload } => {
+        ResourceRequest::Answer {
+            request,
+            node,
+            payload,
+        } => {
+            // Asked by another node: the answer goes there (the worker is
+            // told OK once it is passed on, or 404 if that node is gone).
+            if let (Some(node), Ok(text)) = (&node, std::str::from_utf8(&payload)) {
+                let answer = ServerBroadcast::Answer {
+                    vhost: vhost.clone(),
+                    request,
+                    payload: text.to_owned(),
+                };
+                match inbox.send_to(node, &answer) {
+                    Some(true) => return reply(Ok(())),
+                    Some(false) => return reply(Err(code::NOT_FOUND)),
+                    None => {}
+                }
+            }
             inbox.to_monorail(Task::Answer {
                 vhost,
                 request,

@@ -29,6 +29,10 @@ pub trait Peers: Send + Sync {
     /// Passes `broadcast` to every node that is up (best effort, not
     /// ordered with channel broadcasts).
     fn relay(&self, broadcast: &ServerBroadcast);
+
+    /// Passes `message` to node `node` only: `None` when `node` is this
+    /// node, `Some(false)` when it is not up.
+    fn send_to(&self, node: &str, message: &ServerBroadcast) -> Option<bool>;
 }
 
 impl Inbox {
@@ -76,6 +80,12 @@ impl Inbox {
     /// Plugs in the other nodes (once, when the cluster starts).
     pub fn set_peers(&self, peers: Arc<dyn Peers>) {
         let _ = self.peers.set(peers);
+    }
+
+    /// Passes `message` to node `node` (see [`Peers::send_to`]); `None`
+    /// on a single node.
+    pub fn send_to(&self, node: &str, message: &ServerBroadcast) -> Option<bool> {
+        self.peers.get()?.send_to(node, message)
     }
 
     /// Passes a server broadcast the backend asked of this node to the

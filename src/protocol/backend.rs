@@ -92,6 +92,16 @@ pub enum ServerBroadcast {
         /// Sessions that do not get it.
         skip: Vec<SessionId>,
     },
+    /// `RA` for a request of a `backend` resource that another node
+    /// asked: for that node only.
+    Answer {
+        /// The vhost.
+        vhost: crate::name::VhostPath,
+        /// The request id the asking node gave.
+        request: u64,
+        /// The message for the session.
+        payload: String,
+    },
     /// `BS`: to the subscribers of a webrocket channel.
     Channel {
         /// The vhost.

@@ -111,3 +111,53 @@ async def test_rb_and_bs_reach_every_node_but_the_skipped_sessions(server_factor
             assert await quiet(s0, 0.3)
         finally:
             c.close()
+
+
+def backend_cluster_config(name: str, port: int, seed: int | None) -> str:
+    mr = vhost("/mr", anonymous=["READ"])
+    mr["resources"] = [{"name": "catalog", "source": "backend"}]
+    text = render_config([mr], server={"node_name": name})
+    seeds = f'["127.0.0.1:{seed}"]' if seed is not None else "[]"
+    return text + (
+        f'\n[backend]\nheartbeat_interval = "{int(HEARTBEAT * 1000)}ms"\nliveness = {LIVENESS}\n'
+        f'\n[cluster]\naddr = "127.0.0.1:{port}"\nseeds = {seeds}\ncookie = "{COOKIE}"\n'
+    )
+
+
+async def test_a_backend_resource_is_served_by_a_worker_on_another_node(server_factory, tmp_path):
+    """The only worker is on n0; a session on n1 asks. The request reaches
+    the worker like a trigger passed between nodes, and its `RA` (sent to
+    n0, naming n1 in the request id) is passed back to n1."""
+    from monorail_sqlite_worker import SqliteWorker
+
+    ports = [free_port() for _ in range(2)]
+    nodes = [
+        server_factory(backend_cluster_config(f"n{i}", ports[i], ports[i - 1] if i else None), name=f"n{i}")
+        for i in range(2)
+    ]
+    worker = SqliteWorker(backend_endpoint(nodes[0]), "/mr", vhost_token(nodes[0], "/mr"),
+                          str(tmp_path / "items.db"), heartbeat_interval=HEARTBEAT,
+                          liveness=LIVENESS).start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # until the cluster has formed and committed the put
+            try:
+                await asyncio.to_thread(worker.put, "catalog", {"id": "a", "color": "red"})
+                break
+            except webrocket_backend.BackendError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        async with connect_resource(nodes[1].url("/mr/catalog")) as ws:
+            for _ in range(200):  # until n1 knows n0's worker (a heartbeat)
+                await ws.send(json.dumps({"handler": "all"}))
+                reply = await recv(ws)
+                if reply["handler"] != "error":
+                    break
+                assert reply["error"]["id"] == "ASSIGNATION_FAILED", reply
+                await asyncio.sleep(0.1)
+            assert reply == {"handler": "list", "items": [{"id": "a", "color": "red"}]}
+            await ws.send(json.dumps({"handler": "get", "params": {"id": "zz"}}))
+            assert await recv(ws) == {"handler": "remove", "params": {"id": "zz"}}
+    finally:
+        worker.stop()

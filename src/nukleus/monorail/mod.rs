@@ -113,6 +113,7 @@ const COUNTERS: [&str; 6] = [
 impl MonorailNukleus {
     /// Creates the nukleus; `signal` is the one of the thread that runs it
     /// (registered as "monorail" in `signals`).
+    #[allow(clippy::too_many_arguments)] // the parts the server hands over
     pub fn new(
         run_dir: &std::path::Path,
         signals: Arc<Signals>,
@@ -121,6 +122,7 @@ impl MonorailNukleus {
         limits: &Limits,
         tasks: Receiver<Task>,
         backend: Box<dyn Backend + Send>,
+        node: Option<&str>,
     ) -> std::io::Result<Self> {
         let plumbing = Plumbing::create(run_dir, "monorail", limits.ring_capacity, signals)?;
         let counters = COUNTERS
@@ -129,7 +131,7 @@ impl MonorailNukleus {
             .collect();
         Ok(MonorailNukleus {
             plumbing,
-            monorail: Monorail::new(state, limits),
+            monorail: Monorail::new(state, limits).with_node(node),
             streams: IdMap::default(),
             by_reply: IdMap::default(),
             overflow: Overflow::default(),

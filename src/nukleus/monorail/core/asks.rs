@@ -76,8 +76,12 @@ impl Monorail {
         }
         let id = self.next_request;
         self.next_request += 1;
+        let request = match &self.node {
+            Some(node) => format!("{id}@{node}"),
+            None => id.to_string(),
+        };
         let payload = json!({":resource": {
-            "data": {"request": id.to_string(), "resource": session.resource,
+            "data": {"request": request, "resource": session.resource,
                      "handler": handler, "params": params.as_value()},
             "sid": session.sid,
             "user": session.user,

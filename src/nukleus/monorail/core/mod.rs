@@ -128,6 +128,10 @@ pub struct Monorail {
     asks: Vec<Ask>,
     waiting: HashMap<u64, Waiting>,
     next_request: u64,
+    /// On a cluster, this node's name, appended to request ids
+    /// (`<n>@<node>`) so that a worker's `RA` on another node finds the
+    /// way back.
+    node: Option<String>,
     max_waiting: usize,
 }
 
@@ -155,7 +159,14 @@ impl Monorail {
             waiting: HashMap::new(),
             next_request: 1,
             max_waiting: limits.max_pending_backend_requests,
+            node: None,
         }
+    }
+
+    /// Tags request ids with `node` (on a cluster).
+    pub fn with_node(mut self, node: Option<&str>) -> Self {
+        self.node = node.map(str::to_owned);
+        self
     }
 
     /// Counters.
