@@ -60,7 +60,10 @@ impl WsNukleus {
             conn.handler.ended = true;
             if let Phase::Accepting { .. } = conn.phase {
                 // The handler refused the session (e.g. its vhost is full).
-                let response = handshake::error_response(503, "Service Unavailable");
+                let response = handshake::error_response(
+                    handshake::status::SERVICE_UNAVAILABLE,
+                    "Service Unavailable",
+                );
                 conn.refuse(&mut self.plumbing.targets, &response, now);
                 self.metrics.rejected.add(1);
             } else if let Phase::Open(ws) = &mut conn.phase {
@@ -200,7 +203,10 @@ impl WsNukleus {
             Phase::Handshake { .. } | Phase::Accepting { .. } => {
                 conn.refuse(
                     targets,
-                    &handshake::error_response(408, "Request Timeout"),
+                    &handshake::error_response(
+                        handshake::status::REQUEST_TIMEOUT,
+                        "Request Timeout",
+                    ),
                     now,
                 );
                 self.metrics.rejected.add(1);

@@ -30,6 +30,28 @@ pub const MAX_HEADERS: usize = 64;
 /// The GUID RFC 6455 appends to the client's key.
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/// The HTTP statuses the WebSocket port answers with.
+pub mod status {
+    /// Malformed request.
+    pub const BAD_REQUEST: u16 = 400;
+    /// Origin not allowed.
+    pub const FORBIDDEN: u16 = 403;
+    /// No vhost, resource or file at that path.
+    pub const NOT_FOUND: u16 = 404;
+    /// Not GET (upgrade) or GET/HEAD (files).
+    pub const METHOD_NOT_ALLOWED: u16 = 405;
+    /// The request head did not arrive in time.
+    pub const REQUEST_TIMEOUT: u16 = 408;
+    /// A request target over the limit.
+    pub const URI_TOO_LONG: u16 = 414;
+    /// A plain GET on a WebSocket path, or an unsupported version.
+    pub const UPGRADE_REQUIRED: u16 = 426;
+    /// A request head over `limits.max_handshake_size`.
+    pub const HEADERS_TOO_LARGE: u16 = 431;
+    /// Too many connections, or the node is draining.
+    pub const SERVICE_UNAVAILABLE: u16 = 503;
+}
+
 /// Result of [`parse_upgrade`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandshakeOutcome {
@@ -84,9 +106,9 @@ pub fn parse_upgrade(buf: &[u8], settings: &WsSettings) -> HandshakeOutcome {
             return HandshakeOutcome::Incomplete;
         }
         Ok(_) | Err(httparse::Error::TooManyHeaders) => {
-            return reject(431, "request header fields too large");
+            return reject(status::HEADERS_TOO_LARGE, "request header fields too large");
         }
-        Err(_) => return reject(400, "malformed HTTP request"),
+        Err(_) => return reject(status::BAD_REQUEST, "malformed HTTP request"),
     };
     match validate(&req, settings) {
         Ok(Parsed::Upgrade(request)) => HandshakeOutcome::Request { request, consumed },
@@ -112,7 +134,10 @@ enum Parsed {
 fn validate(req: &httparse::Request<'_, '_>, settings: &WsSettings) -> Result<Parsed, Rejection> {
     let target = req.path.unwrap_or("");
     if !target.starts_with('/') {
-        return Err((400, "request target must be an absolute path"));
+        return Err((
+            status::BAD_REQUEST,
+            "request target must be an absolute path",
+        ));
     }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
@@ -126,7 +151,7 @@ fn validate(req: &httparse::Request<'_, '_>, settings: &WsSettings) -> Result<Pa
     let mut h = Headers::default();
     for header in req.headers.iter() {
         let value = std::str::from_utf8(header.value)
-            .map_err(|_| (400, "header value is not UTF-8"))?
+            .map_err(|_| (status::BAD_REQUEST, "header value is not UTF-8"))?
             .trim();
         h.add(header.name, value, &mut out, settings)?;
     }
@@ -134,25 +159,38 @@ fn validate(req: &httparse::Request<'_, '_>, settings: &WsSettings) -> Result<Pa
         return plain(req.method, out.path, h);
     }
     if req.method != Some("GET") {
-        return Err((405, "only GET can upgrade to WebSocket"));
+        return Err((
+            status::METHOD_NOT_ALLOWED,
+            "only GET can upgrade to WebSocket",
+        ));
     }
     if req.version != Some(1) {
-        return Err((400, "WebSocket needs HTTP/1.1"));
+        return Err((status::BAD_REQUEST, "WebSocket needs HTTP/1.1"));
     }
     if !h.connection_upgrade {
-        return Err((400, "Connection header must contain Upgrade"));
+        return Err((
+            status::BAD_REQUEST,
+            "Connection header must contain Upgrade",
+        ));
     }
     match h.version.as_deref() {
         Some("13") => {}
-        _ => return Err((426, "unsupported Sec-WebSocket-Version")),
+        _ => {
+            return Err((
+                status::UPGRADE_REQUIRED,
+                "unsupported Sec-WebSocket-Version",
+            ))
+        }
     }
-    out.host = h.host.ok_or((400, "missing Host header"))?;
-    out.key = h.key.ok_or((400, "missing Sec-WebSocket-Key"))?;
+    out.host = h.host.ok_or((status::BAD_REQUEST, "missing Host header"))?;
+    out.key = h
+        .key
+        .ok_or((status::BAD_REQUEST, "missing Sec-WebSocket-Key"))?;
     if !matches!(BASE64.decode(&out.key), Ok(k) if k.len() == 16) {
-        return Err((400, "invalid Sec-WebSocket-Key"));
+        return Err((status::BAD_REQUEST, "invalid Sec-WebSocket-Key"));
     }
     if h.has_body {
-        return Err((400, "upgrade request must not have a body"));
+        return Err((status::BAD_REQUEST, "upgrade request must not have a body"));
     }
     Ok(Parsed::Upgrade(out))
 }
@@ -162,10 +200,15 @@ fn plain(method: Option<&str>, path: String, h: Headers) -> Result<Parsed, Rejec
     let head = match method {
         Some("GET") => false,
         Some("HEAD") => true,
-        _ => return Err((405, "only GET and HEAD are served here")),
+        _ => {
+            return Err((
+                status::METHOD_NOT_ALLOWED,
+                "only GET and HEAD are served here",
+            ))
+        }
     };
     if h.has_body {
-        return Err((400, "request must not have a body"));
+        return Err((status::BAD_REQUEST, "request must not have a body"));
     }
     Ok(Parsed::Http(super::http::HttpRequest {
         head,
@@ -195,7 +238,7 @@ impl Headers {
         settings: &WsSettings,
     ) -> Result<(), Rejection> {
         let once = |slot: &mut Option<String>, what| match slot {
-            Some(_) => Err((400, what)),
+            Some(_) => Err((status::BAD_REQUEST, what)),
             None => {
                 *slot = Some(value.to_owned());
                 Ok(())
@@ -268,8 +311,8 @@ pub fn accept_response(
 /// A complete HTTP/1.1 error response with `reason` as a short text body.
 pub fn error_response(status: u16, reason: &str) -> Vec<u8> {
     let extra = match status {
-        405 => "Allow: GET, HEAD\r\n",
-        426 => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+        status::METHOD_NOT_ALLOWED => "Allow: GET, HEAD\r\n",
+        status::UPGRADE_REQUIRED => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
         _ => "",
     };
     let body = format!("{reason}\n");
@@ -287,10 +330,10 @@ fn status_text(status: u16) -> &'static str {
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
-        405 => "Method Not Allowed",
+        status::METHOD_NOT_ALLOWED => "Method Not Allowed",
         408 => "Request Timeout",
         414 => "URI Too Long",
-        426 => "Upgrade Required",
+        status::UPGRADE_REQUIRED => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

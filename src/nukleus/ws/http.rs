@@ -107,7 +107,7 @@ pub fn respond(request: &HttpRequest, health: Health) -> Vec<u8> {
     if request.path == "/healthz" {
         let (status, body) = match health {
             Health::Serving => (200, "ok\n"),
-            Health::Draining => (503, "draining\n"),
+            Health::Draining => (super::handshake::status::SERVICE_UNAVAILABLE, "draining\n"),
         };
         return answer(
             request,
@@ -120,7 +120,10 @@ pub fn respond(request: &HttpRequest, health: Health) -> Vec<u8> {
         );
     }
     let Some(i) = FILES.iter().position(|f| f.path == request.path) else {
-        return without_body(request, error_response(404, "Not Found"));
+        return without_body(
+            request,
+            error_response(super::handshake::status::NOT_FOUND, "Not Found"),
+        );
     };
     let (file, etag) = (&FILES[i], &etags()[i]);
     let cache = format!("public, max-age={MAX_AGE_SECS}");

@@ -136,7 +136,10 @@ impl WsNukleus {
             HandshakeOutcome::Incomplete
                 if buf.len() >= self.settings.engine.max_handshake_size =>
             {
-                let response = handshake::error_response(431, "Request Header Fields Too Large");
+                let response = handshake::error_response(
+                    handshake::status::HEADERS_TOO_LARGE,
+                    "Request Header Fields Too Large",
+                );
                 conn.refuse(&mut self.plumbing.targets, &response, now);
                 self.metrics.rejected.add(1);
             }
@@ -179,7 +182,7 @@ impl WsNukleus {
             // Handlers get the path in a frame string; it could not be named.
             conn.refuse(
                 targets,
-                &handshake::error_response(414, "URI Too Long"),
+                &handshake::error_response(handshake::status::URI_TOO_LONG, "URI Too Long"),
                 now,
             );
             self.metrics.rejected.add(1);
@@ -188,7 +191,10 @@ impl WsNukleus {
         if self.conns_len > self.settings.max_connections {
             conn.refuse(
                 targets,
-                &handshake::error_response(503, "Too many connections"),
+                &handshake::error_response(
+                    handshake::status::SERVICE_UNAVAILABLE,
+                    "Too many connections",
+                ),
                 now,
             );
             self.metrics.rejected.add(1);
@@ -197,9 +203,9 @@ impl WsNukleus {
         let Some((&reference, binding)) = chosen else {
             let path_known = self.bindings.values().any(|b| on_path(&b));
             let (status, reason) = if path_known {
-                (400, "Unsupported sub-protocol")
+                (handshake::status::BAD_REQUEST, "Unsupported sub-protocol")
             } else {
-                (404, "Not Found")
+                (handshake::status::NOT_FOUND, "Not Found")
             };
             conn.refuse(targets, &handshake::error_response(status, reason), now);
             self.metrics.rejected.add(1);
@@ -208,7 +214,7 @@ impl WsNukleus {
         if !binding.bind.allows_origin(request.origin.as_deref()) {
             conn.refuse(
                 targets,
-                &handshake::error_response(403, "Origin not allowed"),
+                &handshake::error_response(handshake::status::FORBIDDEN, "Origin not allowed"),
                 now,
             );
             self.metrics.rejected.add(1);
@@ -439,7 +445,10 @@ fn plain_http(
         .values()
         .any(|b| b.bind.source == source && b.bind.path.as_deref() == Some(request.path.as_str()));
     if bound {
-        return handshake::error_response(426, "this path speaks WebSocket only");
+        return handshake::error_response(
+            handshake::status::UPGRADE_REQUIRED,
+            "this path speaks WebSocket only",
+        );
     }
     let health = if settings.serving.load(Ordering::Acquire) {
         http::Health::Serving
