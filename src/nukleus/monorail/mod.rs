@@ -27,7 +27,7 @@ use crate::name::{ResourceName, SessionId, VhostPath};
 use crate::nukleus::frame::{self, Frame, StreamId, StreamIds};
 use crate::nukleus::plumbing::{Pending, Plumbing};
 use crate::nukleus::runner::{Agent, Signal, Signals};
-use crate::nukleus::webrocket::outlet::{Overflow, Stream, StreamOutlet};
+use crate::nukleus::webrocket::outlet::{Overflow, Piece, Stream, StreamOutlet};
 use crate::nukleus::webrocket::verify::Verifier;
 use crate::nukleus::ws::begin::WsBegin;
 use crate::nukleus::IdMap;
@@ -249,18 +249,8 @@ impl MonorailNukleus {
         self.plumbing.targets[target].write(frame::BEGIN, &[&frame::begin_head(reply, initial.0)]);
         self.streams.insert(
             initial.0,
-            Stream {
-                source,
-                target,
-                reply,
-                credit: 0,
-                padding: 0,
-                granted: self.input_window,
-                partial: Vec::new(),
-                ended: false,
-                // A MonoRail session learns its id by asking (`init`).
-                greeting: None,
-            },
+            // A MonoRail session learns its id by asking (`init`).
+            Stream::new(source, target, reply, self.input_window, None),
         );
         self.by_reply.insert(reply.0, initial.0);
         let body = frame::window_body(initial, self.input_window as i32, 0);
@@ -271,27 +261,16 @@ impl MonorailNukleus {
         let Some(stream) = self.streams.get_mut(&initial.0) else {
             return;
         };
-        let Some((&flags, message)) = payload.split_first() else {
-            return;
-        };
-        stream.granted -= payload.len() as i64;
         let key = SessionKey(initial.0 as u64);
-        if flags & 0x80 == 0 || !stream.partial.is_empty() {
-            // A message larger than ws's piece size: reassemble it.
-            stream.partial.extend_from_slice(message);
-            if flags & 0x80 == 0 {
-                return;
+        match stream.take(payload) {
+            Piece::Part => return,
+            Piece::Whole(message) => self.with_outlet(|m, out| m.on_message(key, message, out)),
+            Piece::Assembled(message) => {
+                self.with_outlet(|m, out| m.on_message(key, &message, out))
             }
-            let whole = std::mem::take(&mut stream.partial);
-            self.with_outlet(|m, out| m.on_message(key, &whole, out));
-        } else {
-            self.with_outlet(|m, out| m.on_message(key, message, out));
         }
         if let Some(stream) = self.streams.get_mut(&initial.0) {
-            let give = self.input_window - stream.granted;
-            if give >= self.input_window / 2 {
-                stream.granted += give;
-                let body = frame::window_body(initial, give as i32, 0);
+            if let Some(body) = stream.renew(initial, self.input_window) {
                 self.plumbing.sources[stream.source].throttle(frame::WINDOW, &[&body]);
             }
         }
@@ -329,8 +308,7 @@ impl MonorailNukleus {
                             credit, padding, ..
                         } => {
                             if let Some(stream) = self.streams.get_mut(&initial) {
-                                stream.credit += i64::from(credit);
-                                stream.padding = i64::from(padding.max(0));
+                                stream.on_window(credit, padding);
                             }
                         }
                         Frame::Reset { .. } => self.forget(StreamId(initial)),

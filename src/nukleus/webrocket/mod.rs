@@ -16,7 +16,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::outlet::{Overflow, Stream, StreamOutlet};
+use self::outlet::{Overflow, Piece, Stream, StreamOutlet};
 use self::verify::Verifier;
 use crate::broker::{
     Backend, Broker, ChannelOp, ClusterHook, Completion, Io, NoWorker, Outcome, PendingChange,
@@ -353,17 +353,7 @@ impl WebrocketNukleus {
         self.plumbing.targets[target].write(frame::BEGIN, &[&frame::begin_head(reply, initial.0)]);
         self.streams.insert(
             initial.0,
-            Stream {
-                source,
-                target,
-                reply,
-                credit: 0,
-                padding: 0,
-                granted: self.input_window,
-                partial: Vec::new(),
-                ended: false,
-                greeting: Some(greeting),
-            },
+            Stream::new(source, target, reply, self.input_window, Some(greeting)),
         );
         self.by_reply.insert(reply.0, initial.0);
         let body = frame::window_body(initial, self.input_window as i32, 0);
@@ -374,27 +364,16 @@ impl WebrocketNukleus {
         let Some(stream) = self.streams.get_mut(&initial.0) else {
             return;
         };
-        let Some((&flags, message)) = payload.split_first() else {
-            return;
-        };
-        stream.granted -= payload.len() as i64;
         let key = SessionKey(initial.0 as u64);
-        if flags & 0x80 == 0 || !stream.partial.is_empty() {
-            // A message larger than ws's piece size: reassemble it.
-            stream.partial.extend_from_slice(message);
-            if flags & 0x80 == 0 {
-                return;
+        match stream.take(payload) {
+            Piece::Part => return,
+            Piece::Whole(message) => self.with_io(|broker, io| broker.on_message(key, message, io)),
+            Piece::Assembled(message) => {
+                self.with_io(|broker, io| broker.on_message(key, &message, io))
             }
-            let whole = std::mem::take(&mut stream.partial);
-            self.with_io(|broker, io| broker.on_message(key, &whole, io));
-        } else {
-            self.with_io(|broker, io| broker.on_message(key, message, io));
         }
         if let Some(stream) = self.streams.get_mut(&initial.0) {
-            let give = self.input_window - stream.granted;
-            if give >= self.input_window / 2 {
-                stream.granted += give;
-                let body = frame::window_body(initial, give as i32, 0);
+            if let Some(body) = stream.renew(initial, self.input_window) {
                 self.plumbing.sources[stream.source].throttle(frame::WINDOW, &[&body]);
             }
         }
@@ -433,8 +412,7 @@ impl WebrocketNukleus {
                             credit, padding, ..
                         } => {
                             if let Some(stream) = self.streams.get_mut(&initial) {
-                                stream.credit += i64::from(credit);
-                                stream.padding = i64::from(padding.max(0));
+                                stream.on_window(credit, padding);
                                 stream.greet(&mut self.plumbing.targets, &mut self.overflow);
                             }
                         }

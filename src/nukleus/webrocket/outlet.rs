@@ -37,7 +37,76 @@ pub struct Stream {
     pub greeting: Option<Vec<u8>>,
 }
 
+/// What a DATA frame from ws made of a session's input.
+pub enum Piece<'a> {
+    /// Part of a longer message: nothing to handle yet.
+    Part,
+    /// A whole message, as it lies in the ring.
+    Whole(&'a [u8]),
+    /// The last piece of a longer message, reassembled.
+    Assembled(Vec<u8>),
+}
+
 impl Stream {
+    /// A session's streams: input from `source`, replies to `target` on
+    /// `reply`; ws was granted `window` of input credit.
+    pub fn new(
+        source: usize,
+        target: usize,
+        reply: StreamId,
+        window: i64,
+        greeting: Option<Vec<u8>>,
+    ) -> Self {
+        Stream {
+            source,
+            target,
+            reply,
+            credit: 0,
+            padding: 0,
+            granted: window,
+            partial: Vec::new(),
+            ended: false,
+            greeting,
+        }
+    }
+
+    /// Takes a DATA payload from ws (`u8` flags, then bytes; FIN on the
+    /// last piece of a message) and spends its input credit.
+    pub fn take<'a>(&mut self, payload: &'a [u8]) -> Piece<'a> {
+        let Some((&flags, message)) = payload.split_first() else {
+            return Piece::Part;
+        };
+        self.granted -= payload.len() as i64;
+        let fin = flags & 0x80 != 0;
+        if fin && self.partial.is_empty() {
+            return Piece::Whole(message);
+        }
+        // A message larger than ws's piece size: reassemble it.
+        self.partial.extend_from_slice(message);
+        if fin {
+            Piece::Assembled(std::mem::take(&mut self.partial))
+        } else {
+            Piece::Part
+        }
+    }
+
+    /// The WINDOW body that gives ws back the input credit spent, once
+    /// half of `window` is spent (the message was handled at once).
+    pub fn renew(&mut self, initial: StreamId, window: i64) -> Option<[u8; 16]> {
+        let give = window - self.granted;
+        if give < window / 2 {
+            return None;
+        }
+        self.granted += give;
+        Some(frame::window_body(initial, give as i32, 0))
+    }
+
+    /// A WINDOW from ws for the reply stream.
+    pub fn on_window(&mut self, credit: i32, padding: i32) {
+        self.credit += i64::from(credit);
+        self.padding = i64::from(padding.max(0));
+    }
+
     /// Sends the greeting if it is still due and fits; false when it is
     /// due and does not fit yet.
     pub fn greet(&mut self, targets: &mut [Target], overflow: &mut Overflow) -> bool {
