@@ -182,3 +182,17 @@ export function next(emitter, event, ms = 10000) {
     });
   });
 }
+
+/** Resolves once `predicate()` holds (polled every 10 ms), or rejects
+ * after `ms`. */
+export function until(predicate, ms = 5000) {
+  return new Promise((res, rej) => {
+    const end = Date.now() + ms;
+    const poll = () => {
+      if (predicate()) return res();
+      if (Date.now() > end) return rej(new Error("condition not met in time"));
+      setTimeout(poll, 10);
+    };
+    poll();
+  });
+}

@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 
 import { WebRocket } from "../webrocket.js";
-import { Server, next } from "../test-support/server.js";
+import { Server, next, until } from "../test-support/server.js";
 
 const CONFIG = `
 [log]
@@ -67,7 +67,7 @@ describe("history, recovery and presence", () => {
     const got = [];
     room.on("m", (data, delivery) => got.push([data.n, delivery.offset]));
     for (let n = 1; n <= 3; n++) await news.broadcast("m", { n });
-    await waitFor(() => got.length === 3);
+    await until(() => got.length === 3);
     assert.equal(room.position.offset, got[2][1]);
 
     // The reader's connection drops (no close handshake); while it is
@@ -78,7 +78,7 @@ describe("history, recovery and presence", () => {
     const { recovered } = await recovery;
     assert.equal(recovered, true);
     await news.broadcast("m", { n: 9 });
-    await waitFor(() => got.length === 9);
+    await until(() => got.length === 9);
     assert.deepEqual(got.map(([n]) => n), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const offsets = got.map(([, offset]) => offset);
     assert.deepEqual(offsets, offsets.map((_, i) => offsets[0] + i), "consecutive offsets");
@@ -87,15 +87,3 @@ describe("history, recovery and presence", () => {
     assert.deepEqual(history.messages.length, 9);
   });
 });
-
-function waitFor(predicate, ms = 5000) {
-  return new Promise((res, rej) => {
-    const end = Date.now() + ms;
-    const poll = () => {
-      if (predicate()) return res();
-      if (Date.now() > end) return rej(new Error("condition not met in time"));
-      setTimeout(poll, 10);
-    };
-    poll();
-  });
-}

@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import WebSocket, { WebSocketServer } from "ws";
 
 import { MonoRail } from "../webrocket.js";
-import { next } from "../test-support/server.js";
+import { next, until } from "../test-support/server.js";
 
 const ITEMS = [
   { id: "n1", name: "node one" },
@@ -83,17 +83,6 @@ class ResourceServer {
   }
 }
 
-function until(predicate, ms = 5000) {
-  return new Promise((res, rej) => {
-    const end = Date.now() + ms;
-    const poll = () => {
-      if (predicate()) return res();
-      if (Date.now() > end) return rej(new Error("condition not met in time"));
-      setTimeout(poll, 10);
-    };
-    poll();
-  });
-}
 
 describe("MonoRail dialect", () => {
   let server;
