@@ -29,6 +29,17 @@ def backend_config(heartbeat: float = HEARTBEAT, liveness: int = LIVENESS) -> st
     )
 
 
+def cluster_node_config(vhosts: list, name: str, port: int, seed: int | None, cookie: str) -> str:
+    """`vhosts` on cluster node `name` listening on `port` (seeded by the
+    node on `seed`), with fast backend heartbeats."""
+    text = render_config(vhosts, server={"node_name": name})
+    seeds = f'["127.0.0.1:{seed}"]' if seed is not None else "[]"
+    return text + (
+        f'\n[backend]\nheartbeat_interval = "{int(HEARTBEAT * 1000)}ms"\nliveness = {LIVENESS}\n'
+        f'\n[cluster]\naddr = "127.0.0.1:{port}"\nseeds = {seeds}\ncookie = "{cookie}"\n'
+    )
+
+
 def backend_endpoint(srv: Server) -> str:
     return f"tcp://{srv.info['backend']}"
 

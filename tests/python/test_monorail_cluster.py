@@ -9,8 +9,8 @@ import json
 import threading
 import time
 
-from backend_fixtures import HEARTBEAT, LIVENESS, backend_endpoint, free_port, vhost_token, webrocket_backend
-from conftest import connect_resource as connect, recv, render_config, vhost
+from backend_fixtures import backend_endpoint, cluster_node_config, free_port, vhost_token, webrocket_backend
+from conftest import connect_resource as connect, recv, vhost
 
 COOKIE = "python-interop-cluster-cookie-0123"
 PUTS_PER_NODE = 20
@@ -19,12 +19,7 @@ PUTS_PER_NODE = 20
 def cluster_config(name: str, port: int, seed: int | None) -> str:
     mr = vhost("/mr", anonymous=["READ"])
     mr["resources"] = [{"name": "nodes"}]
-    text = render_config([mr], server={"node_name": name})
-    seeds = f'["127.0.0.1:{seed}"]' if seed is not None else "[]"
-    return text + (
-        f'\n[backend]\nheartbeat_interval = "{int(HEARTBEAT * 1000)}ms"\nliveness = {LIVENESS}\n'
-        f'\n[cluster]\naddr = "127.0.0.1:{port}"\nseeds = {seeds}\ncookie = "{COOKIE}"\n'
-    )
+    return cluster_node_config([mr], name, port, seed, COOKIE)
 
 
 def client(node) -> webrocket_backend.Client:

@@ -9,8 +9,8 @@ import asyncio
 import json
 import time
 
-from backend_fixtures import HEARTBEAT, LIVENESS, backend_endpoint, free_port, vhost_token, webrocket_backend
-from conftest import connect, connect_resource, recv, render_config, vhost
+from backend_fixtures import HEARTBEAT, LIVENESS, backend_endpoint, cluster_node_config, free_port, vhost_token, webrocket_backend
+from conftest import connect, connect_resource, recv, vhost
 
 COOKIE = "python-interop-server-broadcast-cookie"
 
@@ -18,12 +18,7 @@ COOKIE = "python-interop-server-broadcast-cookie"
 def cluster_config(name: str, port: int, seed: int | None) -> str:
     live = vhost("/live", anonymous=["READ", "WRITE"])
     live["resources"] = [{"name": "nodes"}]
-    text = render_config([live], server={"node_name": name})
-    seeds = f'["127.0.0.1:{seed}"]' if seed is not None else "[]"
-    return text + (
-        f'\n[backend]\nheartbeat_interval = "{int(HEARTBEAT * 1000)}ms"\nliveness = {LIVENESS}\n'
-        f'\n[cluster]\naddr = "127.0.0.1:{port}"\nseeds = {seeds}\ncookie = "{COOKIE}"\n'
-    )
+    return cluster_node_config([live], name, port, seed, COOKIE)
 
 
 def client(node) -> webrocket_backend.Client:
@@ -116,12 +111,7 @@ async def test_rb_and_bs_reach_every_node_but_the_skipped_sessions(server_factor
 def backend_cluster_config(name: str, port: int, seed: int | None) -> str:
     mr = vhost("/mr", anonymous=["READ"])
     mr["resources"] = [{"name": "catalog", "source": "backend"}]
-    text = render_config([mr], server={"node_name": name})
-    seeds = f'["127.0.0.1:{seed}"]' if seed is not None else "[]"
-    return text + (
-        f'\n[backend]\nheartbeat_interval = "{int(HEARTBEAT * 1000)}ms"\nliveness = {LIVENESS}\n'
-        f'\n[cluster]\naddr = "127.0.0.1:{port}"\nseeds = {seeds}\ncookie = "{COOKIE}"\n'
-    )
+    return cluster_node_config([mr], name, port, seed, COOKIE)
 
 
 async def test_a_backend_resource_is_served_by_a_worker_on_another_node(server_factory, tmp_path):
