@@ -250,12 +250,12 @@ impl Broker {
         self.outbox.stats.messages_in += 1;
         self.outbox.stats.bytes_in += payload.len() as u64;
         let outcome = match &mut session.hold {
-            Hold::Held { held, held_bytes } => {
-                if *held_bytes + payload.len() > self.limits.max_pending_bytes {
+            Hold::Held(hold) => {
+                if hold.held_bytes + payload.len() > self.limits.max_pending_bytes {
                     self.close(key, CloseReason::PolicyViolation, io.outlet);
                 } else {
-                    *held_bytes += payload.len();
-                    held.push_back(payload.into());
+                    hold.held_bytes += payload.len();
+                    hold.held.push_back(payload.into());
                 }
                 Outcome::Done
             }

@@ -146,7 +146,7 @@ impl Broker {
             return None;
         }
         match std::mem::take(&mut session.hold) {
-            Hold::Held { held, .. } => Some(held),
+            Hold::Held(hold) => Some(hold.held),
             Hold::Ready => None,
         }
     }
@@ -167,13 +167,9 @@ impl Broker {
             if matches!(outcome, Outcome::Done) {
                 continue;
             }
-            if let Some(Hold::Held {
-                held: still_held,
-                held_bytes,
-            }) = self.sessions.get_mut(&key).map(|s| &mut s.hold)
-            {
-                *held_bytes = held.iter().map(|m| m.len()).sum();
-                *still_held = held;
+            if let Some(Hold::Held(hold)) = self.sessions.get_mut(&key).map(|s| &mut s.hold) {
+                hold.held_bytes = held.iter().map(|m| m.len()).sum();
+                hold.held = held;
             }
             return outcome;
         }

@@ -1,6 +1,6 @@
 //! A client session: one WebSocket connection on one vhost.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 
 use crate::name::{ChannelName, Permissions, SessionId, UserName, VhostPath};
@@ -30,7 +30,7 @@ pub(crate) struct Session {
     pub permissions: Permissions,
     /// Channels subscribed to. Ordered so that notices listing several
     /// (re-authentication) come out in a stable order.
-    pub subscriptions: BTreeSet<ChannelName>,
+    pub subscriptions: Subscriptions,
     /// Whether a secret check or a cluster commit is in flight.
     pub hold: Hold,
 }
@@ -42,7 +42,7 @@ impl Session {
             vhost,
             user: None,
             permissions,
-            subscriptions: BTreeSet::new(),
+            subscriptions: Subscriptions::default(),
             hold: Hold::Ready,
         }
     }
@@ -50,6 +50,59 @@ impl Session {
     /// Whether the session may do everything in `needed`.
     pub fn may(&self, needed: Permissions) -> bool {
         self.permissions.contains(needed)
+    }
+}
+
+/// A session's channels, in order. A sorted vector rather than a tree: a
+/// session holds a handful, and a tree's first node alone costs more than
+/// an idle connection's whole budget (ARCHITECTURE.md, "Memory per
+/// connection").
+#[derive(Debug, Default)]
+pub(crate) struct Subscriptions(Vec<ChannelName>);
+
+impl Subscriptions {
+    pub fn contains(&self, name: &ChannelName) -> bool {
+        self.0.binary_search(name).is_ok()
+    }
+
+    /// Adds `name`; false when it was there already.
+    pub fn insert(&mut self, name: ChannelName) -> bool {
+        match self.0.binary_search(&name) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, name);
+                true
+            }
+        }
+    }
+
+    /// Removes `name`; false when it was not there.
+    pub fn remove(&mut self, name: &ChannelName) -> bool {
+        match self.0.binary_search(name) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The channels in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, ChannelName> {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Subscriptions {
+    type Item = &'a ChannelName;
+    type IntoIter = std::slice::Iter<'a, ChannelName>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
     }
 }
 
@@ -62,21 +115,23 @@ pub(crate) enum Hold {
     /// Requests are handled as they arrive.
     #[default]
     Ready,
-    /// Something is in flight; later requests are held in order.
-    Held {
-        /// The held messages, oldest first.
-        held: VecDeque<Box<[u8]>>,
-        /// Their total size, bounded by `max_pending_bytes`.
-        held_bytes: usize,
-    },
+    /// Something is in flight; later requests are held in order. Boxed,
+    /// so that the sessions that hold nothing (nearly all) pay a pointer.
+    Held(Box<Held>),
+}
+
+/// The requests a session holds.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    /// The held messages, oldest first.
+    pub held: VecDeque<Box<[u8]>>,
+    /// Their total size, bounded by `max_pending_bytes`.
+    pub held_bytes: usize,
 }
 
 impl Hold {
     /// A fresh `Held` state with nothing held.
     pub fn held() -> Self {
-        Hold::Held {
-            held: VecDeque::new(),
-            held_bytes: 0,
-        }
+        Hold::Held(Box::default())
     }
 }

@@ -155,6 +155,10 @@ impl Agent for EchoNukleus {
         work
     }
 
+    fn on_idle(&mut self) {
+        self.plumbing.release_idle_rings();
+    }
+
     fn on_close(&mut self) {
         self.plumbing.remove_files();
     }

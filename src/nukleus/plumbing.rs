@@ -315,6 +315,16 @@ impl Plumbing {
         }
     }
 
+    /// Gives back the memory under the free space of every ring this
+    /// nukleus writes (its targets' forward rings, its sources' throttle
+    /// rings): called when the nukleus has been idle for a while, so that
+    /// pages a burst touched are not held by quiet rings.
+    pub fn release_idle_rings(&self) -> usize {
+        let forward = self.targets.iter().map(|t| &t.file.forward);
+        let throttle = self.sources.iter().map(|s| &s.file.throttle);
+        forward.chain(throttle).map(Ring::release_free_space).sum()
+    }
+
     /// Removes this nukleus's directory (at shutdown).
     pub fn remove_files(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);

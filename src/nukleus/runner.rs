@@ -41,6 +41,10 @@ pub trait Agent: Send {
         false
     }
 
+    /// Called once per idle stretch, when the thread has found no work for
+    /// a while (about 60 ms): a moment to give back memory a burst left.
+    fn on_idle(&mut self) {}
+
     /// Called once when the runner stops.
     fn on_close(&mut self) {}
 }
@@ -181,11 +185,17 @@ impl Group {
     fn run(&mut self, stop: &AtomicBool) {
         let mut idle_rounds = 0u32;
         let mut park = Duration::from_millis(1);
+        let mut tidied = false;
         while !stop.load(Ordering::Acquire) {
             if self.work() > 0 {
                 idle_rounds = 0;
                 park = Duration::from_millis(1);
+                tidied = false;
                 continue;
+            }
+            if park == MAX_PARK && !tidied {
+                self.agents.iter_mut().for_each(|a| a.on_idle());
+                tidied = true;
             }
             idle_rounds = idle_rounds.saturating_add(1);
             if idle_rounds < SPINS {

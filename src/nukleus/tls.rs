@@ -543,6 +543,10 @@ impl Agent for TlsNukleus {
         work
     }
 
+    fn on_idle(&mut self) {
+        self.plumbing.release_idle_rings();
+    }
+
     fn on_close(&mut self) {
         self.plumbing.remove_files();
     }

@@ -13,7 +13,7 @@
 //! - **Atomic accessors** (`load_*`, `store_*`, `compare_exchange_i64`,
 //!   `fetch_add_i64`, `load_words`, `store_words`) may race with anything
 //!   else that also uses atomic accessors: that is their purpose.
-//! - **Plain accessors** (`window`, `window_mut`, `zero`) are private to
+//! - **Plain accessors** (`window`, `window_mut`, `zero`, `release`) are private to
 //!   the `stream` module (their soundness rests on the ring protocol of
 //!   `stream::ring`, so no code outside it can call them) and require that
 //!   the caller *owns* the bytes for as
@@ -34,7 +34,7 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
 
-use memmap2::{MmapMut, MmapRaw};
+use memmap2::{MmapMut, MmapRaw, UncheckedAdvice};
 
 // The layouts are little-endian (descriptor.rs) and the accessors store
 // native integers, so a big-endian target would write foreign files.
@@ -44,6 +44,9 @@ compile_error!("webrocket's shared-memory layouts assume a little-endian target"
 /// A shared, memory-mapped byte region. Cheap to share with `Arc`.
 pub struct Region {
     map: MmapRaw,
+    /// Private anonymous memory rather than a shared file mapping: decides
+    /// how [`Region::release`] gives pages back.
+    anonymous: bool,
 }
 
 impl Region {
@@ -89,6 +92,7 @@ impl Region {
         let map = MmapMut::map_anon(len)?;
         Ok(Region {
             map: MmapRaw::from(map),
+            anonymous: true,
         })
     }
 
@@ -96,7 +100,10 @@ impl Region {
         let map = MmapRaw::map_raw(file)?;
         // Mappings are page aligned; offset alignment checks rely on it.
         debug_assert_eq!(map.as_ptr() as usize % 4096, 0);
-        Ok(Region { map })
+        Ok(Region {
+            map,
+            anonymous: false,
+        })
     }
 
     /// Length of the region in bytes.
@@ -234,6 +241,47 @@ impl Region {
         // SAFETY: in bounds (checked); exclusive by contract.
         unsafe { std::ptr::write_bytes(ptr, 0, len) }
     }
+
+    /// Gives the memory of the whole pages inside `offset..offset + len`
+    /// back to the system (a hole punched in the file, or dropped anonymous
+    /// pages); they read as zero afterwards and cost memory again only when
+    /// written. Returns the bytes released. Contract: as `window_mut`, and
+    /// the bytes must be zero already, so that no reader can tell.
+    pub(super) fn release(&self, offset: usize, len: usize) -> io::Result<usize> {
+        self.check(offset, len, 1);
+        let page = page_size();
+        let start = offset.next_multiple_of(page);
+        let end = (offset + len) / page * page;
+        if end <= start {
+            return Ok(0);
+        }
+        let advice = if self.anonymous {
+            UncheckedAdvice::DontNeed
+        } else {
+            UncheckedAdvice::Remove
+        };
+        // SAFETY: in bounds and page aligned (the mapping starts on a page);
+        // the caller owns the bytes and they are zero, and both advices make
+        // the pages read as zero, so no observer sees a change.
+        unsafe {
+            self.map
+                .unchecked_advise_range(advice, start, end - start)?
+        };
+        Ok(end - start)
+    }
+}
+
+/// The system's page size, asked once.
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(size)
+            .ok()
+            .filter(|s| s.is_power_of_two())
+            .unwrap_or(4096)
+    })
 }
 
 impl fmt::Debug for Region {

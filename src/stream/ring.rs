@@ -15,6 +15,7 @@
 use std::fmt;
 use std::io;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::AtomicI64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 
@@ -67,6 +68,9 @@ pub struct Ring {
     head: usize,
     correlation: usize,
     heartbeat: usize,
+    /// The tail when [`Ring::release_free_space`] last found the ring empty
+    /// (this handle's memory, not the shared region's).
+    released_at: AtomicI64,
 }
 
 impl Ring {
@@ -95,6 +99,7 @@ impl Ring {
             head: end + trailer::HEAD,
             correlation: end + trailer::CORRELATION,
             heartbeat: end + trailer::CONSUMER_HEARTBEAT,
+            released_at: AtomicI64::new(0),
         })
     }
 
@@ -130,6 +135,44 @@ impl Ring {
         let head = self.region.load_i64(self.head, Acquire);
         let tail = self.region.load_i64(self.tail, Acquire);
         usize::try_from(tail - head).unwrap_or(0)
+    }
+
+    /// The writer's position: bytes claimed since the ring was made.
+    pub fn tail_position(&self) -> i64 {
+        self.region.load_i64(self.tail, Acquire)
+    }
+
+    /// Gives the memory under the ring's free space back to the system,
+    /// whole pages at a time, so that a ring which carried a burst and went
+    /// quiet holds no memory for it. Free space is zero (the reader zeroes
+    /// what it consumed before it moves the head) and belongs to the writer,
+    /// so no one can tell. For the one writer of a [`Writers::One`] ring,
+    /// between its writes; a no-op on many-writer rings, and on a ring that
+    /// carried nothing since it was last found empty. Returns the bytes
+    /// released (0 where the file system cannot punch holes).
+    pub fn release_free_space(&self) -> usize {
+        if self.writers != Writers::One {
+            return 0;
+        }
+        let tail = self.region.load_i64(self.tail, Relaxed);
+        // Acquire: the reader's zeroes below the head are visible.
+        let head = self.region.load_i64(self.head, Acquire);
+        if tail == self.released_at.load(Relaxed) {
+            return 0;
+        }
+        if head == tail {
+            self.released_at.store(tail, Relaxed);
+        }
+        let Ok(free) = usize::try_from(self.capacity as i64 - (tail - head)) else {
+            return 0;
+        };
+        let index = self.index(tail);
+        let first = free.min(self.capacity - index);
+        [(index, first), (0, free - first)]
+            .into_iter()
+            .filter(|&(_, len)| len > 0)
+            .map(|(at, len)| self.region.release(self.base + at, len).unwrap_or(0))
+            .sum()
     }
 
     /// A fresh id from the ring's shared counter; the first is 1.

@@ -330,3 +330,68 @@ fn truncate_and_cancel_across_a_wrap() {
         assert_eq!(seen, [(1, vec![round])], "round {round}");
     }
 }
+
+/// Resident pages of `region` (mincore), to see what a release gave back.
+#[allow(unsafe_code)]
+fn resident_pages(region: &Region, offset: usize, len: usize) -> usize {
+    let page = 4096;
+    let start = offset / page * page;
+    let pages = (offset + len - start).div_ceil(page);
+    let mut flags = vec![0u8; pages];
+    let at = region.window(start, pages * page).as_ptr();
+    // SAFETY: `at` is page aligned and `pages` pages lie inside the mapping.
+    let rc = unsafe { libc::mincore(at as *mut libc::c_void, pages * page, flags.as_mut_ptr()) };
+    assert_eq!(rc, 0, "mincore failed");
+    flags.iter().filter(|f| **f & 1 == 1).count()
+}
+
+#[test]
+fn released_free_space_reads_zero_and_the_ring_goes_on() {
+    let capacity = 64 * 1024;
+    let (region, ring) = ring(capacity, Writers::One);
+    // One and a half laps of 1 KiB records touch every page of the data.
+    for i in 0..96u32 {
+        ring.write(1, &[&[i as u8 | 1; 1000]]).unwrap();
+        assert_eq!(read_all(&ring).len(), 1);
+    }
+    assert_eq!(resident_pages(&region, 0, capacity), capacity / 4096);
+    let released = ring.release_free_space();
+    // Everything but the page the tail is in.
+    assert!(released >= capacity - 4096, "released {released}");
+    assert!(resident_pages(&region, 0, capacity) <= 1);
+    assert_eq!(ring.release_free_space(), 0, "nothing new to release");
+    // Free space still reads as zero, and records keep flowing over the
+    // released pages, wrap included.
+    assert!(region.window(0, capacity).iter().all(|b| *b == 0));
+    for i in 0..200u32 {
+        ring.write(2, &[&i.to_le_bytes(), &[7; 900]]).unwrap();
+        let got = read_all(&ring);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1[..4], i.to_le_bytes());
+    }
+}
+
+#[test]
+fn release_spares_unread_records() {
+    let capacity = 64 * 1024;
+    let (_, ring) = ring(capacity, Writers::One);
+    for i in 0..40u32 {
+        ring.write(3, &[&[i as u8; 1000]]).unwrap();
+    }
+    ring.release_free_space();
+    let got = read_all(&ring);
+    assert_eq!(got.len(), 40);
+    for (i, (_, body)) in got.iter().enumerate() {
+        assert!(body.iter().all(|b| *b == i as u8), "record {i} changed");
+    }
+    // Read since, so the pages those records held go back too.
+    assert!(ring.release_free_space() > 0);
+}
+
+#[test]
+fn many_writer_rings_are_left_alone() {
+    let (_, ring) = ring(64 * 1024, Writers::Many);
+    ring.write(1, &[&[1; 1000]]).unwrap();
+    read_all(&ring);
+    assert_eq!(ring.release_free_space(), 0);
+}

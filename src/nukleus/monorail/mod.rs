@@ -445,6 +445,10 @@ impl Agent for MonorailNukleus {
         Some(request.map_or(self.next_stats, |at| at.min(self.next_stats)))
     }
 
+    fn on_idle(&mut self) {
+        self.plumbing.release_idle_rings();
+    }
+
     fn on_close(&mut self) {
         self.publish();
         self.plumbing.remove_files();

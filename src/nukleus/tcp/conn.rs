@@ -111,6 +111,14 @@ impl Conn {
         written
     }
 
+    /// Frees the outbound buffer when nothing waits in it.
+    pub fn release_buffer(&mut self) {
+        if self.queued() == 0 && self.out.capacity() > 0 {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
+    }
+
     /// Writes what is queued in as few writes as the socket allows; returns
     /// how many bytes left (that much credit goes back to the handler).
     pub fn flush(&mut self) -> usize {

@@ -378,6 +378,17 @@ impl Agent for TcpNukleus {
         true
     }
 
+    fn on_idle(&mut self) {
+        self.plumbing.release_idle_rings();
+        // A busy connection keeps its buffer between rounds; a quiet one
+        // gives it back.
+        self.entries.for_each_mut(|_, entry| {
+            if let Entry::Conn(conn) = entry {
+                conn.release_buffer();
+            }
+        });
+    }
+
     fn on_close(&mut self) {
         self.plumbing.remove_files();
     }

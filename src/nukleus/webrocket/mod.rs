@@ -689,6 +689,10 @@ impl Agent for WebrocketNukleus {
         Some(self.next_stats)
     }
 
+    fn on_idle(&mut self) {
+        self.plumbing.release_idle_rings();
+    }
+
     fn on_close(&mut self) {
         self.stats.publish(self.broker.stats());
         self.plumbing.remove_files();

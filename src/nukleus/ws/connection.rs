@@ -57,8 +57,9 @@ pub struct WsConnection {
     header: [u8; MAX_HEADER_LEN],
     header_len: usize,
     frame: Option<Frame>,
-    control: [u8; MAX_CONTROL_PAYLOAD],
-    control_len: usize,
+    /// The payload of the control frame being read (at most
+    /// `MAX_CONTROL_PAYLOAD` bytes); empty, and unallocated, between them.
+    control: Vec<u8>,
     incoming: Incoming,
     outgoing: Outgoing,
 }
@@ -82,8 +83,7 @@ impl WsConnection {
             header: [0; MAX_HEADER_LEN],
             header_len: 0,
             frame: None,
-            control: [0; MAX_CONTROL_PAYLOAD],
-            control_len: 0,
+            control: Vec::new(),
             incoming,
             outgoing: Outgoing::new(deflate.as_ref()),
         }
@@ -185,6 +185,9 @@ impl WsConnection {
     pub fn release_memory(&mut self) {
         self.incoming.release_memory();
         self.outgoing.release_memory();
+        if self.frame.is_none() {
+            self.control = Vec::new();
+        }
     }
 
     fn read_header(&mut self, input: &[u8], out: &mut Out<'_>) -> Result<usize, Fail> {
@@ -253,7 +256,7 @@ impl WsConnection {
             read: 0,
             discard,
         });
-        self.control_len = 0;
+        self.control.clear();
         if h.len == 0 {
             self.end_frame(out)?;
         }
@@ -324,10 +327,9 @@ impl WsConnection {
         let avail = (f.len - f.read).min(input.len() as u64) as usize;
         let src = &input[..avail];
         let used = if f.first & 0x08 != 0 {
-            let at = self.control_len;
-            self.control[at..at + avail].copy_from_slice(src);
-            apply_mask(&mut self.control[at..at + avail], f.mask, f.read);
-            self.control_len += avail;
+            let at = self.control.len();
+            self.control.extend_from_slice(src);
+            apply_mask(&mut self.control[at..], f.mask, f.read);
             avail
         } else if f.discard {
             avail
@@ -360,7 +362,7 @@ impl WsConnection {
     }
 
     fn handle_control(&mut self, op: u8, out: &mut Out<'_>) -> Result<(), Fail> {
-        let payload = &self.control[..self.control_len];
+        let payload = &self.control[..];
         match op {
             OP_PING if self.state == State::Open => {
                 let mut pong = [0u8; 2 + MAX_CONTROL_PAYLOAD];

@@ -567,3 +567,19 @@ fn encodes_unmasked_frames() {
     expect.extend_from_slice(b"keepalive");
     assert_eq!(out, expect);
 }
+
+/// The per-connection state that an idle connection keeps, against the
+/// budget in ARCHITECTURE.md ("Memory per connection"): zlib state, control
+/// frame buffers and held requests live behind pointers until used.
+#[test]
+fn idle_connection_state_stays_within_its_budget() {
+    use std::mem::size_of;
+    assert!(
+        size_of::<WsConnection>() <= 200,
+        "{}",
+        size_of::<WsConnection>()
+    );
+    assert!(size_of::<crate::nukleus::ws::nukleus::Conn>() <= 328);
+    assert!(size_of::<crate::nukleus::webrocket::outlet::Stream>() <= 104);
+    assert!(size_of::<crate::broker::session::Session>() <= 112);
+}

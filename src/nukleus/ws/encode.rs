@@ -25,7 +25,8 @@ pub(super) struct Outgoing {
     /// Window of the deflater; `None` when messages are never compressed.
     window_bits: Option<u8>,
     no_context_takeover: bool,
-    deflater: Option<Deflater>,
+    /// Boxed: an idle connection pays one pointer for it, not the state.
+    deflater: Option<Box<Deflater>>,
     /// A fragmented message is open; whether it is compressed.
     fragmented: Option<bool>,
 }
@@ -130,7 +131,7 @@ impl Outgoing {
         let (bits, nct) = (self.window_bits.unwrap_or(15), self.no_context_takeover);
         let deflater = self
             .deflater
-            .get_or_insert_with(|| Deflater::new(bits, nct));
+            .get_or_insert_with(|| Box::new(Deflater::new(bits, nct)));
         let start = out.len();
         let body_start = start + MAX_SERVER_HEADER_LEN;
         out.resize(body_start, 0);

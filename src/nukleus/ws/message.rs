@@ -52,7 +52,8 @@ pub(super) struct Incoming {
     /// The client ended its deflate stream (BFINAL) inside this message.
     stream_ended: bool,
     /// Created on the first compressed message.
-    pub inflater: Option<Inflater>,
+    /// Boxed: an idle connection pays one pointer for it, not the state.
+    pub inflater: Option<Box<Inflater>>,
     /// The client promised `client_no_context_takeover`.
     client_no_context_takeover: bool,
     /// Largest piece handed over.
@@ -127,7 +128,7 @@ impl Incoming {
             if self
                 .inflater
                 .as_ref()
-                .is_some_and(Inflater::resets_each_message)
+                .is_some_and(|i| i.resets_each_message())
             {
                 self.inflater = None;
             }
@@ -211,7 +212,7 @@ impl Incoming {
         let reset_each = self.client_no_context_takeover;
         let inflater = self
             .inflater
-            .get_or_insert_with(|| Inflater::new(reset_each));
+            .get_or_insert_with(|| Box::new(Inflater::new(reset_each)));
         let start = self.buf.len();
         let room = (self.chunk + 1 - start).min(MIN_INFLATE_STEP.max(start).max(input.len() * 4));
         self.buf.resize(start + room, 0);

@@ -495,6 +495,10 @@ impl Agent for WsNukleus {
         Some(self.next_tick)
     }
 
+    fn on_idle(&mut self) {
+        self.plumbing.release_idle_rings();
+    }
+
     fn on_close(&mut self) {
         self.plumbing.remove_files();
     }
