@@ -194,10 +194,7 @@ impl Server {
     /// arrive; replies and deliveries are only queued.
     fn read(&mut self, id: usize) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        loop {
-            let Some(conn) = self.conns.get_mut(id).and_then(Option::as_mut) else {
-                break;
-            };
+        while let Some(conn) = self.conns.get_mut(id).and_then(Option::as_mut) {
             match conn.stream.read(&mut scratch) {
                 Ok(0) => {
                     self.close(id);
