@@ -11,7 +11,7 @@
 # Writes benches/results/scale.csv and plots benches/results/scale.png with
 # matplotlib from the repository's .venv (created, and matplotlib
 # installed, if missing). Bounded: 2 runs x 3 servers x 3 points of SECONDS
-# each, plus connection set-up; about 4 minutes with the defaults.
+# each, plus connection set-up; 5 to 6 minutes with the defaults.
 # Subscribers connect from a fresh 127.0.N.x source network for each run
 # (`fanout --source-net`), so that ports in TIME_WAIT never collide.
 # BUILD_LOCK=/path makes the build wait for `flock` on that file.
