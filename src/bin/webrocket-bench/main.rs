@@ -4,6 +4,8 @@
 //!
 //!     webrocket-bench echo   --addr HOST:PORT --path /echo --connections 100 --size 64
 //!     webrocket-bench fanout --addr HOST:PORT --path /bench --subscribers 1000 --size 100 [--rate N] [--proto nats]
+//!                            [--channels 10] [--source-net N]
+//!     webrocket-bench ideal  --addr HOST:PORT
 //!     webrocket-bench idle   --addr HOST:PORT --path /bench --connections 10000 [--proto nats]
 //!     webrocket-bench sequencer --nodes n0,n1,n2 --vhost /bench --channel bench
 //!     webrocket-bench recovery --addr HOST:PORT --path /hist --count 10000
@@ -11,9 +13,14 @@
 //! `fanout --sub-addr A,B,C` spreads the subscribers round robin over
 //! several nodes of a cluster (the publisher stays on `--addr`);
 //! `sequencer` prints which of the named nodes orders a channel.
+//! `fanout --channels N` spreads the subscribers round robin over channels
+//! `bench0`..`bench{N-1}`, and the publisher cycles through them.
+//! `ideal` is not a client: it serves the fan-out load as the best a
+//! WebRocket server could (see `ideal.rs`), the reference for `fanout`.
 //!
 //! Every run is bounded by `--seconds`; results are printed as one JSON line.
 
+mod ideal;
 mod proto;
 mod recovery;
 mod stats;
@@ -80,6 +87,22 @@ enum Mode {
         /// (comma-separated) instead of `--addr`.
         #[arg(long, value_delimiter = ',')]
         sub_addr: Vec<String>,
+        /// Channels: 1 is the channel `bench`; N > 1 spreads subscribers
+        /// round robin over `bench0`..`bench{N-1}` and publishes to each
+        /// in turn.
+        #[arg(long, default_value_t = 1)]
+        channels: usize,
+        /// Subscribers connect from 127.0.N.x (as `idle` does), for more
+        /// connections than one source address has ports; 0 = the default
+        /// source address.
+        #[arg(long, default_value_t = 0)]
+        source_net: u8,
+    },
+    /// A single-threaded server that answers the fan-out load as well as a
+    /// WebRocket server could (the reference for `fanout`).
+    Ideal {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: String,
     },
     /// Opens subscribed connections and holds them (memory per connection).
     Idle {
@@ -143,6 +166,9 @@ fn main() -> std::io::Result<()> {
         println!("{}", chosen.unwrap_or_default());
         return Ok(());
     }
+    if let Mode::Ideal { addr } = &args.mode {
+        return ideal::run(addr);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -166,12 +192,16 @@ fn main() -> std::io::Result<()> {
                 seconds,
                 proto: p,
                 sub_addr,
+                channels,
+                source_net,
             } => {
                 let load = Load {
                     subscribers,
                     size,
                     rate,
                     seconds,
+                    channels: channels.max(1),
+                    source_net,
                 };
                 fanout(addr, sub_addr, path, load, proto(p)).await
             }
@@ -189,7 +219,7 @@ fn main() -> std::io::Result<()> {
                 count,
                 size,
             } => recovery::recovery(addr, path, count, size).await,
-            Mode::Sequencer { .. } => Ok(()),
+            Mode::Sequencer { .. } | Mode::Ideal { .. } => Ok(()),
         }
     })
 }
@@ -264,6 +294,9 @@ struct Load {
     size: usize,
     rate: u64,
     seconds: u64,
+    channels: usize,
+    /// Subscribers connect from 127.0.`source_net`.x unless 0.
+    source_net: u8,
 }
 
 async fn fanout(
@@ -278,7 +311,13 @@ async fn fanout(
         size,
         rate,
         seconds,
+        channels,
+        source_net,
     } = load;
+    let names: Vec<String> = match channels {
+        1 => vec!["bench".to_owned()],
+        n => (0..n).map(|c| format!("bench{c}")).collect(),
+    };
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
@@ -292,8 +331,13 @@ async fn fanout(
             0 => &addr,
             n => &sub_addrs[i % n],
         };
-        let (mut tx, mut rx) = wsclient::connect(sub_addr, &path).await?;
-        proto.subscribe(&mut tx, &mut rx, "bench").await?;
+        let (mut tx, mut rx) = match source_net {
+            0 => wsclient::connect(sub_addr, &path).await?,
+            net => wsclient::connect_from(sub_addr, &path, net, i).await?,
+        };
+        proto
+            .subscribe(&mut tx, &mut rx, &names[i % channels])
+            .await?;
         let (stop, delivered, progress) = (
             Arc::clone(&stop),
             Arc::clone(&delivered),
@@ -330,24 +374,29 @@ async fn fanout(
     let began = Instant::now();
     let deadline = began + Duration::from_secs(seconds);
     let mut sent: u64 = 0;
+    // Messages published to each channel.
+    let mut sent_on = vec![0u64; channels];
     const WINDOW: u64 = 64;
     while Instant::now() < deadline {
         if let Some(gap) = (sent * 1_000_000_000).checked_div(rate) {
             tokio::time::sleep_until((began + Duration::from_nanos(gap)).into()).await;
         } else {
-            let slowest = progress
+            let lag = progress
                 .iter()
-                .map(|p| p.load(Ordering::Relaxed))
-                .min()
+                .enumerate()
+                .map(|(i, p)| sent_on[i % channels].saturating_sub(p.load(Ordering::Relaxed)))
+                .max()
                 .unwrap_or(0);
-            if sent >= slowest + WINDOW {
+            if lag >= WINDOW {
                 tokio::task::yield_now().await;
                 continue;
             }
         }
-        proto.publish(&mut ptx, "bench", &stamped(size, now_nanos(start)));
+        let channel = (sent % channels as u64) as usize;
+        proto.publish(&mut ptx, &names[channel], &stamped(size, now_nanos(start)));
         ptx.flush().await?;
         sent += 1;
+        sent_on[channel] += 1;
     }
     let elapsed = began.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -356,12 +405,13 @@ async fn fanout(
     for task in tasks {
         task.abort();
     }
+    let expected: u64 = (0..subscribers).map(|i| sent_on[i % channels]).sum();
     let all = hist.borrow();
     println!(
-        "{{\"mode\":\"fanout\",\"proto\":\"{}\",\"subscribers\":{subscribers},\"size\":{size},\"rate\":{rate},\"published\":{sent},\"deliveries_per_sec\":{:.0},\"expected_deliveries\":{},\"delivered\":{total},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+        "{{\"mode\":\"fanout\",\"proto\":\"{}\",\"subscribers\":{subscribers},\"channels\":{channels},\"size\":{size},\"rate\":{rate},\"published\":{sent},\"deliveries_per_sec\":{:.0},\"expected_deliveries\":{},\"delivered\":{total},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
         proto.name(),
         total as f64 / elapsed,
-        sent * subscribers as u64,
+        expected,
         all.quantile(0.5) as f64 / 1000.0,
         all.quantile(0.99) as f64 / 1000.0
     );
