@@ -50,8 +50,12 @@ pub type StreamMap<V> = HashMap<(usize, frame::StreamId), V, BuildHasherDefault<
 
 /// Frames a nukleus handles from one ring per round: large enough that a
 /// round sees several frames for the same connection (so they leave in one
-/// write), bounded so that other rings are not starved.
-pub const ROUND_FRAMES: usize = 16 * 1024;
+/// write) even when one broadcast is tens of thousands of frames, which
+/// means about a whole ring (a 16 MiB ring holds ~170 Ki small frames);
+/// bounded so that other rings are not starved. At 16 Ki a broadcast to
+/// 10,000 subscribers left in one or two messages per write, and fan-out
+/// fell to a sixth of what it was at 1,000 subscribers.
+pub const ROUND_FRAMES: usize = 256 * 1024;
 
 /// Identity hasher for [`IdMap`].
 #[derive(Debug, Default, Clone, Copy)]
