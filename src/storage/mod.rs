@@ -48,6 +48,8 @@
 
 mod diff;
 pub(crate) mod files;
+pub mod history_files;
+pub mod history_log;
 pub mod record;
 mod resource;
 mod secret;
