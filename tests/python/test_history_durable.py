@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
+import zlib
 
 from conftest import REPO, connect, expect_silence, recv, recv_n, render_config, request, send, vhost
 from test_cluster import until
@@ -102,6 +103,9 @@ async def test_a_damaged_history_file_is_reported_and_the_channel_starts_empty(s
     server.stop()
     (path,) = history_files(server)
     data = bytearray(path.read_bytes())
+    # A clean stop ends the file with a CLOSE record (length 1, CRC, kind 4).
+    assert bytes(data[-9:]) == b"\x01\0\0\0" + zlib.crc32(b"\x04").to_bytes(4, "little") + b"\x04"
+
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     server.start()
