@@ -26,7 +26,8 @@
 //! Dropping old messages is not written down: replaying the records under
 //! the same bounds drops them again.
 //!
-//! Pure: time is passed in.
+//! Pure: time is passed in ([`Clock::now`], the one reading of the
+//! clocks, is made once, by the broker at its creation).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
