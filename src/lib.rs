@@ -12,7 +12,8 @@
 //!   `nukleus::tcp`).
 //! - [`name`], [`limits`]: validated identifiers and every bound (pure).
 //! - [`config`]: the configuration tree, loading and validation (pure).
-//! - [`storage`]: durable vhosts, users and channels (file I/O only).
+//! - [`storage`]: durable vhosts, users and channels, and the files of
+//!   durable channel histories (file I/O only).
 //! - [`protocol`]: the client JSON protocol and its error table (pure).
 //! - [`broker`]: the webrocket nukleus: vhosts, channels, sessions (pure state
 //!   machine driven by frames).

@@ -396,6 +396,25 @@ pub const CLUSTER_REMEMBERED_NONCES: usize = 4096;
 /// for (the tail is cut off at open).
 pub const MAX_LOG_RECORD: usize = MIB;
 
+/// How often a background thread fsyncs the durable history files that
+/// were appended to (`history_durable` channels). Appends reach the kernel
+/// at the end of each broker round; this bounds what a power loss (not a
+/// process crash) can take from them.
+pub const HISTORY_SYNC_PERIOD: Duration = Duration::from_secs(1);
+
+/// A durable history file is compacted (rewritten with only the messages
+/// still held) once it is larger than twice what it would hold after a
+/// compaction, and at least twice this.
+pub const HISTORY_COMPACT_MIN: u64 = 64 * 1024;
+
+/// After a durable history file could not be written (a full disk), the
+/// next attempt (a rewrite of the whole history) waits this long.
+pub const HISTORY_RETRY: Duration = Duration::from_secs(1);
+
+/// Largest record payload of a history file: far beyond a delivery, small
+/// enough that a corrupt length is not allocated for.
+pub const MAX_HISTORY_RECORD: usize = 64 * MIB;
+
 /// Largest raft snapshot record: far beyond any real state, small enough
 /// that a corrupt length is not allocated for (the snapshot is refused).
 pub const MAX_RAFT_SNAPSHOT: usize = GIB;

@@ -265,6 +265,7 @@ impl Server {
         }));
         let webrocket = WebrocketNukleus::new(
             &run_dir,
+            &config.server.storage_dir,
             ring,
             Arc::clone(&signals),
             Arc::clone(&broker_signal),

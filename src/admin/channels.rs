@@ -26,6 +26,8 @@ pub(super) struct Options {
     history_ttl: std::time::Duration,
     #[serde(default)]
     presence: bool,
+    #[serde(default)]
+    history_durable: bool,
 }
 
 fn options_json(options: &ChannelOptions) -> Value {
@@ -34,6 +36,7 @@ fn options_json(options: &ChannelOptions) -> Value {
         "history_size": options.history_size,
         "history_ttl": units::format_duration(ttl),
         "presence": options.presence,
+        "history_durable": options.history_durable,
     })
 }
 
@@ -128,6 +131,7 @@ pub(super) async fn set_options(
         history_size: body.history_size,
         history_ttl_ms: u64::try_from(body.history_ttl.as_millis()).unwrap_or(u64::MAX),
         presence: body.presence,
+        history_durable: body.history_durable,
     };
     api.change(Change::SetChannelOptions {
         vhost: path.clone(),

@@ -17,7 +17,7 @@
 //! | DELETE | `/vhosts/{vhost}/channels` | `clear_channels` | 200 `{"vhost", "deleted": n}` |
 //! | DELETE | `/vhosts/{vhost}/channels/{name}` | `delete_channel` | 200 `{"vhost", "deleted": name}` |
 //! | GET | `/vhosts/{vhost}/channels/{name}/options` | `channel_options` | 200 `{"vhost", "channel", "options"}` |
-//! | PUT | `/vhosts/{vhost}/channels/{name}/options` `{"history_size"?, "history_ttl"?, "presence"?}` | `set_channel_options` | 200 `{"vhost", "channel", "options"}` |
+//! | PUT | `/vhosts/{vhost}/channels/{name}/options` `{"history_size"?, "history_ttl"?, "presence"?, "history_durable"?}` | `set_channel_options` | 200 `{"vhost", "channel", "options"}` |
 //! | GET | `/vhosts/{vhost}/users` | `list_users` | 200 `{"vhost", "users": [user]}` |
 //! | POST | `/vhosts/{vhost}/users` `{"name", "permissions", "secret"?}` | `add_user` | 201 user |
 //! | DELETE | `/vhosts/{vhost}/users/{name}` | `delete_user` | 200 `{"vhost", "deleted": name}` |

@@ -18,13 +18,16 @@
 //! - set secret: sessions already authenticated stay so (they proved who
 //!   they are); the new secret applies to the next `authenticate`.
 //! - set channel options: histories start, change bounds or are dropped;
-//!   subscribers are not told.
+//!   a history that becomes durable is written whole to its file, one that
+//!   stops being durable loses its file; subscribers are not told.
+//! - delete channel / vhost: the files of durable histories go too.
 //! - add vhost / user / channel, set token: nothing to tell anyone.
 
 use crate::name::{UserName, VhostPath};
 use crate::protocol::{CloseReason, Reply};
 use crate::storage::{Change, UserRecord, VhostRecord};
 
+use super::durable::HistoryWrite;
 use super::io::{Io, Outlet};
 use super::session::SessionKey;
 use super::vhost::Vhost;
@@ -57,9 +60,10 @@ impl Broker {
                     channel_options: Default::default(),
                 };
                 let history_bytes = self.limits.max_history_bytes_per_channel;
+                let clock = self.clock;
                 self.vhosts
                     .entry(path.clone())
-                    .or_insert_with(|| Vhost::from_record(&record, history_bytes));
+                    .or_insert_with(|| Vhost::from_record(&record, history_bytes, clock));
             }
             DeleteVhost { path } => self.remove_vhost(path, io.outlet),
             ClearVhosts => {
@@ -152,7 +156,7 @@ impl Broker {
                         }
                         None => v.channel_defaults = *options,
                     }
-                    let freed = v.refresh_histories();
+                    let freed = v.refresh_histories(vhost, &mut self.history_writes);
                     self.history_bytes = self.history_bytes.saturating_sub(freed);
                 }
             }
@@ -207,6 +211,9 @@ impl Broker {
             return;
         };
         let keys: Vec<SessionKey> = vhost.sessions.iter().copied().collect();
+        for name in vhost.durable_channels() {
+            self.history_writes.push(HistoryWrite::remove(path, name));
+        }
         for key in keys {
             self.close(key, CloseReason::VhostDeleted, outlet);
         }

@@ -226,6 +226,10 @@ impl Broker {
         self.outbox.stats.channels -= 1;
         if let Some(history) = &channel.history {
             self.history_bytes -= history.bytes();
+            if history.is_durable() {
+                self.history_writes
+                    .push(super::durable::HistoryWrite::remove(vhost, name));
+            }
         }
         if channel.len() > 0 {
             self.cluster.interest(vhost, name, false);

@@ -17,13 +17,71 @@
 //! gap because a peer message was lost) starts a new run at that offset:
 //! what the history answers is never missing a message in the middle.
 //!
-//! Pure: time is passed in.
+//! A durable history (the channel's `history_durable` option) also
+//! writes what it does down as it goes, in the records of
+//! [`crate::storage::history_log`]: a RUN for each new run, a MESSAGE for
+//! each message kept. The broker hands that journal to the files once per
+//! round; [`History::snapshot`] is the whole history in the same records
+//! (for a compaction) and [`History::restore`] reads them back at start.
+//! Dropping old messages is not written down: replaying the records under
+//! the same bounds drops them again.
+//!
+//! Pure: time is passed in ([`Clock::now`], the one reading of the
+//! clocks, is made once, by the broker at its creation).
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::protocol::{Epoch, Position};
+use crate::storage::history_log::{self, Item};
 use crate::storage::ChannelOptions;
+
+/// Wall-clock time for the monotonic instants a history keeps, so that a
+/// message's time can be written down and read back after a restart.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    at: Instant,
+    wall_ms: u64,
+}
+
+impl Clock {
+    /// `at` is `wall_ms` milliseconds after the Unix epoch.
+    pub fn new(at: Instant, wall_ms: u64) -> Self {
+        Clock { at, wall_ms }
+    }
+
+    /// The clocks now.
+    pub fn now() -> Self {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Clock::new(Instant::now(), u64::try_from(wall.as_millis()).unwrap_or(0))
+    }
+
+    /// Milliseconds since the Unix epoch at `at`.
+    fn wall_ms(&self, at: Instant) -> u64 {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if at >= self.at {
+            self.wall_ms.saturating_add(ms(at - self.at))
+        } else {
+            self.wall_ms.saturating_sub(ms(self.at - at))
+        }
+    }
+
+    /// The instant of `wall_ms` (`now` if it is further back than the
+    /// monotonic clock reaches).
+    fn instant(&self, wall_ms: u64, now: Instant) -> Instant {
+        let age = self.wall_ms(now).saturating_sub(wall_ms);
+        now.checked_sub(Duration::from_millis(age)).unwrap_or(now)
+    }
+}
+
+/// The records a durable history has not handed over yet.
+#[derive(Debug)]
+struct Journal {
+    records: Vec<u8>,
+    clock: Clock,
+}
 
 /// Mints epochs: a random base per process, plus one per new run.
 #[derive(Debug)]
@@ -102,6 +160,8 @@ pub(crate) struct History {
     entries: VecDeque<Entry>,
     bytes: usize,
     bounds: Bounds,
+    /// Records to write, when the history is durable.
+    journal: Option<Journal>,
 }
 
 impl History {
@@ -115,6 +175,7 @@ impl History {
             entries: VecDeque::new(),
             bytes: 0,
             bounds,
+            journal: None,
         }
     }
 
@@ -146,8 +207,7 @@ impl History {
         let epoch = match self.epoch {
             Some(epoch) if self.minted => epoch,
             _ => {
-                freed = self.restart(source.mint(), 1);
-                self.minted = true;
+                freed = self.restart(source.mint(), 1, true);
                 self.epoch.unwrap_or(Epoch(0))
             }
         };
@@ -170,13 +230,12 @@ impl History {
     ) -> Pushed {
         let mut freed = 0;
         if self.epoch != Some(position.epoch) || position.offset != self.next {
-            freed += self.restart(position.epoch, position.offset);
-            self.minted = false;
+            freed += self.restart(position.epoch, position.offset, false);
         }
         self.next = position.offset + 1;
         let size = delivery.len();
         if size > self.bounds.bytes {
-            freed += self.restart(position.epoch, self.next);
+            freed += self.restart(position.epoch, self.next, self.minted);
             return Pushed {
                 added: 0,
                 freed,
@@ -188,12 +247,16 @@ impl History {
         while size > budget.saturating_add(freed) && self.pop().map(|n| freed += n).is_some() {}
         if size > budget.saturating_add(freed) {
             let next = self.next;
-            freed += self.restart(position.epoch, next);
+            freed += self.restart(position.epoch, next, self.minted);
             return Pushed {
                 added: 0,
                 freed,
                 kept: false,
             };
+        }
+        if let Some(journal) = &mut self.journal {
+            let at_ms = journal.clock.wall_ms(now);
+            history_log::encode_message(position.offset, at_ms, delivery, &mut journal.records);
         }
         self.entries.push_back(Entry {
             offset: position.offset,
@@ -244,15 +307,121 @@ impl History {
         (out, freed)
     }
 
-    /// Starts a new run of `epoch` at `offset`; returns the bytes freed.
-    fn restart(&mut self, epoch: Epoch, offset: u64) -> usize {
+    /// Starts a new run of `epoch` at `offset` (`minted`: by this node);
+    /// returns the bytes freed.
+    fn restart(&mut self, epoch: Epoch, offset: u64, minted: bool) -> usize {
         let freed = self.bytes;
         self.entries.clear();
         self.bytes = 0;
         self.epoch = Some(epoch);
+        self.minted = minted;
         self.start = offset;
         self.next = offset;
+        if let Some(journal) = &mut self.journal {
+            history_log::encode_run(epoch.0, offset, minted, &mut journal.records);
+        }
         freed
+    }
+
+    /// Makes the history durable (`Some`: it journals from now on) or not.
+    pub fn set_durable(&mut self, clock: Option<Clock>) {
+        match clock {
+            Some(clock) if self.journal.is_none() => {
+                self.journal = Some(Journal {
+                    records: Vec::new(),
+                    clock,
+                })
+            }
+            Some(_) => {}
+            None => self.journal = None,
+        }
+    }
+
+    /// Whether the history is durable.
+    pub fn is_durable(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// Whether there are records to hand over.
+    pub fn journal_is_empty(&self) -> bool {
+        self.journal.as_ref().is_none_or(|j| j.records.is_empty())
+    }
+
+    /// The records written since the last call (empty when not durable).
+    pub fn take_journal(&mut self) -> Vec<u8> {
+        self.journal
+            .as_mut()
+            .map(|j| std::mem::take(&mut j.records))
+            .unwrap_or_default()
+    }
+
+    /// About the bytes the history's file holds after a compaction.
+    pub fn file_bytes(&self) -> u64 {
+        let framing = self.entries.len() * history_log::MESSAGE_OVERHEAD;
+        (self.bytes + framing + history_log::RUN_LEN) as u64
+    }
+
+    /// The whole history as records (RUN, then each message), for a new
+    /// file; the journal starts over after it. Empty before the first run.
+    pub fn snapshot(&mut self, now: Instant) -> Vec<u8> {
+        let Some(journal) = &mut self.journal else {
+            return Vec::new();
+        };
+        journal.records.clear();
+        let mut out = Vec::new();
+        let Some(epoch) = self.epoch else {
+            return out;
+        };
+        history_log::encode_run(epoch.0, self.start, self.minted, &mut out);
+        for entry in &self.entries {
+            // An entry's wall-clock time from its age now.
+            let at_ms = journal
+                .clock
+                .wall_ms(now)
+                .saturating_sub(now.saturating_duration_since(entry.at).as_millis() as u64);
+            history_log::encode_message(entry.offset, at_ms, &entry.delivery, &mut out);
+        }
+        out
+    }
+
+    /// Replays `items` read from the history's file into this (empty)
+    /// history, within its bounds and `budget` bytes; `clock` reads the
+    /// messages' times. The last run goes on being this node's (same
+    /// epoch, next offset) only when `trusted` and the file says this node
+    /// minted it. Nothing is journaled.
+    pub fn restore(
+        &mut self,
+        items: &[Item<'_>],
+        trusted: bool,
+        clock: Clock,
+        now: Instant,
+        budget: usize,
+    ) {
+        let journal = self.journal.take();
+        for item in items {
+            match *item {
+                Item::Run {
+                    epoch,
+                    offset,
+                    minted,
+                } => {
+                    self.restart(Epoch(epoch), offset, minted);
+                }
+                Item::Message {
+                    offset,
+                    at_ms,
+                    delivery,
+                } => {
+                    let epoch = self.epoch.unwrap_or(Epoch(0));
+                    let at = clock.instant(at_ms, now);
+                    let room = budget.saturating_sub(self.bytes);
+                    self.push(Position { offset, epoch }, delivery, at, room);
+                }
+            }
+        }
+        self.evict(now, 0);
+        self.minted &= trusted;
+        self.journal = journal;
     }
 
     /// Drops the oldest message; its size, or `None` when empty.
@@ -295,139 +464,5 @@ pub(crate) struct Pushed {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bounds(size: u32, bytes: usize) -> Bounds {
-        Bounds {
-            size,
-            ttl: Duration::ZERO,
-            bytes,
-        }
-    }
-
-    fn at(offset: u64, epoch: u64) -> Position {
-        Position {
-            offset,
-            epoch: Epoch(epoch),
-        }
-    }
-
-    fn lost(r: &Recovery<'_>) -> bool {
-        matches!(r, Recovery::Lost)
-    }
-
-    #[test]
-    fn the_sequencer_numbers_from_one_and_keeps_the_last_n() {
-        let mut source = EpochSource { base: 7, count: 0 };
-        let mut h = History::new(bounds(3, 1 << 20));
-        let now = Instant::now();
-        for i in 1..=5u64 {
-            let (p, _) = h.sequence(&mut source);
-            assert_eq!(p, at(i, 8));
-            assert!(h.push(p, format!("m{i}").as_bytes(), now, usize::MAX).kept);
-        }
-        assert_eq!(h.last(), Some(at(5, 8)));
-        let (r, _) = h.since(at(2, 8), now);
-        assert_eq!(r, Recovery::Complete(vec![&b"m3"[..], b"m4", b"m5"]));
-        let (r, _) = h.since(at(5, 8), now);
-        assert_eq!(r, Recovery::Complete(vec![]));
-        // Too far back, ahead of the run, or another epoch: lost.
-        assert!(lost(&h.since(at(1, 8), now).0));
-        assert!(lost(&h.since(at(6, 8), now).0));
-        assert!(lost(&h.since(at(4, 9), now).0));
-        assert_eq!(h.bytes(), 6);
-    }
-
-    #[test]
-    fn a_gap_or_a_new_epoch_starts_a_new_run() {
-        let mut h = History::new(bounds(0, 1 << 20));
-        let now = Instant::now();
-        for i in 1..=3 {
-            h.push(at(i, 1), b"x", now, usize::MAX);
-        }
-        // Offset 4 never arrived.
-        h.push(at(5, 1), b"y", now, usize::MAX);
-        assert!(lost(&h.since(at(3, 1), now).0));
-        assert_eq!(
-            h.since(at(4, 1), now).0,
-            Recovery::Complete(vec![&b"y"[..]])
-        );
-        h.push(at(1, 2), b"z", now, usize::MAX);
-        assert!(lost(&h.since(at(5, 1), now).0));
-        assert_eq!(
-            h.since(at(0, 2), now).0,
-            Recovery::Complete(vec![&b"z"[..]])
-        );
-        // A node that did not mint the epoch starts its own when it orders.
-        let mut source = EpochSource {
-            base: 100,
-            count: 0,
-        };
-        assert_eq!(h.sequence(&mut source).0, at(1, 101));
-    }
-
-    #[test]
-    fn bytes_and_age_bound_the_run() {
-        let mut h = History::new(bounds(0, 10));
-        let now = Instant::now();
-        for i in 1..=4 {
-            h.push(at(i, 1), b"abcd", now, usize::MAX);
-        }
-        assert_eq!(h.bytes(), 8);
-        assert!(lost(&h.since(at(1, 1), now).0));
-        assert!(!lost(&h.since(at(2, 1), now).0));
-        // Larger than the channel may hold: delivered, not kept, and the
-        // run restarts after it.
-        let p = h.push(at(5, 1), &[0; 11], now, usize::MAX);
-        assert!(!p.kept);
-        assert_eq!(h.bytes(), 0);
-        assert!(lost(&h.since(at(4, 1), now).0));
-        assert_eq!(h.since(at(5, 1), now).0, Recovery::Complete(vec![]));
-        let mut aged = History::new(Bounds {
-            size: 0,
-            ttl: Duration::from_secs(1),
-            bytes: 100,
-        });
-        aged.push(at(1, 1), b"old", now, usize::MAX);
-        aged.push(
-            at(2, 1),
-            b"new",
-            now + Duration::from_millis(900),
-            usize::MAX,
-        );
-        let later = now + Duration::from_millis(1500);
-        assert_eq!(
-            aged.since(at(1, 1), later).0,
-            Recovery::Complete(vec![&b"new"[..]])
-        );
-        assert!(lost(&aged.since(at(0, 1), later).0));
-    }
-
-    #[test]
-    fn the_node_budget_drops_this_channels_oldest_first() {
-        let mut h = History::new(bounds(0, 100));
-        let now = Instant::now();
-        h.push(at(1, 1), b"aaaa", now, usize::MAX);
-        h.push(at(2, 1), b"bbbb", now, usize::MAX);
-        let p = h.push(at(3, 1), b"cccc", now, 0);
-        assert_eq!((p.added, p.freed, p.kept), (4, 4, true));
-        assert_eq!(h.newest(10, 100, now).0, vec![&b"bbbb"[..], b"cccc"]);
-        // Nothing of its own left to drop: not kept.
-        let mut empty = History::new(bounds(0, 100));
-        assert!(!empty.push(at(1, 1), b"x", now, 0).kept);
-        assert_eq!(empty.since(at(1, 1), now).0, Recovery::Complete(vec![]));
-    }
-
-    #[test]
-    fn newest_respects_limit_and_bytes() {
-        let mut h = History::new(bounds(0, 100));
-        let now = Instant::now();
-        for (i, m) in [&b"a"[..], b"bb", b"ccc"].iter().enumerate() {
-            h.push(at(i as u64 + 1, 1), m, now, usize::MAX);
-        }
-        assert_eq!(h.newest(2, 100, now).0, vec![&b"bb"[..], b"ccc"]);
-        assert_eq!(h.newest(10, 5, now).0, vec![&b"bb"[..], b"ccc"]);
-        assert_eq!(h.newest(10, 2, now).0, Vec::<&[u8]>::new());
-    }
-}
+#[path = "history_tests.rs"]
+mod tests;

@@ -14,6 +14,7 @@
 //! - `admin`: storage changes applied while running.
 //! - `backend`: operations backends request (broadcast, open/close channel,
 //!   direct messages).
+//! - `durable`: what durable histories hand to their files each round.
 //! - [`stats`]: counters the glue publishes.
 //!
 //! # Slow consumers
@@ -37,6 +38,7 @@ mod auth;
 mod backend;
 mod channel;
 mod cluster;
+mod durable;
 mod events;
 mod except;
 mod history;
@@ -57,6 +59,7 @@ use std::collections::{HashMap, HashSet};
 pub use auth::SecretCheck;
 pub use backend::{BackendError, NotFound};
 pub use cluster::{ClusterHook, Route};
+pub use durable::HistoryWrite;
 pub use io::{Backend, Completion, Io, NoWorker, Outlet, Persist};
 pub use pending::{ChannelOp, Outcome, PendingChange};
 pub use session::SessionKey;
@@ -67,7 +70,7 @@ use crate::name::{ChannelName, SessionId, VhostPath};
 use crate::protocol::{encode_error, encode_reply, ClientError, CloseReason, Reply};
 use crate::storage::State;
 
-use history::EpochSource;
+use history::{Clock, EpochSource};
 use session::{Hold, Session};
 use vhost::Vhost;
 
@@ -108,6 +111,12 @@ pub struct Broker {
     epochs: EpochSource,
     /// Bytes all channel histories hold (`limits.max_history_bytes`).
     history_bytes: usize,
+    /// Wall-clock time for durable histories.
+    clock: Clock,
+    /// Whole-file writes and removals for the history files, in order.
+    history_writes: Vec<HistoryWrite>,
+    /// Channels whose durable history journaled records this round.
+    history_dirty: Vec<(VhostPath, ChannelName)>,
     /// Members that left presence channels, to announce.
     departures: Vec<presence::Departure>,
     /// Session events for backends, until the glue takes them.
@@ -145,11 +154,12 @@ impl Outbox {
 impl Broker {
     /// A broker serving the vhosts, users and channels of `state`.
     pub fn new(state: &State, limits: &Limits) -> Self {
+        let clock = Clock::now();
         let vhosts: HashMap<VhostPath, Vhost> = state
             .vhosts
             .iter()
             .map(|(path, record)| {
-                let vhost = Vhost::from_record(record, limits.max_history_bytes_per_channel);
+                let vhost = Vhost::from_record(record, limits.max_history_bytes_per_channel, clock);
                 (path.clone(), vhost)
             })
             .collect();
@@ -165,6 +175,9 @@ impl Broker {
             cluster: cluster::HookSlot::default(),
             epochs: EpochSource::random(),
             history_bytes: 0,
+            clock,
+            history_writes: Vec::new(),
+            history_dirty: Vec::new(),
             departures: Vec::new(),
             session_events: Vec::new(),
         }

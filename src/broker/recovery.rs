@@ -46,6 +46,7 @@ impl Broker {
             .get_mut(channel)?
             .history
             .as_mut()?;
+        let clean = history.journal_is_empty();
         let (position, freed) = history.sequence(&mut self.epochs);
         self.history_bytes = self.history_bytes.saturating_sub(freed);
         if !stamp_delivery(&mut self.buf, position) {
@@ -56,6 +57,9 @@ impl Broker {
             .max_history_bytes
             .saturating_sub(self.history_bytes);
         let pushed = history.push(position, &self.buf, Instant::now(), budget);
+        if clean && !history.journal_is_empty() {
+            self.history_dirty.push((vhost.clone(), channel.clone()));
+        }
         Self::account(&mut self.history_bytes, &mut self.outbox.stats, pushed);
         Some(position)
     }
@@ -81,7 +85,11 @@ impl Broker {
             .limits
             .max_history_bytes
             .saturating_sub(self.history_bytes);
+        let clean = history.journal_is_empty();
         let pushed = history.push(position, delivery, Instant::now(), budget);
+        if clean && !history.journal_is_empty() {
+            self.history_dirty.push((vhost.clone(), channel.clone()));
+        }
         Self::account(&mut self.history_bytes, &mut self.outbox.stats, pushed);
     }
 

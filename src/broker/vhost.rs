@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use std::time::Instant;
 
-use crate::name::{ChannelName, Permissions, UserName};
+use crate::name::{ChannelName, Permissions, UserName, VhostPath};
 use crate::storage::{ChannelOptions, UserRecord, VhostRecord};
 
 use super::channel::Channel;
-use super::history::{Bounds, History};
+use super::durable::HistoryWrite;
+use super::history::{Bounds, Clock, History};
 use super::session::SessionKey;
 
 /// One vhost's live state on this node.
@@ -31,12 +32,14 @@ pub(crate) struct Vhost {
     pub channel_options: BTreeMap<ChannelName, ChannelOptions>,
     /// `limits.max_history_bytes_per_channel`.
     pub history_bytes: usize,
+    /// The broker's clock, for durable histories.
+    clock: Clock,
 }
 
 impl Vhost {
     /// The live form of a stored vhost: its channels exist, nobody is
     /// connected yet.
-    pub fn from_record(record: &VhostRecord, history_bytes: usize) -> Self {
+    pub fn from_record(record: &VhostRecord, history_bytes: usize, clock: Clock) -> Self {
         let mut vhost = Vhost {
             users: record.users.clone(),
             anonymous: record.anonymous,
@@ -46,6 +49,7 @@ impl Vhost {
             channel_defaults: record.channel_defaults,
             channel_options: record.channel_options.clone(),
             history_bytes,
+            clock,
         };
         for name in &record.channels {
             vhost.add_channel(name);
@@ -67,38 +71,72 @@ impl Vhost {
         if self.channels.contains_key(name) {
             return false;
         }
-        let options = self.options_of(name);
-        let history = options
-            .history()
-            .then(|| History::new(Bounds::new(&options, self.history_bytes)));
+        let history = self.new_history(name);
         self.channels
             .insert(name.clone(), Channel::with_history(history));
         true
     }
 
+    /// A new history for channel `name`, if its options ask for one.
+    fn new_history(&self, name: &ChannelName) -> Option<History> {
+        let options = self.options_of(name);
+        options.history().then(|| {
+            let mut history = History::new(Bounds::new(&options, self.history_bytes));
+            history.set_durable(options.durable_history().then_some(self.clock));
+            history
+        })
+    }
+
     /// Brings every channel's history in line with the current options;
-    /// returns the bytes freed.
-    pub fn refresh_histories(&mut self) -> usize {
+    /// returns the bytes freed. What the history files must do (`path` is
+    /// this vhost's) goes to `writes`: a history that became durable is
+    /// written whole, one that is no longer durable (or gone) removed.
+    pub fn refresh_histories(&mut self, path: &VhostPath, writes: &mut Vec<HistoryWrite>) -> usize {
         let now = Instant::now();
         let mut freed = 0;
         let names: Vec<ChannelName> = self.channels.keys().cloned().collect();
         for name in names {
             let options = self.options_of(&name);
             let bounds = Bounds::new(&options, self.history_bytes);
+            let durable = options.durable_history();
+            let clock = self.clock;
             let Some(channel) = self.channels.get_mut(&name) else {
                 continue;
             };
+            let was_durable = channel.history.as_ref().is_some_and(History::is_durable);
             match (&mut channel.history, options.history()) {
-                (Some(history), true) => freed += history.set_bounds(bounds, now),
+                (Some(history), true) => {
+                    freed += history.set_bounds(bounds, now);
+                    history.set_durable(durable.then_some(clock));
+                    if durable && !was_durable {
+                        let records = history.snapshot(now);
+                        writes.push(HistoryWrite::rewrite(path, &name, records));
+                    }
+                }
                 (Some(history), false) => {
                     freed += history.bytes();
                     channel.history = None;
                 }
-                (None, true) => channel.history = Some(History::new(bounds)),
+                (None, true) => {
+                    let mut history = History::new(bounds);
+                    history.set_durable(durable.then_some(clock));
+                    channel.history = Some(history);
+                }
                 (None, false) => {}
+            }
+            if was_durable && !durable {
+                writes.push(HistoryWrite::remove(path, &name));
             }
         }
         freed
+    }
+
+    /// The channels whose histories are durable.
+    pub fn durable_channels(&self) -> impl Iterator<Item = &ChannelName> {
+        self.channels
+            .iter()
+            .filter(|(_, c)| c.history.as_ref().is_some_and(History::is_durable))
+            .map(|(name, _)| name)
     }
 
     /// Bytes of history all channels hold.

@@ -224,6 +224,11 @@ pub struct VhostConfig {
     /// Whether channels track their members (presence). Default false.
     #[serde(default)]
     pub presence: bool,
+    /// Whether channels with a history also keep it in a file under the
+    /// storage directory, so that it and its epoch outlive a restart.
+    /// Default false.
+    #[serde(default)]
+    pub history_durable: bool,
 }
 
 impl VhostConfig {
@@ -233,6 +238,7 @@ impl VhostConfig {
             history_size: self.history_size,
             history_ttl_ms: u64::try_from(self.history_ttl.as_millis()).unwrap_or(u64::MAX),
             presence: self.presence,
+            history_durable: self.history_durable,
         }
     }
 }

@@ -44,10 +44,16 @@
 //! Config-declared vhosts are applied at each start with
 //! [`seed_from_config`].
 //!
+//! Durable channel histories have files of their own, with their own,
+//! weaker, write rules (written per broker round, fsynced once a second):
+//! [`history_log`] (layout) and [`history_files`] (files and recovery).
+//!
 //! I/O: files only, no sockets, no tokio.
 
 mod diff;
 pub(crate) mod files;
+pub mod history_files;
+pub mod history_log;
 pub mod record;
 mod resource;
 mod secret;

@@ -66,12 +66,28 @@ pub struct ChannelOptions {
     pub history_ttl_ms: u64,
     /// Track the channel's members (`joined` / `left` / `presence`).
     pub presence: bool,
+    /// Keep the history in a file under the storage directory too, so that
+    /// it (and its epoch) outlives a restart of the node. Meaningful only
+    /// with a history (either bound set). Left out of the JSON when off, so
+    /// records without it read as before.
+    #[serde(skip_serializing_if = "is_false")]
+    pub history_durable: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl ChannelOptions {
     /// Whether the channel keeps a history (either bound set).
     pub fn history(&self) -> bool {
         self.history_size > 0 || self.history_ttl_ms > 0
+    }
+
+    /// Whether the history is also kept on disk (see
+    /// [`ChannelOptions::history_durable`]).
+    pub fn durable_history(&self) -> bool {
+        self.history() && self.history_durable
     }
 
     /// Whether these are the defaults (all off).

@@ -79,6 +79,9 @@ pub enum Command {
         /// Track the channel's members.
         #[arg(long)]
         presence: bool,
+        /// Keep the history in a file too, so that it outlives a restart.
+        #[arg(long)]
+        durable: bool,
     },
     /// Show a channel's history and presence options.
     ChannelOptions {
@@ -328,11 +331,13 @@ impl Command {
                 history_size,
                 history_ttl,
                 presence,
+                durable,
             } => {
                 let body = json!({
                     "history_size": history_size,
                     "history_ttl": history_ttl,
                     "presence": presence,
+                    "history_durable": durable,
                 });
                 let path = format!("{}/channels/{name}/options", vhost_url(vhost));
                 request(Put, path, Some(body))

@@ -71,12 +71,14 @@ pub fn human(command: &Command, answer: &Value) -> String {
             line(
                 &mut out,
                 format!(
-                    "channel {} in {}: history_size {} history_ttl {} presence {}",
+                    "channel {} in {}: history_size {} history_ttl {} presence {} history_durable {}",
                     s("channel"),
                     s("vhost"),
                     o["history_size"],
                     o["history_ttl"].as_str().unwrap_or("?"),
-                    o["presence"]
+                    o["presence"],
+                    // An older server does not say.
+                    o["history_durable"].as_bool().unwrap_or(false)
                 ),
             )
         }

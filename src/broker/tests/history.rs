@@ -159,3 +159,117 @@ fn session_events_are_recorded_for_backends() {
     );
     assert!(w.broker.take_session_events().is_empty());
 }
+
+/// The records of `writes`' appends, as a history file would hold them.
+fn file_of(writes: &[crate::broker::HistoryWrite]) -> Vec<u8> {
+    let mut file =
+        crate::storage::history_log::encode_start("boot", &vhost("/v"), &channel("news"));
+    for write in writes {
+        match write {
+            crate::broker::HistoryWrite::Append { records, .. }
+            | crate::broker::HistoryWrite::Rewrite { records, .. } => {
+                file.extend_from_slice(records)
+            }
+            crate::broker::HistoryWrite::Remove { .. } => panic!("unexpected remove"),
+        }
+    }
+    file
+}
+
+#[test]
+fn a_durable_history_is_written_each_round_and_continues_its_epoch_in_a_new_broker() {
+    use crate::broker::HistoryWrite;
+    let options = ChannelOptions {
+        history_size: 10,
+        history_durable: true,
+        ..ChannelOptions::default()
+    };
+    let mut w = with_options(options, Limits::default());
+    let publisher = w.login(1, "rw");
+    for i in 1..=3 {
+        w.send(publisher, &broadcast("e", "news", &i.to_string()));
+    }
+    let writes = w.broker.take_history_writes();
+    assert!(matches!(&writes[..], [HistoryWrite::Append { live, .. }] if *live > 0));
+    assert!(w.broker.take_history_writes().is_empty());
+    let file = file_of(&writes);
+    let items = crate::storage::history_log::parse(&file, 1 << 20)
+        .unwrap()
+        .items;
+
+    // A new broker (a restart) reads it back and goes on numbering.
+    let mut again = with_options(options, Limits::default());
+    assert!(again
+        .broker
+        .restore_history(&vhost("/v"), &channel("news"), &items, true));
+    let reader = again.login(2, "rw");
+    again.send(reader, r#"{"history":{"channel":"news"}}"#);
+    let answer = json(&again.take(reader)[0]);
+    assert_eq!(answer["history"]["offset"], 3);
+    assert_eq!(
+        answer["history"]["messages"].as_array().map(Vec::len),
+        Some(3)
+    );
+    let epoch = answer["history"]["epoch"].clone();
+    again.send(reader, &subscribe("news"));
+    again.send(reader, &broadcast("e", "news", "4"));
+    let got: Vec<Value> = again.take(reader).iter().map(|m| json(m)).collect();
+    assert_eq!(got[1]["e"]["offset"], 4);
+    assert_eq!(got[1]["e"]["epoch"], epoch);
+    again.check_gauges();
+
+    // A history that is not durable does not take it.
+    let mut plain = history(10);
+    assert!(!plain
+        .broker
+        .restore_history(&vhost("/v"), &channel("news"), &items, true));
+}
+
+#[test]
+fn turning_durability_on_writes_the_history_whole_and_off_or_deleting_removes_it() {
+    use crate::broker::HistoryWrite;
+    let mut w = history(10);
+    let publisher = w.login(1, "rw");
+    w.send(publisher, &broadcast("e", "news", "1"));
+    assert!(w.broker.take_history_writes().is_empty());
+    let set = |durable: bool| Change::SetChannelOptions {
+        vhost: vhost("/v"),
+        channel: Some(channel("news")),
+        options: ChannelOptions {
+            history_size: 10,
+            history_durable: durable,
+            ..ChannelOptions::default()
+        },
+    };
+    let apply = |w: &mut World, change: Change| {
+        let (broker, mut io) = w.io();
+        broker.apply_change(&change, &mut io);
+    };
+    apply(&mut w, set(true));
+    let writes = w.broker.take_history_writes();
+    assert!(
+        matches!(&writes[..], [HistoryWrite::Rewrite { .. }]),
+        "{writes:?}"
+    );
+    let items_file = file_of(&writes);
+    let parsed = crate::storage::history_log::parse(&items_file, 1 << 20).unwrap();
+    assert_eq!(parsed.items.len(), 2, "a run and the one message");
+    apply(&mut w, set(false));
+    assert!(matches!(
+        &w.broker.take_history_writes()[..],
+        [HistoryWrite::Remove { .. }]
+    ));
+    apply(&mut w, set(true));
+    w.broker.take_history_writes();
+    apply(
+        &mut w,
+        Change::DeleteChannel {
+            vhost: vhost("/v"),
+            channel: channel("news"),
+        },
+    );
+    assert!(matches!(
+        &w.broker.take_history_writes()[..],
+        [HistoryWrite::Remove { .. }]
+    ));
+}

@@ -8,6 +8,7 @@
 //! its output is what ws passed through from tcp, and running out of it is
 //! what makes a session a slow consumer.
 
+mod histories;
 pub(crate) mod outlet;
 mod stats;
 pub(crate) mod verify;
@@ -200,14 +201,18 @@ pub struct WebrocketNukleus {
     stats: stats::Publisher,
     next_stats: Instant,
     cluster: Option<Box<dyn ClusterLink>>,
+    /// Files of durable channel histories (`None`: none could be opened).
+    histories: Option<crate::storage::history_files::HistoryFiles>,
 }
 
 impl WebrocketNukleus {
     /// Creates the nukleus. `signal` is the one of the thread that runs it
-    /// (already registered as "webrocket" in `signals`).
+    /// (already registered as "webrocket" in `signals`); durable channel
+    /// histories are read back from, and kept in, `storage_dir`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         run_dir: &std::path::Path,
+        storage_dir: &std::path::Path,
         ring_capacity: usize,
         signals: Arc<Signals>,
         signal: Arc<Signal>,
@@ -219,9 +224,11 @@ impl WebrocketNukleus {
     ) -> std::io::Result<Self> {
         let plumbing = Plumbing::create(run_dir, "webrocket", ring_capacity, signals)?;
         let stats = stats::Publisher::new(&plumbing.counters);
+        let mut broker = Broker::new(state, limits);
+        let histories = histories::open(&mut broker, storage_dir, limits);
         Ok(WebrocketNukleus {
             plumbing,
-            broker: Broker::new(state, limits),
+            broker,
             persist,
             backend,
             streams: IdMap::default(),
@@ -235,6 +242,7 @@ impl WebrocketNukleus {
             stats,
             next_stats: Instant::now(),
             cluster: None,
+            histories,
         })
     }
 
@@ -672,6 +680,11 @@ impl Agent for WebrocketNukleus {
         for (vhost, payload) in self.broker.take_session_events() {
             self.backend.session_event(&vhost, &payload);
         }
+        // One write per changed durable history per round, before the
+        // round's replies can leave through tcp on this thread.
+        if let Some(files) = &mut self.histories {
+            histories::flush(&mut self.broker, files);
+        }
         if now >= self.next_stats {
             self.next_stats = now + STATS_PERIOD;
             self.stats.publish(self.broker.stats());
@@ -694,6 +707,10 @@ impl Agent for WebrocketNukleus {
     }
 
     fn on_close(&mut self) {
+        if let Some(files) = &mut self.histories {
+            histories::flush(&mut self.broker, files);
+            files.close();
+        }
         self.stats.publish(self.broker.stats());
         self.plumbing.remove_files();
     }
