@@ -109,7 +109,9 @@ impl From<ChangeError> for ApiError {
                 "DATA_PATH",
                 format!("change saved, but the data path did not take it: {control}"),
             ),
-            ChangeError::Limit(why) => Self::new(StatusCode::CONFLICT, "LIMIT_REACHED", why),
+            ChangeError::Limit(why) => {
+                Self::new(StatusCode::CONFLICT, "LIMIT_REACHED", why.to_string())
+            }
             // No majority reachable: a temporary condition worth a retry.
             ChangeError::Cluster(why) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -58,7 +58,7 @@ pub use auth::SecretCheck;
 pub use backend::{BackendError, NotFound};
 pub use cluster::{ClusterHook, Route};
 pub use io::{Backend, Completion, Io, NoWorker, Outlet, Persist};
-pub use pending::{ChannelOp, Outcome, PendingChange};
+pub use pending::{ChannelOp, ConsensusError, Outcome, PendingChange};
 pub use session::SessionKey;
 pub use stats::{BrokerStats, VhostStats};
 

@@ -109,7 +109,7 @@ impl Broker {
     pub fn finish_replicate(
         &mut self,
         pending: PendingChange,
-        confirmed: Result<(), String>,
+        confirmed: Result<(), ConsensusError>,
         io: &mut Io<'_>,
     ) -> Outcome {
         let Some(held) = self.release(pending.key, &pending.sid) else {
@@ -206,3 +206,12 @@ impl Broker {
         self.join(key, &vhost, name, since, outlet)
     }
 }
+
+/// Why the cluster did not confirm a change (no leader with a majority in
+/// time, or this node has not joined yet). The change may still be
+/// committed later, or never. Defined here, below the cluster, because the
+/// broker hears it for the channels it creates; the cluster's own reasons
+/// (`cluster::raft::ProposeError`) are carried as their message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConsensusError(pub String);

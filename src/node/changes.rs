@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use super::{lock, Consensus, ConsensusError, DataPath, Feeds, Inbox};
 use crate::broker::{Completion, Persist};
 use crate::limits::Limits;
-use crate::name::VhostPath;
+use crate::name::{ResourceName, VhostPath};
 use crate::nukleus::control::ControlError;
 use crate::nukleus::webrocket::Task;
 use crate::protocol::backend::code as backend_code;
@@ -34,8 +34,44 @@ pub enum ChangeError {
     Cluster(#[from] ConsensusError),
     /// The change would pass `max_vhosts`, `max_users_per_vhost` or
     /// `max_channels_per_vhost`.
-    #[error("{0}")]
-    Limit(String),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+}
+
+/// Which count or size limit a change would pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// `limits.max_vhosts`.
+    #[error("the vhost count reached its limit of {limit}")]
+    Vhosts {
+        /// The limit.
+        limit: usize,
+    },
+    /// `limits.max_users_per_vhost`, `max_channels_per_vhost` or
+    /// `max_resources_per_vhost`.
+    #[error("vhost {vhost} reached its limit of {limit}")]
+    PerVhost {
+        /// The vhost.
+        vhost: VhostPath,
+        /// The limit.
+        limit: usize,
+    },
+    /// `limits.max_item_size`.
+    #[error("the item is {size} bytes, over limits.max_item_size ({limit})")]
+    ItemSize {
+        /// The item's size as JSON.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// `limits.max_items_per_resource`.
+    #[error("resource {resource} reached its limit of {limit} items")]
+    Items {
+        /// The resource.
+        resource: ResourceName,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// The durable state, shared by the broker thread, the admin API, the
@@ -169,7 +205,7 @@ impl Changes {
             let mut guard = lock(&self.durable);
             let Durable { store, state } = &mut *guard;
             if let Some(limits) = limits {
-                within_limits(limits, state, &change).map_err(ChangeError::Limit)?;
+                within_limits(limits, state, &change)?;
             }
             store.commit_and_apply(state, &change)?;
             // Queued while the state is still locked, so that whoever sees
@@ -186,10 +222,7 @@ impl Changes {
     fn replicate(self: &Arc<Self>, change: Change, completion: Completion) {
         let inbox = self.inbox.clone();
         let finish = move |confirmed: Result<(), ConsensusError>| match completion {
-            Completion::Session(pending) => inbox.send(Task::Replicated {
-                pending,
-                confirmed: confirmed.map_err(|e| e.0),
-            }),
+            Completion::Session(pending) => inbox.send(Task::Replicated { pending, confirmed }),
             Completion::Backend(reply) => {
                 reply(confirmed.map_err(|_| backend_code::INTERNAL_ERROR))
             }
@@ -207,7 +240,7 @@ impl Changes {
             } else {
                 within_limits(&self.limits, state, &change)
                     .err()
-                    .map(|why| Err(ConsensusError(why)))
+                    .map(|why| Err(ConsensusError(why.to_string())))
             }
         });
         if let Some(answer) = at_once {
@@ -250,11 +283,18 @@ impl Persist for Arc<Changes> {
 }
 
 /// Whether `change` keeps `state` within the count limits; why not.
-fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), String> {
-    let full = |what: &str, limit: usize| Err(format!("{what} reached its limit of {limit}"));
+fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), LimitError> {
+    let full = |vhost: &VhostPath, limit: usize| {
+        Err(LimitError::PerVhost {
+            vhost: vhost.clone(),
+            limit,
+        })
+    };
     match change {
         Change::AddVhost { .. } if state.vhosts.len() >= limits.max_vhosts => {
-            full("the vhost count", limits.max_vhosts)
+            Err(LimitError::Vhosts {
+                limit: limits.max_vhosts,
+            })
         }
         Change::AddUser { vhost, .. }
             if state
@@ -262,7 +302,7 @@ fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), 
                 .get(vhost)
                 .is_some_and(|v| v.users.len() >= limits.max_users_per_vhost) =>
         {
-            full(&format!("vhost {vhost}"), limits.max_users_per_vhost)
+            full(vhost, limits.max_users_per_vhost)
         }
         Change::AddChannel { vhost, .. }
             if state
@@ -270,7 +310,7 @@ fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), 
                 .get(vhost)
                 .is_some_and(|v| v.channels.len() >= limits.max_channels_per_vhost) =>
         {
-            full(&format!("vhost {vhost}"), limits.max_channels_per_vhost)
+            full(vhost, limits.max_channels_per_vhost)
         }
         Change::AddResource { vhost, .. }
             if state
@@ -278,7 +318,7 @@ fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), 
                 .get(vhost)
                 .is_some_and(|v| v.resources.len() >= limits.max_resources_per_vhost) =>
         {
-            full(&format!("vhost {vhost}"), limits.max_resources_per_vhost)
+            full(vhost, limits.max_resources_per_vhost)
         }
         Change::PutItem { .. } => item_within_limits(limits, state, change),
         _ => Ok(()),
@@ -288,7 +328,11 @@ fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), 
 /// The item limits of a `PutItem` against `state` (checked by the node
 /// asked, like the other count limits): its size, and the item count of
 /// its resource when it adds an item.
-pub fn item_within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), String> {
+pub fn item_within_limits(
+    limits: &Limits,
+    state: &State,
+    change: &Change,
+) -> Result<(), LimitError> {
     let Change::PutItem {
         vhost,
         resource,
@@ -299,10 +343,10 @@ pub fn item_within_limits(limits: &Limits, state: &State, change: &Change) -> Re
     };
     let size = serde_json::to_string(item).map_or(usize::MAX, |text| text.len());
     if size > limits.max_item_size {
-        return Err(format!(
-            "the item is {size} bytes, over limits.max_item_size ({})",
-            limits.max_item_size
-        ));
+        return Err(LimitError::ItemSize {
+            size,
+            limit: limits.max_item_size,
+        });
     }
     let record = state
         .vhosts
@@ -313,10 +357,10 @@ pub fn item_within_limits(limits: &Limits, state: &State, change: &Change) -> Re
     };
     let new = item_id(item, &record.id_field).is_some_and(|id| !record.items.contains_key(&id));
     if new && record.items.len() >= limits.max_items_per_resource {
-        return Err(format!(
-            "resource {resource} reached its limit of {} items",
-            limits.max_items_per_resource
-        ));
+        return Err(LimitError::Items {
+            resource: resource.clone(),
+            limit: limits.max_items_per_resource,
+        });
     }
     Ok(())
 }

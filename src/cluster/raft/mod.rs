@@ -13,6 +13,7 @@
 //! then on the leader adds every other peer that comes up (learner, then
 //! voter). Nodes that go down stay voters: they are expected back.
 
+pub mod error;
 pub mod files;
 pub mod network;
 pub mod store;
@@ -38,11 +39,13 @@ use super::wire::PeerMessage;
 use crate::node::{Changes, Consensus, ConsensusError};
 use crate::storage::Change;
 
+pub use error::{CallError, NotApplied, ProposeError, StartError};
+
 openraft::declare_raft_types!(
     /// openraft types of the replicated state.
     pub TypeConfig:
         D = Change,
-        R = Result<(), String>,
+        R = Result<(), NotApplied>,
 );
 
 /// A raft node id: [`node_id`] of the node name.
@@ -95,7 +98,7 @@ pub enum RaftResponse {
     ),
     /// To [`RaftRequest::Propose`]: the entry's log index and the result
     /// of applying it, or why it was not committed.
-    Propose(Result<(u64, Result<(), String>), String>),
+    Propose(Result<(u64, Result<(), NotApplied>), ProposeError>),
     /// To [`RaftRequest::RemoveMember`].
     RemoveMember(Result<(), RemoveError>),
 }
@@ -191,7 +194,11 @@ impl RaftNode {
         })]
     }
 
-    async fn open(self: &Arc<Self>, changes: Arc<Changes>, tuning: Tuning) -> Result<(), String> {
+    async fn open(
+        self: &Arc<Self>,
+        changes: Arc<Changes>,
+        tuning: Tuning,
+    ) -> Result<(), StartError> {
         let every = tuning.snapshot_every;
         let config = openraft::Config {
             cluster_name: "webrocket".into(),
@@ -205,17 +212,14 @@ impl RaftNode {
             install_snapshot_timeout: 2000,
             ..Default::default()
         }
-        .validate()
-        .map_err(|e| e.to_string())?;
+        .validate()?;
         let store = store::RaftStore::open(changes, &tuning.storage_dir)?;
         store.recover().await?;
         let (log, machine) = openraft::storage::Adaptor::new(store);
         let net = network::Network {
             node: Arc::clone(self),
         };
-        let raft = Raft::new(self.id, Arc::new(config), net, log, machine)
-            .await
-            .map_err(|e| e.to_string())?;
+        let raft = Raft::new(self.id, Arc::new(config), net, log, machine).await?;
         let _ = self.raft.set(raft);
         Ok(())
     }
@@ -335,8 +339,8 @@ impl RaftNode {
         name: &str,
         request: RaftRequest,
         ttl: Duration,
-    ) -> Result<RaftResponse, String> {
-        let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    ) -> Result<RaftResponse, CallError> {
+        let body = serde_json::to_vec(&request)?;
         let number = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(number, tx);
@@ -352,7 +356,9 @@ impl RaftNode {
         lock(&self.pending).remove(&number);
         match answer {
             Ok(Ok(response)) => Ok(response),
-            _ => Err(format!("no raft answer from {name}")),
+            _ => Err(CallError::NoAnswer {
+                peer: name.to_owned(),
+            }),
         }
     }
 
@@ -387,7 +393,12 @@ impl RaftNode {
                     raft.client_write(change)
                         .await
                         .map(|r| (r.log_id.index, r.data))
-                        .map_err(|e| e.to_string()),
+                        .map_err(|e| match e {
+                            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                                ProposeError::NotLeader
+                            }
+                            other => ProposeError::Refused(other.to_string()),
+                        }),
                 ),
                 RaftRequest::RemoveMember(name) => {
                     RaftResponse::RemoveMember(node.remove_here(raft, &name).await)
@@ -412,8 +423,8 @@ impl RaftNode {
             let _ = tx.send(node.propose(change).await);
         });
         rx.recv_timeout(CHANGE_TIMEOUT + Duration::from_secs(1))
-            .unwrap_or_else(|_| Err("the change timed out".into()))
-            .map_err(ConsensusError)
+            .unwrap_or(Err(ProposeError::NotConfirmed))
+            .map_err(|e| ConsensusError(e.to_string()))
     }
 
     /// Takes node `name` out of the replicated log's members for good
@@ -450,7 +461,7 @@ impl RaftNode {
             match self.call(&leader_name, request, remaining).await {
                 Ok(RaftResponse::RemoveMember(result)) => return result,
                 Ok(_) => return Err(not_confirmed("mismatched raft reply".into())),
-                Err(why) => return Err(not_confirmed(why)),
+                Err(why) => return Err(not_confirmed(why.to_string())),
             }
         }
     }
@@ -497,37 +508,38 @@ impl RaftNode {
     ) {
         let node = Arc::clone(self);
         self.shared.runtime.spawn(async move {
-            done(node.propose(change).await.map_err(ConsensusError));
+            done(
+                node.propose(change)
+                    .await
+                    .map_err(|e| ConsensusError(e.to_string())),
+            );
         });
     }
 
     /// See [`RaftNode::propose_blocking`].
-    pub async fn propose(&self, change: Change) -> Result<(), String> {
+    pub async fn propose(&self, change: Change) -> Result<(), ProposeError> {
         let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
-        let raft = self.raft.get().ok_or("raft is not running")?;
-        let timeout = || {
-            "no raft leader with a majority answered in time; the change is not confirmed"
-                .to_string()
-        };
+        let raft = self.raft.get().ok_or(ProposeError::NotRunning)?;
+        let pause = || tokio::time::sleep(Duration::from_millis(100));
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
-                return Err(timeout());
+                return Err(ProposeError::NotConfirmed);
             }
             let metrics = raft.metrics().borrow().clone();
             let Some(leader) = metrics.current_leader else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                pause().await;
                 continue;
             };
             if leader == self.id {
                 match tokio::time::timeout(remaining, raft.client_write(change.clone())).await {
-                    Ok(Ok(response)) => return response.data,
+                    Ok(Ok(response)) => return Ok(response.data?),
                     Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        pause().await;
                         continue;
                     }
-                    Ok(Err(error)) => return Err(error.to_string()),
-                    Err(_) => return Err(timeout()),
+                    Ok(Err(error)) => return Err(ProposeError::Refused(error.to_string())),
+                    Err(_) => return Err(ProposeError::NotConfirmed),
                 }
             }
             let Some(name) = metrics
@@ -536,27 +548,27 @@ impl RaftNode {
                 .get_node(&leader)
                 .map(|n| n.addr.clone())
             else {
-                return Err(timeout());
+                return Err(ProposeError::NotConfirmed);
             };
             let answer = self
                 .call(&name, RaftRequest::Propose(change.clone()), remaining)
                 .await;
             let (index, result) = match answer {
                 Ok(RaftResponse::Propose(Ok(done))) => done,
-                Ok(RaftResponse::Propose(Err(why))) if why.contains("forward") => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(RaftResponse::Propose(Err(ProposeError::NotLeader))) => {
+                    pause().await;
                     continue;
                 }
                 Ok(RaftResponse::Propose(Err(why))) => return Err(why),
-                Ok(_) => return Err("mismatched raft reply".into()),
-                Err(_) => return Err(timeout()),
+                Ok(_) => return Err(ProposeError::Mismatched),
+                Err(_) => return Err(ProposeError::NotConfirmed),
             };
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             raft.wait(Some(remaining))
                 .applied_index_at_least(Some(index), "change applied here")
                 .await
-                .map_err(|e| format!("committed, but not yet applied on this node: {e}"))?;
-            return result;
+                .map_err(|e| ProposeError::NotAppliedHere(e.to_string()))?;
+            return Ok(result?);
         }
     }
 }
@@ -596,10 +608,19 @@ mod tests {
             RaftRequest::Propose(back) => assert_eq!(back, change),
             other => panic!("{other:?}"),
         }
+        let skipped = NotApplied {
+            reason: "exists".into(),
+        };
         let body =
-            serde_json::to_vec(&RaftResponse::Propose(Ok((7, Err("exists".into()))))).unwrap();
+            serde_json::to_vec(&RaftResponse::Propose(Ok((7, Err(skipped.clone()))))).unwrap();
         match serde_json::from_slice::<RaftResponse>(&body).unwrap() {
-            RaftResponse::Propose(Ok((7, Err(why)))) => assert_eq!(why, "exists"),
+            RaftResponse::Propose(Ok((7, Err(why)))) => assert_eq!(why, skipped),
+            other => panic!("{other:?}"),
+        }
+        let body =
+            serde_json::to_vec(&RaftResponse::Propose(Err(ProposeError::NotLeader))).unwrap();
+        match serde_json::from_slice::<RaftResponse>(&body).unwrap() {
+            RaftResponse::Propose(Err(ProposeError::NotLeader)) => {}
             other => panic!("{other:?}"),
         }
     }

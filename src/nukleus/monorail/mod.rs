@@ -234,7 +234,7 @@ impl MonorailNukleus {
         let key = SessionKey(initial.0 as u64);
         let opened = match target {
             Some(target) => self.monorail.open_session(key, path).map(|()| target),
-            None => Err("no route back to ws".into()),
+            None => Err(core::OpenError::NoRoute),
         };
         let target = match opened {
             Ok(target) => target,

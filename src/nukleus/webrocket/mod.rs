@@ -135,7 +135,7 @@ pub enum Task {
         /// The waiting session and the change.
         pending: PendingChange,
         /// `Err`: why the change was not committed.
-        confirmed: Result<(), String>,
+        confirmed: Result<(), crate::broker::ConsensusError>,
     },
 }
 
