@@ -28,8 +28,9 @@ channels = ["news", "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"]
 "#;
 
 const FORM: Duration = Duration::from_secs(15);
-/// Interest deltas travel asynchronously after `subscribed`.
-const SETTLE: Duration = Duration::from_millis(500);
+/// Interest deltas travel asynchronously after `subscribed`: the longest
+/// a test waits for the peers to know of a subscription.
+const INTEREST: Duration = Duration::from_secs(5);
 
 fn subscriber(cluster: &TestCluster, node: usize, channel: &str) -> Client {
     let mut client = Client::connect(&cluster.node(node).url("/chat"));
@@ -66,7 +67,9 @@ fn publishers_on_every_node_and_subscribers_see_one_order() {
     let cluster = TestCluster::start(3, CONFIG);
     cluster.wait_formed(FORM);
     let mut subscribers: Vec<Client> = (0..3).map(|i| subscriber(&cluster, i, "news")).collect();
-    std::thread::sleep(SETTLE);
+    for i in 0..3 {
+        cluster.wait_interest(i, 1, INTEREST);
+    }
     const EACH: u64 = 100;
     let publishers: Vec<_> = (0..3)
         .map(|p| {
@@ -142,7 +145,8 @@ fn a_node_without_subscribers_receives_no_broadcast_traffic() {
     let channel = channel_sequenced_by(&["n0", "n1", "n2"], "n0");
     let mut on_n0 = subscriber(&cluster, 0, &channel);
     let mut on_n1 = subscriber(&cluster, 1, &channel);
-    std::thread::sleep(SETTLE);
+    cluster.wait_interest(0, 1, INTEREST);
+    cluster.wait_interest(1, 1, INTEREST);
     let before = cluster.counter(2, "cluster.peer.n0.bytes_in")
         + cluster.counter(2, "cluster.peer.n1.bytes_in");
     let big = "x".repeat(2000);
@@ -207,7 +211,7 @@ fn frozen_and_killed_nodes_are_marked_down_and_taken_back() {
     let mut cluster = TestCluster::start(3, CONFIG);
     cluster.wait_formed(FORM);
     let mut on_n0 = subscriber(&cluster, 0, "news");
-    std::thread::sleep(SETTLE);
+    cluster.wait_interest(0, 1, INTEREST);
     delivered_across(&cluster, 1, &mut on_n0, "news");
 
     // Frozen: the others mark it down within a few seconds and carry on.
@@ -373,7 +377,8 @@ fn a_node_leaving_on_sigterm_hands_over_at_once() {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
     }
-    std::thread::sleep(SETTLE);
+    cluster.wait_interest(1, 1, INTEREST);
+    cluster.wait_interest(2, 1, INTEREST);
     delivered_across(&cluster, 0, &mut on_n1, &channel);
 
     let sigterm = Instant::now();
@@ -860,8 +865,11 @@ fn an_oversized_frame_on_the_cluster_port_cuts_only_that_connection() {
     assert!(wait_until(Duration::from_secs(2), || {
         cluster.counter(0, "cluster.refused") >= 1
     }));
-    // The nodes still see each other and replicate.
-    std::thread::sleep(Duration::from_secs(1));
+    // The nodes still see each other (two more heartbeats) and replicate.
+    let heard = cluster.counter(0, "cluster.peer.n1.messages_in");
+    assert!(wait_until(Duration::from_secs(5), || {
+        cluster.counter(0, "cluster.peer.n1.messages_in") >= heard + 2
+    }));
     cluster.wait_formed(FORM);
     add_channel(&cluster, 1, "after-the-attack");
     assert!(wait_until(Duration::from_secs(5), || {
@@ -1021,10 +1029,11 @@ fn a_thawed_sequencer_does_not_order_stale_broadcasts_after_newer_ones() {
     cluster.wait_formed(FORM);
     let channel = channel_sequenced_by(&["n0", "n1", "n2"], "n0");
     let mut on_n2 = subscriber(&cluster, 2, &channel);
-    std::thread::sleep(SETTLE);
+    cluster.wait_interest(2, 1, INTEREST);
     delivered_across(&cluster, 1, &mut on_n2, &channel);
 
     let url = cluster.node(1).url("/chat");
+    let (read_all, all_read) = std::sync::mpsc::channel::<()>();
     let publishing = {
         let channel = channel.clone();
         std::thread::spawn(move || {
@@ -1037,12 +1046,21 @@ fn a_thawed_sequencer_does_not_order_stale_broadcasts_after_newer_ones() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             // Keep the session open until everything was read.
-            std::thread::sleep(Duration::from_secs(4));
+            let _ = all_read.recv_timeout(Duration::from_secs(30));
         })
     };
-    std::thread::sleep(Duration::from_secs(1));
+    // n0 orders some, then freezes until the others have marked it down
+    // and ordered some more of the same publisher's broadcasts elsewhere.
+    assert!(wait_until(Duration::from_secs(5), || {
+        cluster.counter(0, "cluster.forwards_in") >= 20
+    }));
     cluster.signal(0, "-STOP");
-    std::thread::sleep(Duration::from_millis(4500));
+    cluster.wait_peer(1, 0, false, Duration::from_secs(8));
+    cluster.wait_peer(2, 0, false, Duration::from_secs(8));
+    let elsewhere =
+        || cluster.counter(2, "cluster.forwards_in") + cluster.counter(2, "cluster.deliveries_in");
+    let before = elsewhere();
+    assert!(wait_until(Duration::from_secs(5), || elsewhere() >= before + 10));
     cluster.signal(0, "-CONT");
 
     let mut seen = Vec::new();
@@ -1057,6 +1075,7 @@ fn a_thawed_sequencer_does_not_order_stale_broadcasts_after_newer_ones() {
             None => {}
         }
     }
+    let _ = read_all.send(());
     publishing.join().expect("publisher");
     let out_of_order: Vec<_> = seen.windows(2).filter(|w| w[1] <= w[0]).collect();
     assert!(out_of_order.is_empty(), "out of order: {out_of_order:?}");
