@@ -520,6 +520,11 @@ fn admin_changes_are_replicated_and_a_killed_node_catches_up() {
 
     // Alone (a minority), n0 commits nothing: the change fails after the
     // raft timeout and is not applied.
+    let channels_here = |cluster: &TestCluster| {
+        // `/stats` answers from the local state, without a read barrier.
+        admin(cluster, 0, "GET", "/stats", "").1["totals"]["channels"].as_u64()
+    };
+    let before = channels_here(&cluster);
     let _n1 = cluster.kill(1);
     let _n2 = cluster.kill(2);
     let started = Instant::now();
@@ -538,10 +543,64 @@ fn admin_changes_are_replicated_and_a_killed_node_catches_up() {
         "{:?}",
         started.elapsed()
     );
-    assert!(!channels_on(&cluster, 0)
-        .as_array()
-        .unwrap()
-        .contains(&json!("minority")));
+    assert_eq!(channels_here(&cluster), before, "not applied");
+    // Nor does it answer reads from a state that may be stale.
+    assert_eq!(
+        admin(&cluster, 0, "GET", "/vhosts/chat/channels", "").0,
+        503
+    );
+}
+
+/// Read-your-writes across nodes: what one node acknowledged, another
+/// node answers for at once (a read barrier), never with a stale 404;
+/// the same for a change that looks the new thing up.
+#[test]
+fn an_acknowledged_admin_change_is_seen_at_once_through_every_other_node() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    add_channel(&cluster, 0, "warmup");
+    for k in 0..45 {
+        let (a, b, c) = (k % 3, (k + 1) % 3, (k + 2) % 3);
+        let channel = format!("rw{k}");
+        let body = json!({ "name": channel }).to_string();
+        let (status, reply) = admin(&cluster, a, "POST", "/vhosts/chat/channels", &body);
+        assert_eq!(status, 201, "adding {channel} through n{a}: {reply}");
+        let path = format!("/vhosts/chat/channels/{channel}/options");
+        let (status, reply) = admin(&cluster, b, "GET", &path, "");
+        assert_eq!(
+            status, 200,
+            "n{b} reads {channel} made through n{a}: {reply}"
+        );
+
+        let user = format!("ru{k}");
+        let body = json!({ "name": user, "permissions": ["READ"] }).to_string();
+        let (status, reply) = admin(&cluster, b, "POST", "/vhosts/chat/users", &body);
+        assert_eq!(status, 201, "adding {user} through n{b}: {reply}");
+        let path = format!("/vhosts/chat/users/{user}/permissions");
+        let body = json!({ "permissions": ["READ", "WRITE"] }).to_string();
+        let (status, reply) = admin(&cluster, c, "PUT", &path, &body);
+        assert_eq!(
+            status, 200,
+            "n{c} changes {user} made through n{b}: {reply}"
+        );
+
+        let path = format!("/vhosts/chat/channels/{channel}");
+        let (status, reply) = admin(&cluster, c, "DELETE", &path, "");
+        assert_eq!(
+            status, 200,
+            "n{c} deletes {channel} made through n{a}: {reply}"
+        );
+    }
+
+    // Alone, a node cannot know what the others committed: it says so
+    // (503 CLUSTER) instead of answering from what may be stale.
+    let mut cluster = cluster;
+    let _gone = [cluster.kill(1), cluster.kill(2)];
+    let (status, reply) = admin(&cluster, 0, "GET", "/vhosts/chat/channels", "");
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(reply["code"], "CLUSTER", "{reply}");
+    let error = reply["error"].as_str().unwrap_or_default();
+    assert!(error.contains("latest state"), "{reply}");
 }
 
 fn has_channel(cluster: &TestCluster, i: usize, name: &str) -> bool {

@@ -118,6 +118,13 @@ impl From<ChangeError> for ApiError {
                 "CLUSTER",
                 format!("the cluster did not confirm the change: {why}"),
             ),
+            // The node cannot tell whether its state is current: no answer
+            // from it (a stale 404 would be wrong), a retry may succeed.
+            stale @ ChangeError::Stale(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "CLUSTER",
+                stale.to_string(),
+            ),
         }
     }
 }

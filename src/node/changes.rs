@@ -32,6 +32,11 @@ pub enum ChangeError {
     /// time): it may still be committed later, or never.
     #[error("the cluster did not confirm the change: {0}")]
     Cluster(#[from] ConsensusError),
+    /// This node could not learn in time that it has applied everything
+    /// the cluster committed (a read barrier failed): what it holds may be
+    /// stale, so it does not answer from it.
+    #[error("this node cannot confirm it holds the cluster's latest state: {0}")]
+    Stale(ConsensusError),
     /// The change would pass `max_vhosts`, `max_users_per_vhost` or
     /// `max_channels_per_vhost`.
     #[error(transparent)]
@@ -148,10 +153,17 @@ impl Changes {
     /// through several nodes can pass a limit by as many as are in flight
     /// (applying never checks limits, so every node applies the same
     /// changes whatever its own config says).
+    ///
+    /// On a cluster the check against this node's state comes after a
+    /// [read barrier](Changes::read_barrier), so a change to something
+    /// another node has just created finds it here.
     pub fn change(&self, change: Change) -> Result<(), ChangeError> {
         let Some(consensus) = self.consensus() else {
             return self.apply_within(change, Some(&self.limits));
         };
+        Arc::clone(&consensus)
+            .read_barrier_blocking()
+            .map_err(ChangeError::Stale)?;
         self.with_state(|state| {
             state
                 .check(&change)
@@ -159,6 +171,22 @@ impl Changes {
             within_limits(&self.limits, state, &change).map_err(ChangeError::Limit)
         })?;
         Ok(consensus.propose_blocking(change)?)
+    }
+
+    /// On a cluster, waits until this node has applied every change the
+    /// cluster had committed when it was called (the leader's read
+    /// index), so that what it reads next includes every change another
+    /// node has acknowledged. Fails (`ChangeError::Stale`) after the
+    /// change timeout without a leader backed by a majority. Nothing to
+    /// wait for on a single node. Blocks: call it off the async runtime's
+    /// workers.
+    pub fn read_barrier(&self) -> Result<(), ChangeError> {
+        match self.consensus() {
+            Some(consensus) => consensus
+                .read_barrier_blocking()
+                .map_err(ChangeError::Stale),
+            None => Ok(()),
+        }
     }
 
     /// Applies a change the cluster committed (every node, in log order):

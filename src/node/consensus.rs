@@ -22,4 +22,9 @@ pub trait Consensus: Send + Sync {
         change: Change,
         done: Box<dyn FnOnce(Result<(), ConsensusError>) + Send + 'static>,
     );
+
+    /// Waits until this node has applied every change the cluster had
+    /// committed when it was called (read-your-writes across nodes), or
+    /// fails after the change timeout. Blocks like `propose_blocking`.
+    fn read_barrier_blocking(self: Arc<Self>) -> Result<(), ConsensusError>;
 }

@@ -87,6 +87,9 @@ pub enum ProposeError {
     /// No leader with a majority committed it within the change timeout.
     #[error("no raft leader with a majority answered in time; the change is not confirmed")]
     NotConfirmed,
+    /// No leader backed by a majority gave a read index in time.
+    #[error("no raft leader with a majority answered in time")]
+    NoLeader,
     /// The node asked to propose is no longer the leader (asked again).
     #[error("the node asked is not the raft leader")]
     NotLeader,

@@ -80,6 +80,8 @@ pub enum RaftRequest {
     Propose(Change),
     /// Take this member (a node name) out of the voters, for good.
     RemoveMember(String),
+    /// A follower's read barrier: the leader's read index.
+    ReadIndex,
 }
 
 /// Body of an `RRS`.
@@ -101,6 +103,9 @@ pub enum RaftResponse {
     Propose(Result<(u64, Result<(), NotApplied>), ProposeError>),
     /// To [`RaftRequest::RemoveMember`].
     RemoveMember(Result<(), RemoveError>),
+    /// To [`RaftRequest::ReadIndex`]: the log index a read must see
+    /// applied (the leader's commit index, confirmed by a majority).
+    ReadIndex(Result<u64, ProposeError>),
 }
 
 /// Why a member could not be removed.
@@ -403,6 +408,7 @@ impl RaftNode {
                 RaftRequest::RemoveMember(name) => {
                     RaftResponse::RemoveMember(node.remove_here(raft, &name).await)
                 }
+                RaftRequest::ReadIndex => RaftResponse::ReadIndex(read_index_here(raft).await),
             };
             let Ok(body) = serde_json::to_vec(&response) else {
                 return;
@@ -573,6 +579,86 @@ impl RaftNode {
     }
 }
 
+/// The leader's read index: the last entry a read must see applied,
+/// after a round of heartbeats confirmed that this node still leads.
+async fn read_index_here(raft: &Raft<TypeConfig>) -> Result<u64, ProposeError> {
+    match raft.get_read_log_id().await {
+        Ok((read, _applied)) => Ok(read.map_or(0, |id| id.index)),
+        Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(_))) => {
+            Err(ProposeError::NotLeader)
+        }
+        Err(error) => Err(ProposeError::Refused(error.to_string())),
+    }
+}
+
+impl RaftNode {
+    /// Waits until this node has applied everything the cluster had
+    /// committed when it was called (a read index from the leader), so
+    /// that a read here sees every change another node acknowledged
+    /// before. Fails after [`CHANGE_TIMEOUT`] without a leader backed by a
+    /// majority, or when this node cannot catch up in that time.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+        let raft = self.raft.get().ok_or(ProposeError::NotRunning)?;
+        let pause = || tokio::time::sleep(Duration::from_millis(50));
+        // Why the last try failed: a leader that lost its majority, or
+        // one that could not be asked, may be back before the deadline.
+        let mut last = ProposeError::NoLeader;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(last);
+            }
+            let metrics = raft.metrics().borrow().clone();
+            let leader = metrics.current_leader.and_then(|id| {
+                let membership = metrics.membership_config.membership();
+                membership.get_node(&id).map(|n| (id, n.addr.clone()))
+            });
+            let Some((leader, name)) = leader else {
+                pause().await;
+                continue;
+            };
+            let answer = if leader == self.id {
+                tokio::time::timeout(remaining, read_index_here(raft))
+                    .await
+                    .unwrap_or(Err(ProposeError::NoLeader))
+            } else {
+                match self.call(&name, RaftRequest::ReadIndex, remaining).await {
+                    Ok(RaftResponse::ReadIndex(answer)) => answer,
+                    Ok(_) => Err(ProposeError::Mismatched),
+                    Err(_) => Err(ProposeError::NoLeader),
+                }
+            };
+            let index = match answer {
+                Ok(index) => index,
+                Err(why) => {
+                    last = why;
+                    pause().await;
+                    continue;
+                }
+            };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            raft.wait(Some(remaining))
+                .applied_index_at_least(Some(index), "read barrier")
+                .await
+                .map_err(|e| ProposeError::NotAppliedHere(e.to_string()))?;
+            return Ok(());
+        }
+    }
+
+    /// [`RaftNode::read_barrier`] for a caller off the runtime's workers.
+    pub fn read_barrier_blocking(self: &Arc<Self>) -> Result<(), ConsensusError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let node = Arc::clone(self);
+        self.shared.runtime.spawn(async move {
+            let _ = tx.send(node.read_barrier().await);
+        });
+        rx.recv_timeout(CHANGE_TIMEOUT + Duration::from_secs(1))
+            .unwrap_or(Err(ProposeError::NoLeader))
+            .map_err(|e| ConsensusError(e.to_string()))
+    }
+}
+
 /// The node's changes go through raft: [`Changes`] holds this (weakly)
 /// once the member starts.
 impl Consensus for RaftNode {
@@ -586,6 +672,10 @@ impl Consensus for RaftNode {
         done: Box<dyn FnOnce(Result<(), ConsensusError>) + Send + 'static>,
     ) {
         RaftNode::propose_then(&self, change, done);
+    }
+
+    fn read_barrier_blocking(self: Arc<Self>) -> Result<(), ConsensusError> {
+        RaftNode::read_barrier_blocking(&self)
     }
 }
 
