@@ -19,7 +19,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::name::{NameError, NameKind};
-use crate::node::ChangeError;
+use crate::node::{ChangeError, ConsensusError};
 use crate::storage::{StateError, StorageError};
 
 /// An admin request that failed, with the status and code it answers with.
@@ -111,6 +111,11 @@ impl From<ChangeError> for ApiError {
             ),
             ChangeError::Limit(why) => {
                 Self::new(StatusCode::CONFLICT, "LIMIT_REACHED", why.to_string())
+            }
+            // This node's replicated log cannot be written (a full disk):
+            // like a single node's storage failure.
+            ChangeError::Cluster(ConsensusError::Storage(why)) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", why)
             }
             // No majority reachable: a temporary condition worth a retry.
             ChangeError::Cluster(why) => Self::new(

@@ -213,5 +213,12 @@ impl Broker {
 /// broker hears it for the channels it creates; the cluster's own reasons
 /// (`cluster::raft::ProposeError`) are carried as their message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConsensusError(pub String);
+pub enum ConsensusError {
+    /// No leader with a majority confirmed it in time.
+    #[error("{0}")]
+    NotConfirmed(String),
+    /// This node's replicated log cannot be written (a full disk): it
+    /// refuses changes until it can again.
+    #[error("{0}")]
+    Storage(String),
+}

@@ -163,7 +163,11 @@ impl Changes {
         };
         Arc::clone(&consensus)
             .read_barrier_blocking()
-            .map_err(ChangeError::Stale)?;
+            .map_err(|e| match e {
+                // This node cannot take changes: say why, as for a commit.
+                storage @ ConsensusError::Storage(_) => ChangeError::Cluster(storage),
+                other => ChangeError::Stale(other),
+            })?;
         self.with_state(|state| {
             state
                 .check(&change)
@@ -256,7 +260,7 @@ impl Changes {
             }
         };
         let Some(consensus) = self.consensus() else {
-            finish(Err(ConsensusError(
+            finish(Err(ConsensusError::NotConfirmed(
                 "this node has not joined its cluster yet".into(),
             )));
             return;
@@ -268,7 +272,7 @@ impl Changes {
             } else {
                 within_limits(&self.limits, state, &change)
                     .err()
-                    .map(|why| Err(ConsensusError(why.to_string())))
+                    .map(|why| Err(ConsensusError::NotConfirmed(why.to_string())))
             }
         });
         if let Some(answer) = at_once {

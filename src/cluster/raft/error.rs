@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::NodeId;
-use crate::node::ChangeError;
+use crate::node::{ChangeError, ConsensusError};
 
 /// Why raft did not start on this node (its changes are then refused).
 /// openraft's errors are large, so they are boxed.
@@ -105,4 +105,17 @@ pub enum ProposeError {
     /// Committed, and refused by the state when applied.
     #[error(transparent)]
     NotApplied(#[from] NotApplied),
+    /// This node's raft files cannot be written (a full disk): its raft
+    /// member stopped, and starts again once they can.
+    #[error("this node's replicated log cannot be written ({0}); changes through it are refused until it can")]
+    Storage(String),
+}
+
+impl From<ProposeError> for ConsensusError {
+    fn from(error: ProposeError) -> Self {
+        match error {
+            ProposeError::Storage(_) => ConsensusError::Storage(error.to_string()),
+            other => ConsensusError::NotConfirmed(other.to_string()),
+        }
+    }
 }

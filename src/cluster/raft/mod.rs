@@ -21,7 +21,7 @@ pub mod store;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -57,6 +57,12 @@ pub const INIT_DELAY: Duration = Duration::from_secs(2);
 /// How long a change may take to be committed and applied here.
 pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(4);
 const DRIVE_TICK: Duration = Duration::from_millis(500);
+/// How often a raft member stopped by a storage failure checks whether
+/// its files can be written again.
+const RECOVER_TICK: Duration = Duration::from_secs(1);
+/// Bytes the recovery probe writes: more than a change's raft entry and
+/// `raft.json` together, so a disk that takes it takes the next change.
+const PROBE_BYTES: usize = 64 * 1024;
 /// Bytes of state per snapshot chunk sent to a lagging peer.
 const SNAPSHOT_CHUNK: u64 = 64 * 1024;
 
@@ -160,7 +166,12 @@ pub struct RaftNode {
     shared: Arc<Shared>,
     name: String,
     id: NodeId,
-    raft: OnceLock<Raft<TypeConfig>>,
+    /// The openraft instance; replaced when it stopped on a storage
+    /// failure and the files can be written again ([`RaftNode::recover`]).
+    raft: Mutex<Option<Raft<TypeConfig>>>,
+    /// Why the instance stopped (a storage failure), while it is down:
+    /// changes through this node are refused at once, saying so.
+    stalled: Mutex<Option<String>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<RaftResponse>>>,
     next: AtomicU64,
 }
@@ -181,7 +192,8 @@ impl RaftNode {
             shared: Arc::clone(shared),
             id: node_id(&name),
             name,
-            raft: OnceLock::new(),
+            raft: Mutex::new(None),
+            stalled: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
         });
@@ -192,11 +204,66 @@ impl RaftNode {
         changes.set_consensus(Arc::downgrade(&consensus));
         let started = Instant::now();
         vec![tokio::spawn(async move {
-            match node.open(changes, tuning).await {
-                Ok(()) => node.drive(seeds, started).await,
+            match node.open(Arc::clone(&changes), tuning.clone()).await {
+                Ok(()) => {
+                    let drive = Arc::clone(&node).drive(seeds, started);
+                    tokio::join!(drive, node.recover(changes, tuning));
+                }
                 Err(error) => tracing::error!(%error, "raft did not start; changes are refused"),
             }
         })]
+    }
+
+    /// The openraft instance, once it runs.
+    fn raft(&self) -> Option<Raft<TypeConfig>> {
+        lock(&self.raft).clone()
+    }
+
+    /// The refusal to give while the raft member is stopped by a storage
+    /// failure (noticed by [`RaftNode::recover`], or just now).
+    fn stalled(&self) -> Option<ProposeError> {
+        if let Some(why) = lock(&self.stalled).clone() {
+            return Some(ProposeError::Storage(why));
+        }
+        let raft = self.raft()?;
+        let fatal = raft.metrics().borrow().running_state.clone().err()?;
+        Some(ProposeError::Storage(fatal.to_string()))
+    }
+
+    /// Brings the raft member back after a storage failure. openraft stops
+    /// for good when its storage fails (a full disk); this node then
+    /// refuses changes ([`ProposeError::Storage`]) and, every
+    /// [`RECOVER_TICK`], checks whether the storage directory takes writes
+    /// again. Once it does, it starts openraft again on the same files, as
+    /// a restart would (a torn log tail is cut off, entries committed
+    /// meanwhile come from the leader).
+    async fn recover(self: &Arc<Self>, changes: Arc<Changes>, tuning: Tuning) {
+        let mut interval = tokio::time::interval(RECOVER_TICK);
+        loop {
+            interval.tick().await;
+            let Some(raft) = self.raft() else { continue };
+            let fatal = raft.metrics().borrow().running_state.clone();
+            let Err(fatal) = fatal else { continue };
+            if lock(&self.stalled).is_none() {
+                tracing::error!(error = %fatal, "raft stopped; changes are refused until its files can be written");
+                *lock(&self.stalled) = Some(fatal.to_string());
+            }
+            let dir = tuning.storage_dir.clone();
+            let writable = tokio::task::spawn_blocking(move || probe_writable(&dir))
+                .await
+                .is_ok_and(|probe| probe.is_ok());
+            if !writable {
+                continue;
+            }
+            let _ = raft.shutdown().await;
+            match self.open(Arc::clone(&changes), tuning.clone()).await {
+                Ok(()) => {
+                    *lock(&self.stalled) = None;
+                    tracing::warn!("raft started again: its files can be written again");
+                }
+                Err(error) => tracing::warn!(%error, "raft did not start again yet"),
+            }
+        }
     }
 
     async fn open(
@@ -225,17 +292,17 @@ impl RaftNode {
             node: Arc::clone(self),
         };
         let raft = Raft::new(self.id, Arc::new(config), net, log, machine).await?;
-        let _ = self.raft.set(raft);
+        *lock(&self.raft) = Some(raft);
         Ok(())
     }
 
     /// Initializes the raft cluster when this node should, and, as leader,
     /// adds the peers that are up but not yet members.
     async fn drive(self: Arc<Self>, seeds: Vec<String>, started: Instant) {
-        let Some(raft) = self.raft.get() else { return };
         let mut interval = tokio::time::interval(DRIVE_TICK);
         loop {
             interval.tick().await;
+            let Some(raft) = self.raft() else { continue };
             let metrics = raft.metrics().borrow().clone();
             let voters: BTreeSet<NodeId> =
                 metrics.membership_config.membership().voter_ids().collect();
@@ -290,7 +357,7 @@ impl RaftNode {
 
     /// The replicated log as this node sees it (`None` before raft runs).
     pub fn view(&self) -> Option<RaftView> {
-        let raft = self.raft.get()?;
+        let raft = self.raft()?;
         let metrics = raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let name_of = |id: &NodeId| membership.get_node(id).map(|n| n.addr.clone());
@@ -383,7 +450,7 @@ impl RaftNode {
         let node = Arc::clone(self);
         let from = from.to_owned();
         self.shared.runtime.spawn(async move {
-            let Some(raft) = node.raft.get() else { return };
+            let Some(raft) = node.raft() else { return };
             let Ok(rpc) = serde_json::from_slice::<RaftRequest>(&body) else {
                 tracing::debug!(peer = %from, "bad raft request");
                 return;
@@ -406,9 +473,9 @@ impl RaftNode {
                         }),
                 ),
                 RaftRequest::RemoveMember(name) => {
-                    RaftResponse::RemoveMember(node.remove_here(raft, &name).await)
+                    RaftResponse::RemoveMember(node.remove_here(&raft, &name).await)
                 }
-                RaftRequest::ReadIndex => RaftResponse::ReadIndex(read_index_here(raft).await),
+                RaftRequest::ReadIndex => RaftResponse::ReadIndex(read_index_here(&raft).await),
             };
             let Ok(body) = serde_json::to_vec(&response) else {
                 return;
@@ -430,7 +497,7 @@ impl RaftNode {
         });
         rx.recv_timeout(CHANGE_TIMEOUT + Duration::from_secs(1))
             .unwrap_or(Err(ProposeError::NotConfirmed))
-            .map_err(|e| ConsensusError(e.to_string()))
+            .map_err(ConsensusError::from)
     }
 
     /// Takes node `name` out of the replicated log's members for good
@@ -440,8 +507,7 @@ impl RaftNode {
     pub async fn remove_member(&self, name: &str) -> Result<(), RemoveError> {
         let not_confirmed = |why: String| RemoveError::NotConfirmed(why);
         let raft = self
-            .raft
-            .get()
+            .raft()
             .ok_or_else(|| not_confirmed("raft is not running".into()))?;
         let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
         loop {
@@ -459,7 +525,7 @@ impl RaftNode {
                 continue;
             };
             if leader == self.id {
-                return tokio::time::timeout(remaining, self.remove_here(raft, name))
+                return tokio::time::timeout(remaining, self.remove_here(&raft, name))
                     .await
                     .unwrap_or_else(|_| Err(not_confirmed("timed out".into())));
             }
@@ -514,18 +580,28 @@ impl RaftNode {
     ) {
         let node = Arc::clone(self);
         self.shared.runtime.spawn(async move {
-            done(
-                node.propose(change)
-                    .await
-                    .map_err(|e| ConsensusError(e.to_string())),
-            );
+            done(node.propose(change).await.map_err(ConsensusError::from));
         });
     }
 
-    /// See [`RaftNode::propose_blocking`].
+    /// See [`RaftNode::propose_blocking`]. Refused at once while this
+    /// node's raft member is stopped by a storage failure.
     pub async fn propose(&self, change: Change) -> Result<(), ProposeError> {
+        if let Some(stalled) = self.stalled() {
+            return Err(stalled);
+        }
+        let result = self.propose_through_leader(change).await;
+        match (result, self.stalled()) {
+            // It failed because this node's storage did (the leader may
+            // still have committed it: "not confirmed", as for a timeout).
+            (Err(_), Some(stalled)) => Err(stalled),
+            (result, _) => result,
+        }
+    }
+
+    async fn propose_through_leader(&self, change: Change) -> Result<(), ProposeError> {
         let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
-        let raft = self.raft.get().ok_or(ProposeError::NotRunning)?;
+        let raft = self.raft().ok_or(ProposeError::NotRunning)?;
         let pause = || tokio::time::sleep(Duration::from_millis(100));
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -579,6 +655,18 @@ impl RaftNode {
     }
 }
 
+/// Whether `dir` takes a write of [`PROBE_BYTES`] (and its fsync) now.
+fn probe_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join("raft.probe");
+    let result = std::fs::File::create(&path).and_then(|mut file| {
+        file.write_all(&[0u8; PROBE_BYTES])?;
+        file.sync_data()
+    });
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
 /// The leader's read index: the last entry a read must see applied,
 /// after a round of heartbeats confirmed that this node still leads.
 async fn read_index_here(raft: &Raft<TypeConfig>) -> Result<u64, ProposeError> {
@@ -598,8 +686,11 @@ impl RaftNode {
     /// before. Fails after [`CHANGE_TIMEOUT`] without a leader backed by a
     /// majority, or when this node cannot catch up in that time.
     pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        if let Some(stalled) = self.stalled() {
+            return Err(stalled);
+        }
         let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
-        let raft = self.raft.get().ok_or(ProposeError::NotRunning)?;
+        let raft = self.raft().ok_or(ProposeError::NotRunning)?;
         let pause = || tokio::time::sleep(Duration::from_millis(50));
         // Why the last try failed: a leader that lost its majority, or
         // one that could not be asked, may be back before the deadline.
@@ -619,7 +710,7 @@ impl RaftNode {
                 continue;
             };
             let answer = if leader == self.id {
-                tokio::time::timeout(remaining, read_index_here(raft))
+                tokio::time::timeout(remaining, read_index_here(&raft))
                     .await
                     .unwrap_or(Err(ProposeError::NoLeader))
             } else {
@@ -655,7 +746,7 @@ impl RaftNode {
         });
         rx.recv_timeout(CHANGE_TIMEOUT + Duration::from_secs(1))
             .unwrap_or(Err(ProposeError::NoLeader))
-            .map_err(|e| ConsensusError(e.to_string()))
+            .map_err(ConsensusError::from)
     }
 }
 

@@ -24,7 +24,7 @@ use openraft::{
 
 use super::files::{Hard, Membership, RaftFiles, StoredSnapshot};
 use super::{NodeId, NotApplied, StartError, TypeConfig};
-use crate::node::Changes;
+use crate::node::{ChangeError, Changes};
 use crate::storage::State;
 
 /// What the store holds in memory.
@@ -278,12 +278,26 @@ impl RaftStorage<TypeConfig> for RaftStore {
                     let changes = Arc::clone(&self.changes);
                     let change = change.clone();
                     // Storage fsyncs and data-path commands block.
-                    tokio::task::spawn_blocking(move || changes.apply_committed(change))
-                        .await
-                        .map_err(|e| io_err(ErrorVerb::Write, e))?
-                        .map_err(|e| NotApplied {
-                            reason: e.to_string(),
-                        })
+                    let applied =
+                        tokio::task::spawn_blocking(move || changes.apply_committed(change))
+                            .await
+                            .map_err(|e| io_err(ErrorVerb::Write, e))?;
+                    match applied {
+                        // The storage failed (a full disk): the entry is not
+                        // applied, and must not count as applied. openraft
+                        // stops; the node starts it again once the disk
+                        // takes writes, and applies the entry then.
+                        Err(ChangeError::Storage(error))
+                            if !matches!(error, crate::storage::StorageError::State(_)) =>
+                        {
+                            return Err(io_err(ErrorVerb::Write, error));
+                        }
+                        // The state refused it (as on every node).
+                        Err(refused) => Err(NotApplied {
+                            reason: refused.to_string(),
+                        }),
+                        Ok(()) => Ok(()),
+                    }
                 }
             };
             inner.hard.last_applied = Some(entry.log_id);
