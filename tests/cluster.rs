@@ -28,8 +28,9 @@ channels = ["news", "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"]
 "#;
 
 const FORM: Duration = Duration::from_secs(15);
-/// Interest deltas travel asynchronously after `subscribed`.
-const SETTLE: Duration = Duration::from_millis(500);
+/// Interest deltas travel asynchronously after `subscribed`: the longest
+/// a test waits for the peers to know of a subscription.
+const INTEREST: Duration = Duration::from_secs(5);
 
 fn subscriber(cluster: &TestCluster, node: usize, channel: &str) -> Client {
     let mut client = Client::connect(&cluster.node(node).url("/chat"));
@@ -66,7 +67,9 @@ fn publishers_on_every_node_and_subscribers_see_one_order() {
     let cluster = TestCluster::start(3, CONFIG);
     cluster.wait_formed(FORM);
     let mut subscribers: Vec<Client> = (0..3).map(|i| subscriber(&cluster, i, "news")).collect();
-    std::thread::sleep(SETTLE);
+    for i in 0..3 {
+        cluster.wait_interest(i, 1, INTEREST);
+    }
     const EACH: u64 = 100;
     let publishers: Vec<_> = (0..3)
         .map(|p| {
@@ -142,7 +145,8 @@ fn a_node_without_subscribers_receives_no_broadcast_traffic() {
     let channel = channel_sequenced_by(&["n0", "n1", "n2"], "n0");
     let mut on_n0 = subscriber(&cluster, 0, &channel);
     let mut on_n1 = subscriber(&cluster, 1, &channel);
-    std::thread::sleep(SETTLE);
+    cluster.wait_interest(0, 1, INTEREST);
+    cluster.wait_interest(1, 1, INTEREST);
     let before = cluster.counter(2, "cluster.peer.n0.bytes_in")
         + cluster.counter(2, "cluster.peer.n1.bytes_in");
     let big = "x".repeat(2000);
@@ -207,7 +211,7 @@ fn frozen_and_killed_nodes_are_marked_down_and_taken_back() {
     let mut cluster = TestCluster::start(3, CONFIG);
     cluster.wait_formed(FORM);
     let mut on_n0 = subscriber(&cluster, 0, "news");
-    std::thread::sleep(SETTLE);
+    cluster.wait_interest(0, 1, INTEREST);
     delivered_across(&cluster, 1, &mut on_n0, "news");
 
     // Frozen: the others mark it down within a few seconds and carry on.
@@ -373,7 +377,8 @@ fn a_node_leaving_on_sigterm_hands_over_at_once() {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
     }
-    std::thread::sleep(SETTLE);
+    cluster.wait_interest(1, 1, INTEREST);
+    cluster.wait_interest(2, 1, INTEREST);
     delivered_across(&cluster, 0, &mut on_n1, &channel);
 
     let sigterm = Instant::now();
@@ -515,6 +520,11 @@ fn admin_changes_are_replicated_and_a_killed_node_catches_up() {
 
     // Alone (a minority), n0 commits nothing: the change fails after the
     // raft timeout and is not applied.
+    let channels_here = |cluster: &TestCluster| {
+        // `/stats` answers from the local state, without a read barrier.
+        admin(cluster, 0, "GET", "/stats", "").1["totals"]["channels"].as_u64()
+    };
+    let before = channels_here(&cluster);
     let _n1 = cluster.kill(1);
     let _n2 = cluster.kill(2);
     let started = Instant::now();
@@ -533,10 +543,64 @@ fn admin_changes_are_replicated_and_a_killed_node_catches_up() {
         "{:?}",
         started.elapsed()
     );
-    assert!(!channels_on(&cluster, 0)
-        .as_array()
-        .unwrap()
-        .contains(&json!("minority")));
+    assert_eq!(channels_here(&cluster), before, "not applied");
+    // Nor does it answer reads from a state that may be stale.
+    assert_eq!(
+        admin(&cluster, 0, "GET", "/vhosts/chat/channels", "").0,
+        503
+    );
+}
+
+/// Read-your-writes across nodes: what one node acknowledged, another
+/// node answers for at once (a read barrier), never with a stale 404;
+/// the same for a change that looks the new thing up.
+#[test]
+fn an_acknowledged_admin_change_is_seen_at_once_through_every_other_node() {
+    let cluster = TestCluster::start(3, CONFIG);
+    cluster.wait_formed(FORM);
+    add_channel(&cluster, 0, "warmup");
+    for k in 0..45 {
+        let (a, b, c) = (k % 3, (k + 1) % 3, (k + 2) % 3);
+        let channel = format!("rw{k}");
+        let body = json!({ "name": channel }).to_string();
+        let (status, reply) = admin(&cluster, a, "POST", "/vhosts/chat/channels", &body);
+        assert_eq!(status, 201, "adding {channel} through n{a}: {reply}");
+        let path = format!("/vhosts/chat/channels/{channel}/options");
+        let (status, reply) = admin(&cluster, b, "GET", &path, "");
+        assert_eq!(
+            status, 200,
+            "n{b} reads {channel} made through n{a}: {reply}"
+        );
+
+        let user = format!("ru{k}");
+        let body = json!({ "name": user, "permissions": ["READ"] }).to_string();
+        let (status, reply) = admin(&cluster, b, "POST", "/vhosts/chat/users", &body);
+        assert_eq!(status, 201, "adding {user} through n{b}: {reply}");
+        let path = format!("/vhosts/chat/users/{user}/permissions");
+        let body = json!({ "permissions": ["READ", "WRITE"] }).to_string();
+        let (status, reply) = admin(&cluster, c, "PUT", &path, &body);
+        assert_eq!(
+            status, 200,
+            "n{c} changes {user} made through n{b}: {reply}"
+        );
+
+        let path = format!("/vhosts/chat/channels/{channel}");
+        let (status, reply) = admin(&cluster, c, "DELETE", &path, "");
+        assert_eq!(
+            status, 200,
+            "n{c} deletes {channel} made through n{a}: {reply}"
+        );
+    }
+
+    // Alone, a node cannot know what the others committed: it says so
+    // (503 CLUSTER) instead of answering from what may be stale.
+    let mut cluster = cluster;
+    let _gone = [cluster.kill(1), cluster.kill(2)];
+    let (status, reply) = admin(&cluster, 0, "GET", "/vhosts/chat/channels", "");
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(reply["code"], "CLUSTER", "{reply}");
+    let error = reply["error"].as_str().unwrap_or_default();
+    assert!(error.contains("latest state"), "{reply}");
 }
 
 fn has_channel(cluster: &TestCluster, i: usize, name: &str) -> bool {
@@ -860,8 +924,11 @@ fn an_oversized_frame_on_the_cluster_port_cuts_only_that_connection() {
     assert!(wait_until(Duration::from_secs(2), || {
         cluster.counter(0, "cluster.refused") >= 1
     }));
-    // The nodes still see each other and replicate.
-    std::thread::sleep(Duration::from_secs(1));
+    // The nodes still see each other (two more heartbeats) and replicate.
+    let heard = cluster.counter(0, "cluster.peer.n1.messages_in");
+    assert!(wait_until(Duration::from_secs(5), || {
+        cluster.counter(0, "cluster.peer.n1.messages_in") >= heard + 2
+    }));
     cluster.wait_formed(FORM);
     add_channel(&cluster, 1, "after-the-attack");
     assert!(wait_until(Duration::from_secs(5), || {
@@ -1021,10 +1088,11 @@ fn a_thawed_sequencer_does_not_order_stale_broadcasts_after_newer_ones() {
     cluster.wait_formed(FORM);
     let channel = channel_sequenced_by(&["n0", "n1", "n2"], "n0");
     let mut on_n2 = subscriber(&cluster, 2, &channel);
-    std::thread::sleep(SETTLE);
+    cluster.wait_interest(2, 1, INTEREST);
     delivered_across(&cluster, 1, &mut on_n2, &channel);
 
     let url = cluster.node(1).url("/chat");
+    let (read_all, all_read) = std::sync::mpsc::channel::<()>();
     let publishing = {
         let channel = channel.clone();
         std::thread::spawn(move || {
@@ -1037,12 +1105,21 @@ fn a_thawed_sequencer_does_not_order_stale_broadcasts_after_newer_ones() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             // Keep the session open until everything was read.
-            std::thread::sleep(Duration::from_secs(4));
+            let _ = all_read.recv_timeout(Duration::from_secs(30));
         })
     };
-    std::thread::sleep(Duration::from_secs(1));
+    // n0 orders some, then freezes until the others have marked it down
+    // and ordered some more of the same publisher's broadcasts elsewhere.
+    assert!(wait_until(Duration::from_secs(5), || {
+        cluster.counter(0, "cluster.forwards_in") >= 20
+    }));
     cluster.signal(0, "-STOP");
-    std::thread::sleep(Duration::from_millis(4500));
+    cluster.wait_peer(1, 0, false, Duration::from_secs(8));
+    cluster.wait_peer(2, 0, false, Duration::from_secs(8));
+    let elsewhere =
+        || cluster.counter(2, "cluster.forwards_in") + cluster.counter(2, "cluster.deliveries_in");
+    let before = elsewhere();
+    assert!(wait_until(Duration::from_secs(5), || elsewhere() >= before + 10));
     cluster.signal(0, "-CONT");
 
     let mut seen = Vec::new();
@@ -1057,6 +1134,7 @@ fn a_thawed_sequencer_does_not_order_stale_broadcasts_after_newer_ones() {
             None => {}
         }
     }
+    let _ = read_all.send(());
     publishing.join().expect("publisher");
     let out_of_order: Vec<_> = seen.windows(2).filter(|w| w[1] <= w[0]).collect();
     assert!(out_of_order.is_empty(), "out of order: {out_of_order:?}");

@@ -578,3 +578,81 @@ fn removing_a_route_leaves_the_other_routes_live_streams_alone() {
     fresh.send(Message::text("new")).unwrap();
     assert_eq!(fresh.read().unwrap(), Message::text("new"));
 }
+
+type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// Opens a webrocket session on `/chat` and reads its greeting.
+fn chat_session(server: &ServerProcess) -> Socket {
+    let (mut ws, _) = tungstenite::connect(server.url("/chat")).expect("connect");
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = ws.get_ref() {
+        stream.set_read_timeout(Some(T)).unwrap();
+    }
+    let greeting = ws.read().expect("the greeting");
+    assert!(
+        greeting.to_text().unwrap().contains("connected"),
+        "{greeting}"
+    );
+    ws
+}
+
+/// Reads until the connection ends; how it ended (a close frame's code,
+/// or None for a connection cut without one). Fails after `T`.
+fn until_closed(ws: &mut Socket) -> Option<u16> {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+            Ok(_) => continue,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the connection stayed open")
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// UNROUTE ends the live streams that went through the removed route:
+/// the webrocket session's WebSocket is closed at once (1011, its handler
+/// is gone), while the echo session of another route goes on.
+#[test]
+fn unroute_resets_the_removed_routes_live_streams() {
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    let mut chat = chat_session(&server);
+    let (mut echo, _) = tungstenite::connect(server.url("/echo")).expect("connect");
+
+    let mut control = Controller::open(&server.run_dir, "ws", None).expect("ws control");
+    let start = std::time::Instant::now();
+    control
+        .call(Command::Unroute("webrocket"), T)
+        .expect("UNROUTED");
+    assert_eq!(until_closed(&mut chat), Some(1011));
+    assert!(start.elapsed() < Duration::from_secs(2), "closed promptly");
+
+    echo.send(Message::text("still here")).unwrap();
+    assert_eq!(echo.read().unwrap(), Message::text("still here"));
+}
+
+/// UNCAPTURE likewise: the broker stops reading ws, so its sessions are
+/// reset and their connections end now; echo sessions carry on.
+#[test]
+fn uncapture_resets_the_removed_sources_live_streams() {
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    let mut chat = chat_session(&server);
+    let (mut echo, _) = tungstenite::connect(server.url("/echo")).expect("connect");
+
+    let mut control =
+        Controller::open(&server.run_dir, "webrocket", None).expect("webrocket control");
+    let start = std::time::Instant::now();
+    control
+        .call(Command::Uncapture("ws"), T)
+        .expect("UNCAPTURED");
+    until_closed(&mut chat);
+    assert!(start.elapsed() < Duration::from_secs(2), "closed promptly");
+
+    echo.send(Message::text("still here")).unwrap();
+    assert_eq!(echo.read().unwrap(), Message::text("still here"));
+}

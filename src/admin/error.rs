@@ -19,7 +19,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::name::{NameError, NameKind};
-use crate::node::ChangeError;
+use crate::node::{ChangeError, ConsensusError};
 use crate::storage::{StateError, StorageError};
 
 /// An admin request that failed, with the status and code it answers with.
@@ -109,12 +109,26 @@ impl From<ChangeError> for ApiError {
                 "DATA_PATH",
                 format!("change saved, but the data path did not take it: {control}"),
             ),
-            ChangeError::Limit(why) => Self::new(StatusCode::CONFLICT, "LIMIT_REACHED", why),
+            ChangeError::Limit(why) => {
+                Self::new(StatusCode::CONFLICT, "LIMIT_REACHED", why.to_string())
+            }
+            // This node's replicated log cannot be written (a full disk):
+            // like a single node's storage failure.
+            ChangeError::Cluster(ConsensusError::Storage(why)) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "STORAGE", why)
+            }
             // No majority reachable: a temporary condition worth a retry.
             ChangeError::Cluster(why) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "CLUSTER",
                 format!("the cluster did not confirm the change: {why}"),
+            ),
+            // The node cannot tell whether its state is current: no answer
+            // from it (a stale 404 would be wrong), a retry may succeed.
+            stale @ ChangeError::Stale(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "CLUSTER",
+                stale.to_string(),
             ),
         }
     }

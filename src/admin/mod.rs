@@ -221,13 +221,20 @@ impl ApiState {
             .map_err(|error| ApiError::internal(format!("admin task failed: {error}")))?
     }
 
-    /// Reads the durable state.
+    /// Reads the durable state, on a cluster after a read barrier: the
+    /// answer includes every change any node acknowledged before the
+    /// request (503 `CLUSTER` when that cannot be known in time, rather
+    /// than a stale 404).
     async fn read<R, F>(&self, f: F) -> Result<R, ApiError>
     where
         R: Send + 'static,
         F: FnOnce(&State) -> Result<R, ApiError> + Send + 'static,
     {
-        self.blocking(move |node| node.changes.with_state(f)).await
+        self.blocking(move |node| {
+            node.changes.read_barrier()?;
+            node.changes.with_state(f)
+        })
+        .await
     }
 
     /// Makes `change` durable and applies it everywhere.

@@ -8,14 +8,14 @@ use clap::Parser;
 use webrocket::config::{Config, ServerArgs};
 use webrocket::server::{self, Listeners};
 
-fn load(args: &ServerArgs) -> Result<Config, String> {
+fn load(args: &ServerArgs) -> anyhow::Result<Config> {
     let mut config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        Some(path) => Config::load(path)?,
         None => Config::default(),
     };
     config.apply_env();
-    config.apply_args(args).map_err(|e| e.to_string())?;
-    config.validate().map_err(|e| e.to_string())?;
+    config.apply_args(args)?;
+    config.validate()?;
     Ok(config)
 }
 

@@ -61,7 +61,7 @@ pub use backend::{BackendError, NotFound};
 pub use cluster::{ClusterHook, Route};
 pub use durable::HistoryWrite;
 pub use io::{Backend, Completion, Io, NoWorker, Outlet, Persist};
-pub use pending::{ChannelOp, Outcome, PendingChange};
+pub use pending::{ChannelOp, ConsensusError, Outcome, PendingChange};
 pub use session::SessionKey;
 pub use stats::{BrokerStats, VhostStats};
 

@@ -109,7 +109,7 @@ impl Broker {
     pub fn finish_replicate(
         &mut self,
         pending: PendingChange,
-        confirmed: Result<(), String>,
+        confirmed: Result<(), ConsensusError>,
         io: &mut Io<'_>,
     ) -> Outcome {
         let Some(held) = self.release(pending.key, &pending.sid) else {
@@ -201,4 +201,20 @@ impl Broker {
         }
         self.join(key, &vhost, name, since, outlet)
     }
+}
+
+/// Why the cluster did not confirm a change (no leader with a majority in
+/// time, or this node has not joined yet). The change may still be
+/// committed later, or never. Defined here, below the cluster, because the
+/// broker hears it for the channels it creates; the cluster's own reasons
+/// (`cluster::raft::ProposeError`) are carried as their message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsensusError {
+    /// No leader with a majority confirmed it in time.
+    #[error("{0}")]
+    NotConfirmed(String),
+    /// This node's replicated log cannot be written (a full disk): it
+    /// refuses changes until it can again.
+    #[error("{0}")]
+    Storage(String),
 }

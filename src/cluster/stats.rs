@@ -126,6 +126,10 @@ impl Publisher {
                 values.push((format!("cluster.peer.{name}.messages_out"), t.messages_out));
                 values.push((format!("cluster.peer.{name}.bytes_in"), t.bytes_in));
                 values.push((format!("cluster.peer.{name}.bytes_out"), t.bytes_out));
+                // Channels the peer has subscribers for, as known here: what
+                // a test (or an operator) waits on after a subscribe.
+                let interest = peer.interest.len() as u64;
+                values.push((format!("cluster.peer.{name}.interest"), interest));
             }
         }
         if let Some(view) = shared.raft.get().and_then(|r| r.view()) {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use super::{lock, Consensus, ConsensusError, DataPath, Feeds, Inbox};
 use crate::broker::{Completion, Persist};
 use crate::limits::Limits;
-use crate::name::VhostPath;
+use crate::name::{ResourceName, VhostPath};
 use crate::nukleus::control::ControlError;
 use crate::nukleus::webrocket::Task;
 use crate::protocol::backend::code as backend_code;
@@ -32,10 +32,51 @@ pub enum ChangeError {
     /// time): it may still be committed later, or never.
     #[error("the cluster did not confirm the change: {0}")]
     Cluster(#[from] ConsensusError),
+    /// This node could not learn in time that it has applied everything
+    /// the cluster committed (a read barrier failed): what it holds may be
+    /// stale, so it does not answer from it.
+    #[error("this node cannot confirm it holds the cluster's latest state: {0}")]
+    Stale(ConsensusError),
     /// The change would pass `max_vhosts`, `max_users_per_vhost` or
     /// `max_channels_per_vhost`.
-    #[error("{0}")]
-    Limit(String),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+}
+
+/// Which count or size limit a change would pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// `limits.max_vhosts`.
+    #[error("the vhost count reached its limit of {limit}")]
+    Vhosts {
+        /// The limit.
+        limit: usize,
+    },
+    /// `limits.max_users_per_vhost`, `max_channels_per_vhost` or
+    /// `max_resources_per_vhost`.
+    #[error("vhost {vhost} reached its limit of {limit}")]
+    PerVhost {
+        /// The vhost.
+        vhost: VhostPath,
+        /// The limit.
+        limit: usize,
+    },
+    /// `limits.max_item_size`.
+    #[error("the item is {size} bytes, over limits.max_item_size ({limit})")]
+    ItemSize {
+        /// The item's size as JSON.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// `limits.max_items_per_resource`.
+    #[error("resource {resource} reached its limit of {limit} items")]
+    Items {
+        /// The resource.
+        resource: ResourceName,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// The durable state, shared by the broker thread, the admin API, the
@@ -112,10 +153,21 @@ impl Changes {
     /// through several nodes can pass a limit by as many as are in flight
     /// (applying never checks limits, so every node applies the same
     /// changes whatever its own config says).
+    ///
+    /// On a cluster the check against this node's state comes after a
+    /// [read barrier](Changes::read_barrier), so a change to something
+    /// another node has just created finds it here.
     pub fn change(&self, change: Change) -> Result<(), ChangeError> {
         let Some(consensus) = self.consensus() else {
             return self.apply_within(change, Some(&self.limits));
         };
+        Arc::clone(&consensus)
+            .read_barrier_blocking()
+            .map_err(|e| match e {
+                // This node cannot take changes: say why, as for a commit.
+                storage @ ConsensusError::Storage(_) => ChangeError::Cluster(storage),
+                other => ChangeError::Stale(other),
+            })?;
         self.with_state(|state| {
             state
                 .check(&change)
@@ -123,6 +175,22 @@ impl Changes {
             within_limits(&self.limits, state, &change).map_err(ChangeError::Limit)
         })?;
         Ok(consensus.propose_blocking(change)?)
+    }
+
+    /// On a cluster, waits until this node has applied every change the
+    /// cluster had committed when it was called (the leader's read
+    /// index), so that what it reads next includes every change another
+    /// node has acknowledged. Fails (`ChangeError::Stale`) after the
+    /// change timeout without a leader backed by a majority. Nothing to
+    /// wait for on a single node. Blocks: call it off the async runtime's
+    /// workers.
+    pub fn read_barrier(&self) -> Result<(), ChangeError> {
+        match self.consensus() {
+            Some(consensus) => consensus
+                .read_barrier_blocking()
+                .map_err(ChangeError::Stale),
+            None => Ok(()),
+        }
     }
 
     /// Applies a change the cluster committed (every node, in log order):
@@ -169,7 +237,7 @@ impl Changes {
             let mut guard = lock(&self.durable);
             let Durable { store, state } = &mut *guard;
             if let Some(limits) = limits {
-                within_limits(limits, state, &change).map_err(ChangeError::Limit)?;
+                within_limits(limits, state, &change)?;
             }
             store.commit_and_apply(state, &change)?;
             // Queued while the state is still locked, so that whoever sees
@@ -186,16 +254,13 @@ impl Changes {
     fn replicate(self: &Arc<Self>, change: Change, completion: Completion) {
         let inbox = self.inbox.clone();
         let finish = move |confirmed: Result<(), ConsensusError>| match completion {
-            Completion::Session(pending) => inbox.send(Task::Replicated {
-                pending,
-                confirmed: confirmed.map_err(|e| e.0),
-            }),
+            Completion::Session(pending) => inbox.send(Task::Replicated { pending, confirmed }),
             Completion::Backend(reply) => {
                 reply(confirmed.map_err(|_| backend_code::INTERNAL_ERROR))
             }
         };
         let Some(consensus) = self.consensus() else {
-            finish(Err(ConsensusError(
+            finish(Err(ConsensusError::NotConfirmed(
                 "this node has not joined its cluster yet".into(),
             )));
             return;
@@ -207,7 +272,7 @@ impl Changes {
             } else {
                 within_limits(&self.limits, state, &change)
                     .err()
-                    .map(|why| Err(ConsensusError(why)))
+                    .map(|why| Err(ConsensusError::NotConfirmed(why.to_string())))
             }
         });
         if let Some(answer) = at_once {
@@ -250,11 +315,18 @@ impl Persist for Arc<Changes> {
 }
 
 /// Whether `change` keeps `state` within the count limits; why not.
-fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), String> {
-    let full = |what: &str, limit: usize| Err(format!("{what} reached its limit of {limit}"));
+fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), LimitError> {
+    let full = |vhost: &VhostPath, limit: usize| {
+        Err(LimitError::PerVhost {
+            vhost: vhost.clone(),
+            limit,
+        })
+    };
     match change {
         Change::AddVhost { .. } if state.vhosts.len() >= limits.max_vhosts => {
-            full("the vhost count", limits.max_vhosts)
+            Err(LimitError::Vhosts {
+                limit: limits.max_vhosts,
+            })
         }
         Change::AddUser { vhost, .. }
             if state
@@ -262,7 +334,7 @@ fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), 
                 .get(vhost)
                 .is_some_and(|v| v.users.len() >= limits.max_users_per_vhost) =>
         {
-            full(&format!("vhost {vhost}"), limits.max_users_per_vhost)
+            full(vhost, limits.max_users_per_vhost)
         }
         Change::AddChannel { vhost, .. }
             if state
@@ -270,7 +342,7 @@ fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), 
                 .get(vhost)
                 .is_some_and(|v| v.channels.len() >= limits.max_channels_per_vhost) =>
         {
-            full(&format!("vhost {vhost}"), limits.max_channels_per_vhost)
+            full(vhost, limits.max_channels_per_vhost)
         }
         Change::AddResource { vhost, .. }
             if state
@@ -278,7 +350,7 @@ fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), 
                 .get(vhost)
                 .is_some_and(|v| v.resources.len() >= limits.max_resources_per_vhost) =>
         {
-            full(&format!("vhost {vhost}"), limits.max_resources_per_vhost)
+            full(vhost, limits.max_resources_per_vhost)
         }
         Change::PutItem { .. } => item_within_limits(limits, state, change),
         _ => Ok(()),
@@ -288,7 +360,11 @@ fn within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), 
 /// The item limits of a `PutItem` against `state` (checked by the node
 /// asked, like the other count limits): its size, and the item count of
 /// its resource when it adds an item.
-pub fn item_within_limits(limits: &Limits, state: &State, change: &Change) -> Result<(), String> {
+pub fn item_within_limits(
+    limits: &Limits,
+    state: &State,
+    change: &Change,
+) -> Result<(), LimitError> {
     let Change::PutItem {
         vhost,
         resource,
@@ -299,10 +375,10 @@ pub fn item_within_limits(limits: &Limits, state: &State, change: &Change) -> Re
     };
     let size = serde_json::to_string(item).map_or(usize::MAX, |text| text.len());
     if size > limits.max_item_size {
-        return Err(format!(
-            "the item is {size} bytes, over limits.max_item_size ({})",
-            limits.max_item_size
-        ));
+        return Err(LimitError::ItemSize {
+            size,
+            limit: limits.max_item_size,
+        });
     }
     let record = state
         .vhosts
@@ -313,10 +389,10 @@ pub fn item_within_limits(limits: &Limits, state: &State, change: &Change) -> Re
     };
     let new = item_id(item, &record.id_field).is_some_and(|id| !record.items.contains_key(&id));
     if new && record.items.len() >= limits.max_items_per_resource {
-        return Err(format!(
-            "resource {resource} reached its limit of {} items",
-            limits.max_items_per_resource
-        ));
+        return Err(LimitError::Items {
+            resource: resource.clone(),
+            limit: limits.max_items_per_resource,
+        });
     }
     Ok(())
 }

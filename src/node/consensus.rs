@@ -5,12 +5,7 @@ use std::sync::Arc;
 
 use crate::storage::Change;
 
-/// Why the cluster did not confirm a change (no leader with a majority in
-/// time, or this node has not joined yet). The change may still be
-/// committed later, or never.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConsensusError(pub String);
+pub use crate::broker::ConsensusError;
 
 /// Commits changes through the cluster: each is applied on every node, in
 /// one order, through [`crate::node::Changes::apply_committed`].
@@ -27,4 +22,9 @@ pub trait Consensus: Send + Sync {
         change: Change,
         done: Box<dyn FnOnce(Result<(), ConsensusError>) + Send + 'static>,
     );
+
+    /// Waits until this node has applied every change the cluster had
+    /// committed when it was called (read-your-writes across nodes), or
+    /// fails after the change timeout. Blocks like `propose_blocking`.
+    fn read_barrier_blocking(self: Arc<Self>) -> Result<(), ConsensusError>;
 }

@@ -32,7 +32,7 @@ mod data_path;
 mod feeds;
 mod inbox;
 
-pub use changes::{ChangeError, Changes};
+pub use changes::{ChangeError, Changes, LimitError};
 pub use consensus::{Consensus, ConsensusError};
 pub use data_path::DataPath;
 pub use feeds::Feeds;

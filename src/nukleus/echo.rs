@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::frame::{self, Frame, StreamId, StreamIds};
-use super::plumbing::{drain, Frames, Pending, Plumbing};
+use super::plumbing::{
+    drain, end_removed, reset_as_frame, Frames, Neighbours, Pending, Plumbing, Side,
+};
 use super::runner::{Agent, Signals};
 use super::{IdMap, StreamMap};
 use crate::nukleus::command::Response;
@@ -139,6 +141,26 @@ impl Frames for EchoNukleus {
     }
 }
 
+impl Neighbours for EchoNukleus {
+    fn plumbing_mut(&mut self) -> &mut Plumbing {
+        &mut self.plumbing
+    }
+
+    fn streams_via(&self, side: Side, index: usize) -> Vec<StreamId> {
+        self.by_initial
+            .values()
+            .filter_map(|echo| match side {
+                Side::Target => (echo.target == index).then_some(echo.reply),
+                Side::Source => (echo.source == index).then_some(echo.initial),
+            })
+            .collect()
+    }
+
+    fn on_neighbour_reset(&mut self, side: Side, index: usize, stream: StreamId) {
+        reset_as_frame(self, side, index, stream);
+    }
+}
+
 impl Agent for EchoNukleus {
     fn name(&self) -> &str {
         "echo"
@@ -150,6 +172,7 @@ impl Agent for EchoNukleus {
             // Echo takes no bindings: ws binds a path to it.
             self.plumbing.respond(Response::error(pending.correlation));
         }
+        work += end_removed(self);
         work += drain(self);
         self.plumbing.notify_peers();
         work

@@ -86,6 +86,51 @@ pub struct Plumbing {
     pub targets: Vec<Target>,
     signals: Arc<Signals>,
     pending: Vec<(i32, Vec<u8>)>,
+    /// Neighbours removed by UNROUTE / UNCAPTURE whose live streams the
+    /// nukleus has yet to end ([`end_removed`]).
+    removed: Vec<Removed>,
+}
+
+/// Which way a removed neighbour was connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A routed target (UNROUTE): we wrote its forward ring.
+    Target,
+    /// A captured source (UNCAPTURE): we read its forward ring.
+    Source,
+}
+
+/// A neighbour just removed, with the file it was reached by: the place
+/// in `targets` / `sources` already holds a detached file, but the
+/// neighbour still maps this one, so RESETs written here reach it.
+pub struct Removed {
+    /// Which list it was in.
+    pub side: Side,
+    /// Its index there.
+    pub index: usize,
+    file: Arc<StreamsFile>,
+    signal: Option<Arc<Signal>>,
+}
+
+impl Removed {
+    /// Tells the neighbour `stream` is dead: RESET on the ring it reads
+    /// (our forward ring for a target, the throttle ring for a source).
+    pub fn reset(&self, stream: super::frame::StreamId) {
+        let ring = match self.side {
+            Side::Target => &self.file.forward,
+            Side::Source => &self.file.throttle,
+        };
+        // A full ring: the neighbour is gone from here either way.
+        let _ = ring.write(super::frame::RESET, &[&stream.bytes()]);
+    }
+}
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        if let Some(signal) = &self.signal {
+            signal.notify();
+        }
+    }
 }
 
 /// A nukleus-specific command the generic part does not handle.
@@ -122,6 +167,7 @@ impl Plumbing {
             targets: Vec::new(),
             signals,
             pending: Vec::new(),
+            removed: Vec::new(),
         })
     }
 
@@ -233,20 +279,29 @@ impl Plumbing {
 
     /// Removes a source. Its place stays, held by a detached file (reads
     /// nothing), so that the index every live stream of the others holds
-    /// still names its own source. Streams of the removed source are cut
-    /// off: they see nothing more and end by the idle timeout.
+    /// still names its own source. Streams of the removed source are
+    /// ended by the nukleus next ([`end_removed`]).
     fn uncapture(&mut self, source: &str) -> std::io::Result<()> {
         let at = self
             .sources
             .iter()
             .position(|s| s.name == source)
             .ok_or_else(|| not_found(source))?;
-        self.sources[at] = Source {
-            name: String::new(),
-            file: Arc::new(StreamsFile::detached()?),
-            signal: None,
-            dirty: false,
-        };
+        let old = std::mem::replace(
+            &mut self.sources[at],
+            Source {
+                name: String::new(),
+                file: Arc::new(StreamsFile::detached()?),
+                signal: None,
+                dirty: false,
+            },
+        );
+        self.removed.push(Removed {
+            side: Side::Source,
+            index: at,
+            file: old.file,
+            signal: old.signal,
+        });
         let _ = std::fs::remove_file(self.dir.join("streams").join(source));
         Ok(())
     }
@@ -272,20 +327,30 @@ impl Plumbing {
 
     /// Removes a target. Its place stays, held by a detached file (what
     /// is written there goes nowhere), so that the index every live stream
-    /// to the others holds still names its own target.
+    /// to the others holds still names its own target. Streams to the
+    /// removed target are ended by the nukleus next ([`end_removed`]).
     fn unroute(&mut self, target: &str) -> std::io::Result<()> {
         let at = self
             .targets
             .iter()
             .position(|t| t.name == target)
             .ok_or_else(|| not_found(target))?;
-        self.targets[at] = Target {
-            name: String::new(),
-            file: Arc::new(StreamsFile::detached()?),
-            signal: None,
-            dirty: false,
-            refused: false,
-        };
+        let old = std::mem::replace(
+            &mut self.targets[at],
+            Target {
+                name: String::new(),
+                file: Arc::new(StreamsFile::detached()?),
+                signal: None,
+                dirty: false,
+                refused: false,
+            },
+        );
+        self.removed.push(Removed {
+            side: Side::Target,
+            index: at,
+            file: old.file,
+            signal: old.signal,
+        });
         Ok(())
     }
 
@@ -331,6 +396,47 @@ impl Plumbing {
     }
 }
 
+/// A nukleus whose streams can be ended when a neighbour is removed.
+pub trait Neighbours {
+    /// Its files.
+    fn plumbing_mut(&mut self) -> &mut Plumbing;
+    /// The live streams going through the removed neighbour: those written
+    /// to target `index` or read from source `index`.
+    fn streams_via(&self, side: Side, index: usize) -> Vec<super::frame::StreamId>;
+    /// `stream` was reset by the removed neighbour: end what it carried
+    /// (close the connection or session) as for a RESET it sent.
+    fn on_neighbour_reset(&mut self, side: Side, index: usize, stream: super::frame::StreamId);
+}
+
+/// Ends the live streams of the neighbours removed since the last call:
+/// each gets a RESET towards the neighbour (which still maps the file) and
+/// is ended here as if the neighbour had reset it, so the connection it
+/// belongs to closes now rather than by the idle timeout. Returns how
+/// many streams were ended.
+pub fn end_removed(nukleus: &mut impl Neighbours) -> usize {
+    let removed = std::mem::take(&mut nukleus.plumbing_mut().removed);
+    let mut ended = 0;
+    for gone in removed {
+        let streams = nukleus.streams_via(gone.side, gone.index);
+        for &stream in &streams {
+            gone.reset(stream);
+        }
+        for &stream in &streams {
+            nukleus.on_neighbour_reset(gone.side, gone.index, stream);
+        }
+        if !streams.is_empty() {
+            tracing::info!(
+                nukleus = %nukleus.plumbing_mut().name,
+                side = ?gone.side,
+                streams = streams.len(),
+                "streams of a removed neighbour reset"
+            );
+        }
+        ended += streams.len();
+    }
+    ended
+}
+
 fn not_found(name: &str) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::NotFound,
@@ -347,6 +453,21 @@ pub trait Frames {
     /// A frame (WINDOW, RESET) from the throttle ring of routed target
     /// `target`.
     fn on_throttle_frame(&mut self, target: usize, frame: super::frame::Frame<'_>);
+}
+
+/// [`Neighbours::on_neighbour_reset`] for a nukleus that reads frames
+/// through [`Frames`]: a RESET handed over as if read from the ring.
+pub fn reset_as_frame(
+    nukleus: &mut impl Frames,
+    side: Side,
+    index: usize,
+    stream: super::frame::StreamId,
+) {
+    let frame = super::frame::Frame::Reset { stream };
+    match side {
+        Side::Target => nukleus.on_throttle_frame(index, frame),
+        Side::Source => nukleus.on_source_frame(index, frame),
+    }
 }
 
 /// Hands every waiting frame to `nukleus`, where it lies in the mapped file:

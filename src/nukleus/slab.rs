@@ -32,6 +32,11 @@ impl<T> Slab<T> {
     }
 
     /// See the type.
+    pub fn get(&self, index: usize) -> Option<&T> {
+        self.slots.get(index)?.as_ref()
+    }
+
+    /// See the type.
     pub fn get_mut(&mut self, index: usize) -> Option<&mut T> {
         self.slots.get_mut(index)?.as_mut()
     }
@@ -43,6 +48,11 @@ impl<T> Slab<T> {
                 f(index, value);
             }
         }
+    }
+
+    /// The occupied slots' values.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().flatten()
     }
 
     /// Number of occupied slots.

@@ -24,7 +24,9 @@ use rustls::{ServerConfig, ServerConnection};
 
 use super::command::{self, Response};
 use super::frame::{self, Frame, FrameError, Reader, StreamId, StreamIds, Writer};
-use super::plumbing::{drain, Frames, Pending, Plumbing};
+use super::plumbing::{
+    drain, end_removed, reset_as_frame, Frames, Neighbours, Pending, Plumbing, Side,
+};
 use super::runner::{Agent, Signals};
 use super::slab::Slab;
 use super::{IdMap, StreamMap};
@@ -524,6 +526,43 @@ impl Frames for TlsNukleus {
     }
 }
 
+impl Neighbours for TlsNukleus {
+    fn plumbing_mut(&mut self) -> &mut Plumbing {
+        &mut self.plumbing
+    }
+
+    fn streams_via(&self, side: Side, index: usize) -> Vec<StreamId> {
+        let mut streams = Vec::new();
+        for c in self.conns.values() {
+            match side {
+                Side::Target => {
+                    if c.net_target == index {
+                        streams.push(c.net_out);
+                    }
+                    if c.app_target == index {
+                        streams.push(c.app_out);
+                    }
+                }
+                Side::Source => {
+                    if c.net_source == index {
+                        streams.push(c.net_in);
+                    }
+                    if let Some((source, stream)) = c.app_in {
+                        if source == index {
+                            streams.push(stream);
+                        }
+                    }
+                }
+            }
+        }
+        streams
+    }
+
+    fn on_neighbour_reset(&mut self, side: Side, index: usize, stream: StreamId) {
+        reset_as_frame(self, side, index, stream);
+    }
+}
+
 impl Agent for TlsNukleus {
     fn name(&self) -> &str {
         "tls"
@@ -534,6 +573,7 @@ impl Agent for TlsNukleus {
         for pending in std::mem::take(&mut self.commands) {
             self.on_command(pending);
         }
+        work += end_removed(self);
         for conn in std::mem::take(&mut self.stalled) {
             self.decrypt(conn);
             self.regrant(conn);

@@ -106,6 +106,20 @@ impl TestCluster {
         );
     }
 
+    /// Waits until every other running node knows that node `i` has
+    /// subscribers for `channels` channels (interest travels after the
+    /// `subscribed` answer, asynchronously).
+    pub fn wait_interest(&self, i: usize, channels: i64, within: Duration) {
+        let label = format!("cluster.peer.n{i}.interest");
+        for j in (0..self.nodes.len()).filter(|&j| j != i && self.nodes[j].is_some()) {
+            assert!(
+                wait_until(within, || self.counter(j, &label) == channels),
+                "n{j} does not see n{i}'s interest in {channels} channels within {within:?}: {:?}",
+                self.counters(j)
+            );
+        }
+    }
+
     /// Waits until every running node sees every other running node up.
     pub fn wait_formed(&self, within: Duration) {
         let running: Vec<usize> = (0..self.nodes.len())

@@ -225,7 +225,7 @@ fn vhost_rows(snapshot: &Snapshot) -> Vec<VhostRow> {
 }
 
 /// Prefix of the per-peer counters a clustered node publishes:
-/// `cluster.peer.<name>.{up,messages_in,messages_out,bytes_in,bytes_out,lag}`.
+/// `cluster.peer.<name>.{up,messages_in,messages_out,bytes_in,bytes_out,interest,lag}`.
 const PEER_PREFIX: &str = "cluster.peer.";
 /// Prefix of the replicated log's gauges: `cluster.raft.{leader,term,
 /// last_log,applied}`.

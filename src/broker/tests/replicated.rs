@@ -106,7 +106,11 @@ fn a_change_the_cluster_does_not_confirm_is_an_internal_error() {
     let p = pending(start(&mut w, k, &subscribe("fresh")));
     let _ = start(&mut w, k, &subscribe("news"));
     let (broker, mut io) = w.io();
-    let outcome = broker.finish_replicate(p, Err("no majority".into()), &mut io);
+    let outcome = broker.finish_replicate(
+        p,
+        Err(ConsensusError::NotConfirmed("no majority".into())),
+        &mut io,
+    );
     assert!(matches!(outcome, Outcome::Done));
     let replies = w.take(k);
     assert_eq!(replies.len(), 2, "{replies:?}");

@@ -13,6 +13,7 @@
 //! then on the leader adds every other peer that comes up (learner, then
 //! voter). Nodes that go down stay voters: they are expected back.
 
+pub mod error;
 pub mod files;
 pub mod network;
 pub mod store;
@@ -20,7 +21,7 @@ pub mod store;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -38,11 +39,13 @@ use super::wire::PeerMessage;
 use crate::node::{Changes, Consensus, ConsensusError};
 use crate::storage::Change;
 
+pub use error::{CallError, NotApplied, ProposeError, StartError};
+
 openraft::declare_raft_types!(
     /// openraft types of the replicated state.
     pub TypeConfig:
         D = Change,
-        R = Result<(), String>,
+        R = Result<(), NotApplied>,
 );
 
 /// A raft node id: [`node_id`] of the node name.
@@ -54,6 +57,12 @@ pub const INIT_DELAY: Duration = Duration::from_secs(2);
 /// How long a change may take to be committed and applied here.
 pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(4);
 const DRIVE_TICK: Duration = Duration::from_millis(500);
+/// How often a raft member stopped by a storage failure checks whether
+/// its files can be written again.
+const RECOVER_TICK: Duration = Duration::from_secs(1);
+/// Bytes the recovery probe writes: more than a change's raft entry and
+/// `raft.json` together, so a disk that takes it takes the next change.
+const PROBE_BYTES: usize = 64 * 1024;
 /// Bytes of state per snapshot chunk sent to a lagging peer.
 const SNAPSHOT_CHUNK: u64 = 64 * 1024;
 
@@ -77,6 +86,8 @@ pub enum RaftRequest {
     Propose(Change),
     /// Take this member (a node name) out of the voters, for good.
     RemoveMember(String),
+    /// A follower's read barrier: the leader's read index.
+    ReadIndex,
 }
 
 /// Body of an `RRS`.
@@ -95,9 +106,12 @@ pub enum RaftResponse {
     ),
     /// To [`RaftRequest::Propose`]: the entry's log index and the result
     /// of applying it, or why it was not committed.
-    Propose(Result<(u64, Result<(), String>), String>),
+    Propose(Result<(u64, Result<(), NotApplied>), ProposeError>),
     /// To [`RaftRequest::RemoveMember`].
     RemoveMember(Result<(), RemoveError>),
+    /// To [`RaftRequest::ReadIndex`]: the log index a read must see
+    /// applied (the leader's commit index, confirmed by a majority).
+    ReadIndex(Result<u64, ProposeError>),
 }
 
 /// Why a member could not be removed.
@@ -152,7 +166,12 @@ pub struct RaftNode {
     shared: Arc<Shared>,
     name: String,
     id: NodeId,
-    raft: OnceLock<Raft<TypeConfig>>,
+    /// The openraft instance; replaced when it stopped on a storage
+    /// failure and the files can be written again ([`RaftNode::recover`]).
+    raft: Mutex<Option<Raft<TypeConfig>>>,
+    /// Why the instance stopped (a storage failure), while it is down:
+    /// changes through this node are refused at once, saying so.
+    stalled: Mutex<Option<String>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<RaftResponse>>>,
     next: AtomicU64,
 }
@@ -173,7 +192,8 @@ impl RaftNode {
             shared: Arc::clone(shared),
             id: node_id(&name),
             name,
-            raft: OnceLock::new(),
+            raft: Mutex::new(None),
+            stalled: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
         });
@@ -184,14 +204,73 @@ impl RaftNode {
         changes.set_consensus(Arc::downgrade(&consensus));
         let started = Instant::now();
         vec![tokio::spawn(async move {
-            match node.open(changes, tuning).await {
-                Ok(()) => node.drive(seeds, started).await,
+            match node.open(Arc::clone(&changes), tuning.clone()).await {
+                Ok(()) => {
+                    let drive = Arc::clone(&node).drive(seeds, started);
+                    tokio::join!(drive, node.recover(changes, tuning));
+                }
                 Err(error) => tracing::error!(%error, "raft did not start; changes are refused"),
             }
         })]
     }
 
-    async fn open(self: &Arc<Self>, changes: Arc<Changes>, tuning: Tuning) -> Result<(), String> {
+    /// The openraft instance, once it runs.
+    fn raft(&self) -> Option<Raft<TypeConfig>> {
+        lock(&self.raft).clone()
+    }
+
+    /// The refusal to give while the raft member is stopped by a storage
+    /// failure (noticed by [`RaftNode::recover`], or just now).
+    fn stalled(&self) -> Option<ProposeError> {
+        if let Some(why) = lock(&self.stalled).clone() {
+            return Some(ProposeError::Storage(why));
+        }
+        let raft = self.raft()?;
+        let fatal = raft.metrics().borrow().running_state.clone().err()?;
+        Some(ProposeError::Storage(fatal.to_string()))
+    }
+
+    /// Brings the raft member back after a storage failure. openraft stops
+    /// for good when its storage fails (a full disk); this node then
+    /// refuses changes ([`ProposeError::Storage`]) and, every
+    /// [`RECOVER_TICK`], checks whether the storage directory takes writes
+    /// again. Once it does, it starts openraft again on the same files, as
+    /// a restart would (a torn log tail is cut off, entries committed
+    /// meanwhile come from the leader).
+    async fn recover(self: &Arc<Self>, changes: Arc<Changes>, tuning: Tuning) {
+        let mut interval = tokio::time::interval(RECOVER_TICK);
+        loop {
+            interval.tick().await;
+            let Some(raft) = self.raft() else { continue };
+            let fatal = raft.metrics().borrow().running_state.clone();
+            let Err(fatal) = fatal else { continue };
+            if lock(&self.stalled).is_none() {
+                tracing::error!(error = %fatal, "raft stopped; changes are refused until its files can be written");
+                *lock(&self.stalled) = Some(fatal.to_string());
+            }
+            let dir = tuning.storage_dir.clone();
+            let writable = tokio::task::spawn_blocking(move || probe_writable(&dir))
+                .await
+                .is_ok_and(|probe| probe.is_ok());
+            if !writable {
+                continue;
+            }
+            let _ = raft.shutdown().await;
+            match self.open(Arc::clone(&changes), tuning.clone()).await {
+                Ok(()) => {
+                    *lock(&self.stalled) = None;
+                    tracing::warn!("raft started again: its files can be written again");
+                }
+                Err(error) => tracing::warn!(%error, "raft did not start again yet"),
+            }
+        }
+    }
+
+    async fn open(
+        self: &Arc<Self>,
+        changes: Arc<Changes>,
+        tuning: Tuning,
+    ) -> Result<(), StartError> {
         let every = tuning.snapshot_every;
         let config = openraft::Config {
             cluster_name: "webrocket".into(),
@@ -205,28 +284,25 @@ impl RaftNode {
             install_snapshot_timeout: 2000,
             ..Default::default()
         }
-        .validate()
-        .map_err(|e| e.to_string())?;
+        .validate()?;
         let store = store::RaftStore::open(changes, &tuning.storage_dir)?;
         store.recover().await?;
         let (log, machine) = openraft::storage::Adaptor::new(store);
         let net = network::Network {
             node: Arc::clone(self),
         };
-        let raft = Raft::new(self.id, Arc::new(config), net, log, machine)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = self.raft.set(raft);
+        let raft = Raft::new(self.id, Arc::new(config), net, log, machine).await?;
+        *lock(&self.raft) = Some(raft);
         Ok(())
     }
 
     /// Initializes the raft cluster when this node should, and, as leader,
     /// adds the peers that are up but not yet members.
     async fn drive(self: Arc<Self>, seeds: Vec<String>, started: Instant) {
-        let Some(raft) = self.raft.get() else { return };
         let mut interval = tokio::time::interval(DRIVE_TICK);
         loop {
             interval.tick().await;
+            let Some(raft) = self.raft() else { continue };
             let metrics = raft.metrics().borrow().clone();
             let voters: BTreeSet<NodeId> =
                 metrics.membership_config.membership().voter_ids().collect();
@@ -281,7 +357,7 @@ impl RaftNode {
 
     /// The replicated log as this node sees it (`None` before raft runs).
     pub fn view(&self) -> Option<RaftView> {
-        let raft = self.raft.get()?;
+        let raft = self.raft()?;
         let metrics = raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let name_of = |id: &NodeId| membership.get_node(id).map(|n| n.addr.clone());
@@ -335,8 +411,8 @@ impl RaftNode {
         name: &str,
         request: RaftRequest,
         ttl: Duration,
-    ) -> Result<RaftResponse, String> {
-        let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    ) -> Result<RaftResponse, CallError> {
+        let body = serde_json::to_vec(&request)?;
         let number = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(number, tx);
@@ -352,7 +428,9 @@ impl RaftNode {
         lock(&self.pending).remove(&number);
         match answer {
             Ok(Ok(response)) => Ok(response),
-            _ => Err(format!("no raft answer from {name}")),
+            _ => Err(CallError::NoAnswer {
+                peer: name.to_owned(),
+            }),
         }
     }
 
@@ -372,7 +450,7 @@ impl RaftNode {
         let node = Arc::clone(self);
         let from = from.to_owned();
         self.shared.runtime.spawn(async move {
-            let Some(raft) = node.raft.get() else { return };
+            let Some(raft) = node.raft() else { return };
             let Ok(rpc) = serde_json::from_slice::<RaftRequest>(&body) else {
                 tracing::debug!(peer = %from, "bad raft request");
                 return;
@@ -387,11 +465,17 @@ impl RaftNode {
                     raft.client_write(change)
                         .await
                         .map(|r| (r.log_id.index, r.data))
-                        .map_err(|e| e.to_string()),
+                        .map_err(|e| match e {
+                            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                                ProposeError::NotLeader
+                            }
+                            other => ProposeError::Refused(other.to_string()),
+                        }),
                 ),
                 RaftRequest::RemoveMember(name) => {
-                    RaftResponse::RemoveMember(node.remove_here(raft, &name).await)
+                    RaftResponse::RemoveMember(node.remove_here(&raft, &name).await)
                 }
+                RaftRequest::ReadIndex => RaftResponse::ReadIndex(read_index_here(&raft).await),
             };
             let Ok(body) = serde_json::to_vec(&response) else {
                 return;
@@ -412,8 +496,8 @@ impl RaftNode {
             let _ = tx.send(node.propose(change).await);
         });
         rx.recv_timeout(CHANGE_TIMEOUT + Duration::from_secs(1))
-            .unwrap_or_else(|_| Err("the change timed out".into()))
-            .map_err(ConsensusError)
+            .unwrap_or(Err(ProposeError::NotConfirmed))
+            .map_err(ConsensusError::from)
     }
 
     /// Takes node `name` out of the replicated log's members for good
@@ -423,8 +507,7 @@ impl RaftNode {
     pub async fn remove_member(&self, name: &str) -> Result<(), RemoveError> {
         let not_confirmed = |why: String| RemoveError::NotConfirmed(why);
         let raft = self
-            .raft
-            .get()
+            .raft()
             .ok_or_else(|| not_confirmed("raft is not running".into()))?;
         let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
         loop {
@@ -442,7 +525,7 @@ impl RaftNode {
                 continue;
             };
             if leader == self.id {
-                return tokio::time::timeout(remaining, self.remove_here(raft, name))
+                return tokio::time::timeout(remaining, self.remove_here(&raft, name))
                     .await
                     .unwrap_or_else(|_| Err(not_confirmed("timed out".into())));
             }
@@ -450,7 +533,7 @@ impl RaftNode {
             match self.call(&leader_name, request, remaining).await {
                 Ok(RaftResponse::RemoveMember(result)) => return result,
                 Ok(_) => return Err(not_confirmed("mismatched raft reply".into())),
-                Err(why) => return Err(not_confirmed(why)),
+                Err(why) => return Err(not_confirmed(why.to_string())),
             }
         }
     }
@@ -497,37 +580,48 @@ impl RaftNode {
     ) {
         let node = Arc::clone(self);
         self.shared.runtime.spawn(async move {
-            done(node.propose(change).await.map_err(ConsensusError));
+            done(node.propose(change).await.map_err(ConsensusError::from));
         });
     }
 
-    /// See [`RaftNode::propose_blocking`].
-    pub async fn propose(&self, change: Change) -> Result<(), String> {
+    /// See [`RaftNode::propose_blocking`]. Refused at once while this
+    /// node's raft member is stopped by a storage failure.
+    pub async fn propose(&self, change: Change) -> Result<(), ProposeError> {
+        if let Some(stalled) = self.stalled() {
+            return Err(stalled);
+        }
+        let result = self.propose_through_leader(change).await;
+        match (result, self.stalled()) {
+            // It failed because this node's storage did (the leader may
+            // still have committed it: "not confirmed", as for a timeout).
+            (Err(_), Some(stalled)) => Err(stalled),
+            (result, _) => result,
+        }
+    }
+
+    async fn propose_through_leader(&self, change: Change) -> Result<(), ProposeError> {
         let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
-        let raft = self.raft.get().ok_or("raft is not running")?;
-        let timeout = || {
-            "no raft leader with a majority answered in time; the change is not confirmed"
-                .to_string()
-        };
+        let raft = self.raft().ok_or(ProposeError::NotRunning)?;
+        let pause = || tokio::time::sleep(Duration::from_millis(100));
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
-                return Err(timeout());
+                return Err(ProposeError::NotConfirmed);
             }
             let metrics = raft.metrics().borrow().clone();
             let Some(leader) = metrics.current_leader else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                pause().await;
                 continue;
             };
             if leader == self.id {
                 match tokio::time::timeout(remaining, raft.client_write(change.clone())).await {
-                    Ok(Ok(response)) => return response.data,
+                    Ok(Ok(response)) => return Ok(response.data?),
                     Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        pause().await;
                         continue;
                     }
-                    Ok(Err(error)) => return Err(error.to_string()),
-                    Err(_) => return Err(timeout()),
+                    Ok(Err(error)) => return Err(ProposeError::Refused(error.to_string())),
+                    Err(_) => return Err(ProposeError::NotConfirmed),
                 }
             }
             let Some(name) = metrics
@@ -536,28 +630,123 @@ impl RaftNode {
                 .get_node(&leader)
                 .map(|n| n.addr.clone())
             else {
-                return Err(timeout());
+                return Err(ProposeError::NotConfirmed);
             };
             let answer = self
                 .call(&name, RaftRequest::Propose(change.clone()), remaining)
                 .await;
             let (index, result) = match answer {
                 Ok(RaftResponse::Propose(Ok(done))) => done,
-                Ok(RaftResponse::Propose(Err(why))) if why.contains("forward") => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(RaftResponse::Propose(Err(ProposeError::NotLeader))) => {
+                    pause().await;
                     continue;
                 }
                 Ok(RaftResponse::Propose(Err(why))) => return Err(why),
-                Ok(_) => return Err("mismatched raft reply".into()),
-                Err(_) => return Err(timeout()),
+                Ok(_) => return Err(ProposeError::Mismatched),
+                Err(_) => return Err(ProposeError::NotConfirmed),
             };
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             raft.wait(Some(remaining))
                 .applied_index_at_least(Some(index), "change applied here")
                 .await
-                .map_err(|e| format!("committed, but not yet applied on this node: {e}"))?;
-            return result;
+                .map_err(|e| ProposeError::NotAppliedHere(e.to_string()))?;
+            return Ok(result?);
         }
+    }
+}
+
+/// Whether `dir` takes a write of [`PROBE_BYTES`] (and its fsync) now.
+fn probe_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join("raft.probe");
+    let result = std::fs::File::create(&path).and_then(|mut file| {
+        file.write_all(&[0u8; PROBE_BYTES])?;
+        file.sync_data()
+    });
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// The leader's read index: the last entry a read must see applied,
+/// after a round of heartbeats confirmed that this node still leads.
+async fn read_index_here(raft: &Raft<TypeConfig>) -> Result<u64, ProposeError> {
+    match raft.get_read_log_id().await {
+        Ok((read, _applied)) => Ok(read.map_or(0, |id| id.index)),
+        Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(_))) => {
+            Err(ProposeError::NotLeader)
+        }
+        Err(error) => Err(ProposeError::Refused(error.to_string())),
+    }
+}
+
+impl RaftNode {
+    /// Waits until this node has applied everything the cluster had
+    /// committed when it was called (a read index from the leader), so
+    /// that a read here sees every change another node acknowledged
+    /// before. Fails after [`CHANGE_TIMEOUT`] without a leader backed by a
+    /// majority, or when this node cannot catch up in that time.
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        if let Some(stalled) = self.stalled() {
+            return Err(stalled);
+        }
+        let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+        let raft = self.raft().ok_or(ProposeError::NotRunning)?;
+        let pause = || tokio::time::sleep(Duration::from_millis(50));
+        // Why the last try failed: a leader that lost its majority, or
+        // one that could not be asked, may be back before the deadline.
+        let mut last = ProposeError::NoLeader;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(last);
+            }
+            let metrics = raft.metrics().borrow().clone();
+            let leader = metrics.current_leader.and_then(|id| {
+                let membership = metrics.membership_config.membership();
+                membership.get_node(&id).map(|n| (id, n.addr.clone()))
+            });
+            let Some((leader, name)) = leader else {
+                pause().await;
+                continue;
+            };
+            let answer = if leader == self.id {
+                tokio::time::timeout(remaining, read_index_here(&raft))
+                    .await
+                    .unwrap_or(Err(ProposeError::NoLeader))
+            } else {
+                match self.call(&name, RaftRequest::ReadIndex, remaining).await {
+                    Ok(RaftResponse::ReadIndex(answer)) => answer,
+                    Ok(_) => Err(ProposeError::Mismatched),
+                    Err(_) => Err(ProposeError::NoLeader),
+                }
+            };
+            let index = match answer {
+                Ok(index) => index,
+                Err(why) => {
+                    last = why;
+                    pause().await;
+                    continue;
+                }
+            };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            raft.wait(Some(remaining))
+                .applied_index_at_least(Some(index), "read barrier")
+                .await
+                .map_err(|e| ProposeError::NotAppliedHere(e.to_string()))?;
+            return Ok(());
+        }
+    }
+
+    /// [`RaftNode::read_barrier`] for a caller off the runtime's workers.
+    pub fn read_barrier_blocking(self: &Arc<Self>) -> Result<(), ConsensusError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let node = Arc::clone(self);
+        self.shared.runtime.spawn(async move {
+            let _ = tx.send(node.read_barrier().await);
+        });
+        rx.recv_timeout(CHANGE_TIMEOUT + Duration::from_secs(1))
+            .unwrap_or(Err(ProposeError::NoLeader))
+            .map_err(ConsensusError::from)
     }
 }
 
@@ -574,6 +763,10 @@ impl Consensus for RaftNode {
         done: Box<dyn FnOnce(Result<(), ConsensusError>) + Send + 'static>,
     ) {
         RaftNode::propose_then(&self, change, done);
+    }
+
+    fn read_barrier_blocking(self: Arc<Self>) -> Result<(), ConsensusError> {
+        RaftNode::read_barrier_blocking(&self)
     }
 }
 
@@ -596,10 +789,19 @@ mod tests {
             RaftRequest::Propose(back) => assert_eq!(back, change),
             other => panic!("{other:?}"),
         }
+        let skipped = NotApplied {
+            reason: "exists".into(),
+        };
         let body =
-            serde_json::to_vec(&RaftResponse::Propose(Ok((7, Err("exists".into()))))).unwrap();
+            serde_json::to_vec(&RaftResponse::Propose(Ok((7, Err(skipped.clone()))))).unwrap();
         match serde_json::from_slice::<RaftResponse>(&body).unwrap() {
-            RaftResponse::Propose(Ok((7, Err(why)))) => assert_eq!(why, "exists"),
+            RaftResponse::Propose(Ok((7, Err(why)))) => assert_eq!(why, skipped),
+            other => panic!("{other:?}"),
+        }
+        let body =
+            serde_json::to_vec(&RaftResponse::Propose(Err(ProposeError::NotLeader))).unwrap();
+        match serde_json::from_slice::<RaftResponse>(&body).unwrap() {
+            RaftResponse::Propose(Err(ProposeError::NotLeader)) => {}
             other => panic!("{other:?}"),
         }
     }

@@ -23,8 +23,8 @@ use openraft::{
 };
 
 use super::files::{Hard, Membership, RaftFiles, StoredSnapshot};
-use super::{NodeId, TypeConfig};
-use crate::node::Changes;
+use super::{NodeId, NotApplied, StartError, TypeConfig};
+use crate::node::{ChangeError, Changes};
 use crate::storage::State;
 
 /// What the store holds in memory.
@@ -50,8 +50,8 @@ fn io_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<
 impl RaftStore {
     /// Opens (or starts) the raft files in `dir` of the node whose durable
     /// state is `changes`.
-    pub fn open(changes: Arc<Changes>, dir: &std::path::Path) -> Result<RaftStore, String> {
-        let (files, loaded) = RaftFiles::open(dir).map_err(|e| e.to_string())?;
+    pub fn open(changes: Arc<Changes>, dir: &std::path::Path) -> Result<RaftStore, StartError> {
+        let (files, loaded) = RaftFiles::open(dir)?;
         Ok(RaftStore {
             inner: Arc::new(tokio::sync::Mutex::new(Inner {
                 hard: loaded.hard,
@@ -66,7 +66,7 @@ impl RaftStore {
     /// Finishes a snapshot install a crash interrupted: `raft.snapshot` is
     /// saved before the state is replaced and `raft.json` updated, so a
     /// snapshot newer than the applied position is installed again.
-    pub async fn recover(&self) -> Result<(), String> {
+    pub async fn recover(&self) -> Result<(), StartError> {
         let mut inner = self.inner.lock().await;
         let Some(snapshot) = inner.snapshot.clone() else {
             return Ok(());
@@ -77,22 +77,17 @@ impl RaftStore {
         if applied.is_some_and(|a| a.index >= last.index) {
             return Ok(());
         }
-        let state: State = serde_json::from_slice(&snapshot.data).map_err(|e| e.to_string())?;
+        let state: State = serde_json::from_slice(&snapshot.data)?;
         let changes = Arc::clone(&self.changes);
-        tokio::task::spawn_blocking(move || changes.replace_state(state))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || changes.replace_state(state)).await??;
         inner.hard.last_applied = Some(last);
         inner.hard.membership = snapshot.meta.last_membership.clone();
         if inner.hard.last_purged.is_none_or(|p| p.index < last.index) {
             inner.hard.last_purged = Some(last);
         }
         inner.log = inner.log.split_off(&(last.index + 1));
-        self.save_hard(&inner.hard)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.rewrite_log(&inner).await.map_err(|e| e.to_string())?;
+        self.save_hard(&inner.hard).await?;
+        self.rewrite_log(&inner).await?;
         tracing::warn!(last = ?last, "finished a raft snapshot install cut short by a crash");
         Ok(())
     }
@@ -269,7 +264,7 @@ impl RaftStorage<TypeConfig> for RaftStore {
     async fn apply_to_state_machine(
         &mut self,
         entries: &[Entry<TypeConfig>],
-    ) -> Result<Vec<Result<(), String>>, StorageError<NodeId>> {
+    ) -> Result<Vec<Result<(), NotApplied>>, StorageError<NodeId>> {
         let mut inner = self.inner.lock().await;
         let mut results = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -283,10 +278,26 @@ impl RaftStorage<TypeConfig> for RaftStore {
                     let changes = Arc::clone(&self.changes);
                     let change = change.clone();
                     // Storage fsyncs and data-path commands block.
-                    tokio::task::spawn_blocking(move || changes.apply_committed(change))
-                        .await
-                        .map_err(|e| io_err(ErrorVerb::Write, e))?
-                        .map_err(|e| e.to_string())
+                    let applied =
+                        tokio::task::spawn_blocking(move || changes.apply_committed(change))
+                            .await
+                            .map_err(|e| io_err(ErrorVerb::Write, e))?;
+                    match applied {
+                        // The storage failed (a full disk): the entry is not
+                        // applied, and must not count as applied. openraft
+                        // stops; the node starts it again once the disk
+                        // takes writes, and applies the entry then.
+                        Err(ChangeError::Storage(error))
+                            if !matches!(error, crate::storage::StorageError::State(_)) =>
+                        {
+                            return Err(io_err(ErrorVerb::Write, error));
+                        }
+                        // The state refused it (as on every node).
+                        Err(refused) => Err(NotApplied {
+                            reason: refused.to_string(),
+                        }),
+                        Ok(()) => Ok(()),
+                    }
                 }
             };
             inner.hard.last_applied = Some(entry.log_id);

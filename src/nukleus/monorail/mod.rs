@@ -25,7 +25,7 @@ use crate::broker::SessionKey;
 use crate::limits::Limits;
 use crate::name::{ResourceName, SessionId, VhostPath};
 use crate::nukleus::frame::{self, Frame, StreamId, StreamIds};
-use crate::nukleus::plumbing::{Pending, Plumbing};
+use crate::nukleus::plumbing::{end_removed, Neighbours, Pending, Plumbing, Side};
 use crate::nukleus::runner::{Agent, Signal, Signals};
 use crate::nukleus::webrocket::outlet::{Overflow, Piece, Stream, StreamOutlet};
 use crate::nukleus::webrocket::verify::Verifier;
@@ -234,7 +234,7 @@ impl MonorailNukleus {
         let key = SessionKey(initial.0 as u64);
         let opened = match target {
             Some(target) => self.monorail.open_session(key, path).map(|()| target),
-            None => Err("no route back to ws".into()),
+            None => Err(core::OpenError::NoRoute),
         };
         let target = match opened {
             Ok(target) => target,
@@ -411,6 +411,33 @@ impl MonorailNukleus {
     }
 }
 
+impl Neighbours for MonorailNukleus {
+    fn plumbing_mut(&mut self) -> &mut Plumbing {
+        &mut self.plumbing
+    }
+
+    fn streams_via(&self, side: Side, index: usize) -> Vec<StreamId> {
+        self.streams
+            .iter()
+            .filter_map(|(&initial, stream)| match side {
+                Side::Target => (stream.target == index).then_some(stream.reply),
+                Side::Source => (stream.source == index).then_some(StreamId(initial)),
+            })
+            .collect()
+    }
+
+    fn on_neighbour_reset(&mut self, side: Side, _index: usize, stream: StreamId) {
+        let initial = match side {
+            Side::Target => match self.by_reply.get(&stream.0) {
+                Some(&initial) => StreamId(initial),
+                None => return,
+            },
+            Side::Source => stream,
+        };
+        self.forget(initial);
+    }
+}
+
 impl Agent for MonorailNukleus {
     fn name(&self) -> &str {
         "monorail"
@@ -425,6 +452,7 @@ impl Agent for MonorailNukleus {
                     pending.correlation,
                 ));
         }
+        work += end_removed(self);
         work += self.overflow.drain(&mut self.plumbing.targets);
         work += self.read_throttles();
         work += self.run_tasks();

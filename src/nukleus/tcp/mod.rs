@@ -364,6 +364,7 @@ impl Agent for TcpNukleus {
         for pending in std::mem::take(&mut self.commands) {
             self.on_command(pending);
         }
+        work += super::plumbing::end_removed(self);
         work += self.poll_io(Some(Duration::ZERO));
         work += self.read_sources();
         work += self.read_throttles();

@@ -9,6 +9,7 @@ use super::{Entry, TcpNukleus};
 /// Frames at least this large are written without being queued first.
 const DIRECT_WRITE: usize = 2048;
 use crate::nukleus::frame::{self, Frame, StreamId, Writer};
+use crate::nukleus::plumbing::{Neighbours, Plumbing, Side};
 
 impl TcpNukleus {
     pub(super) fn on_source_frame(&mut self, source: usize, type_id: i32, body: &[u8]) {
@@ -259,5 +260,49 @@ impl TcpNukleus {
             let _ =
                 socket2::SockRef::from(&conn.socket).set_linger(Some(std::time::Duration::ZERO));
         }
+    }
+}
+
+impl Neighbours for TcpNukleus {
+    fn plumbing_mut(&mut self) -> &mut Plumbing {
+        &mut self.plumbing
+    }
+
+    fn streams_via(&self, side: Side, index: usize) -> Vec<StreamId> {
+        match side {
+            Side::Target => self
+                .outbound
+                .iter()
+                .filter(|(_, token)| {
+                    matches!(self.entries.get(token.0), Some(Entry::Conn(conn)) if conn.target == index)
+                })
+                .map(|(&id, _)| StreamId(id))
+                .collect(),
+            Side::Source => self
+                .inbound
+                .keys()
+                .filter(|(source, _)| *source == index)
+                .map(|&(_, id)| id)
+                .collect(),
+        }
+    }
+
+    /// The socket cannot go on without either of its streams: it is
+    /// closed at once (RST).
+    fn on_neighbour_reset(&mut self, side: Side, index: usize, stream: StreamId) {
+        let token = match side {
+            Side::Target => self.outbound.get(&stream.0),
+            Side::Source => self.inbound.get(&(index, stream)),
+        };
+        let Some(&token) = token else {
+            return;
+        };
+        if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
+            conn.read_done = true;
+            conn.write_done = true;
+            conn.end_pending = false;
+            conn.failed = true;
+        }
+        self.close(token);
     }
 }

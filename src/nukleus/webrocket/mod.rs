@@ -27,7 +27,7 @@ use crate::limits::Limits;
 use crate::name::VhostPath;
 use crate::name::{ChannelName, EventName, SessionId};
 use crate::nukleus::frame::{self, Frame, Reader, StreamId, StreamIds};
-use crate::nukleus::plumbing::{Pending, Plumbing};
+use crate::nukleus::plumbing::{end_removed, Neighbours, Pending, Plumbing, Side};
 use crate::nukleus::runner::{Agent, Signal, Signals};
 use crate::nukleus::ws::begin::WsBegin;
 use crate::nukleus::IdMap;
@@ -136,7 +136,7 @@ pub enum Task {
         /// The waiting session and the change.
         pending: PendingChange,
         /// `Err`: why the change was not committed.
-        confirmed: Result<(), String>,
+        confirmed: Result<(), crate::broker::ConsensusError>,
     },
 }
 
@@ -657,6 +657,33 @@ fn backend_request(
     }
 }
 
+impl Neighbours for WebrocketNukleus {
+    fn plumbing_mut(&mut self) -> &mut Plumbing {
+        &mut self.plumbing
+    }
+
+    fn streams_via(&self, side: Side, index: usize) -> Vec<StreamId> {
+        self.streams
+            .iter()
+            .filter_map(|(&initial, stream)| match side {
+                Side::Target => (stream.target == index).then_some(stream.reply),
+                Side::Source => (stream.source == index).then_some(StreamId(initial)),
+            })
+            .collect()
+    }
+
+    fn on_neighbour_reset(&mut self, side: Side, _index: usize, stream: StreamId) {
+        let initial = match side {
+            Side::Target => match self.by_reply.get(&stream.0) {
+                Some(&initial) => StreamId(initial),
+                None => return,
+            },
+            Side::Source => stream,
+        };
+        self.forget(initial, CloseReason::ConnectionLost);
+    }
+}
+
 impl Agent for WebrocketNukleus {
     fn name(&self) -> &str {
         "webrocket"
@@ -671,6 +698,7 @@ impl Agent for WebrocketNukleus {
                     pending.correlation,
                 ));
         }
+        work += end_removed(self);
         work += self.overflow.drain(&mut self.plumbing.targets);
         work += self.read_throttles();
         work += self.run_tasks();

@@ -32,7 +32,9 @@ use super::{WsConnection, WsSettings};
 use crate::nukleus::command::{self, Response};
 use crate::nukleus::frame::{self, FrameError, Reader, StreamId, StreamIds, Writer};
 use crate::nukleus::metrics::Metric;
-use crate::nukleus::plumbing::{drain, Frames, Pending, Plumbing, Target};
+use crate::nukleus::plumbing::{
+    drain, end_removed, reset_as_frame, Frames, Neighbours, Pending, Plumbing, Side, Target,
+};
 use crate::nukleus::runner::{Agent, Signals};
 use crate::nukleus::slab::Slab;
 use crate::nukleus::{IdMap, StreamMap};
@@ -469,6 +471,47 @@ impl Frames for WsNukleus {
     }
 }
 
+impl Neighbours for WsNukleus {
+    fn plumbing_mut(&mut self) -> &mut Plumbing {
+        &mut self.plumbing
+    }
+
+    fn streams_via(&self, side: Side, index: usize) -> Vec<StreamId> {
+        let mut streams = Vec::new();
+        for conn in self.conns.values() {
+            match side {
+                Side::Target => {
+                    if conn.client.target == index && !conn.client.ended {
+                        streams.push(conn.client.stream);
+                    }
+                    if let (true, Some(stream), false) = (
+                        conn.handler.target == index,
+                        conn.handler.stream,
+                        conn.handler.ended,
+                    ) {
+                        streams.push(stream);
+                    }
+                }
+                Side::Source => {
+                    if conn.tcp_source == index {
+                        streams.push(conn.tcp_in);
+                    }
+                    if let Some((source, stream)) = conn.handler_in {
+                        if source == index {
+                            streams.push(stream);
+                        }
+                    }
+                }
+            }
+        }
+        streams
+    }
+
+    fn on_neighbour_reset(&mut self, side: Side, index: usize, stream: StreamId) {
+        reset_as_frame(self, side, index, stream);
+    }
+}
+
 impl Agent for WsNukleus {
     fn name(&self) -> &str {
         "ws"
@@ -480,6 +523,7 @@ impl Agent for WsNukleus {
             self.on_command(pending);
         }
         self.now = now;
+        work += end_removed(self);
         work += drain(self);
         work += self.retry_blocked();
         self.regrant();

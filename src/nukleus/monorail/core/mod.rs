@@ -23,7 +23,27 @@ use crate::limits::Limits;
 use crate::name::{Permissions, ResourceName, SessionId, UserName, VhostPath};
 use crate::nukleus::webrocket::verify::Verify;
 use crate::protocol::{CloseReason, ErrorId};
-use crate::storage::{item_id, ResourceRecord, ResourceSource, State};
+use crate::storage::{item_id, ResourceRecord, ResourceSource, State, StateError};
+
+/// Why a connection to a resource is refused (the upgrade is answered 503).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The path names no resource (`/<vhost>/<resource>`).
+    #[error("no resource in the path")]
+    NoResource,
+    /// The vhost or resource part is not a valid name.
+    #[error(transparent)]
+    Name(#[from] crate::name::NameError),
+    /// The vhost does not exist.
+    #[error(transparent)]
+    Vhost(#[from] StateError),
+    /// The vhost has no such resource.
+    #[error("no resource {0:?}")]
+    UnknownResource(ResourceName),
+    /// There is no route back to ws for the session's replies.
+    #[error("no route back to ws")]
+    NoRoute,
+}
 
 /// A pending secret check of one session (`authenticate` with a secret).
 pub struct AuthCheck {
@@ -179,13 +199,13 @@ impl Monorail {
 
     /// A new connection to `path` (`/<vhost>/<resource>`); `Err` says why
     /// it is refused (the upgrade is then answered 503).
-    pub fn open_session(&mut self, key: SessionKey, path: &str) -> Result<(), String> {
-        let (vhost, resource) = path.rsplit_once('/').ok_or("no resource in the path")?;
-        let vhost = VhostPath::parse(vhost).map_err(|e| e.to_string())?;
-        let resource = ResourceName::parse(resource).map_err(|e| e.to_string())?;
-        let record = self.state.vhost(&vhost).map_err(|e| e.to_string())?;
+    pub fn open_session(&mut self, key: SessionKey, path: &str) -> Result<(), OpenError> {
+        let (vhost, resource) = path.rsplit_once('/').ok_or(OpenError::NoResource)?;
+        let vhost = VhostPath::parse(vhost)?;
+        let resource = ResourceName::parse(resource)?;
+        let record = self.state.vhost(&vhost)?;
         if !record.resources.contains_key(&resource) {
-            return Err(format!("no resource {resource:?}"));
+            return Err(OpenError::UnknownResource(resource));
         }
         let session = Session {
             vhost: vhost.clone(),
