@@ -68,14 +68,15 @@ def small_storage(server_factory, tmp_path):
     _run("umount", "-l", str(srv.storage_dir))
 
 
-def admin(srv, method: str, path: str, body=None) -> tuple[int, dict]:
-    cookie = (srv.storage_dir / "webrocket.cookie").read_text().strip()
+def admin(srv, method: str, path: str, body=None, node: str = "webrocket") -> tuple[int, dict]:
+    """One admin API call to `srv`, whose node is named `node` (its cookie file)."""
+    cookie = (srv.storage_dir / f"{node}.cookie").read_text().strip()
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(f"http://{srv.info['admin']}{path}", data=data, method=method)
     req.add_header("X-WebRocket-Cookie", cookie)
     req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=10) as response:
+        with urllib.request.urlopen(req, timeout=15) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())

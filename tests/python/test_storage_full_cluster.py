@@ -10,32 +10,21 @@ test_storage_full.py (root and `mount` needed; skipped otherwise).
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from backend_fixtures import cluster_node_config, free_port
 from conftest import connect, recv, request, send, vhost
 from test_storage_full import _run, fill, mount_small_fs
+from test_storage_full import admin as storage_admin
 
 COOKIE = "python-storage-full-cluster-cookie"
 VHOST = "%2Fchat"
 
 
 def admin(srv, method: str, path: str, body=None) -> tuple[int, dict]:
-    cookie = (srv.storage_dir / f"{srv.name}.cookie").read_text().strip()
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://{srv.info['admin']}{path}", data=data, method=method)
-    req.add_header("X-WebRocket-Cookie", cookie)
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=15) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return storage_admin(srv, method, path, body, node=srv.name)
 
 
 def add_channel(srv, name: str) -> tuple[int, dict]:

@@ -27,7 +27,7 @@ use crate::name::{ResourceName, SessionId, VhostPath};
 use crate::nukleus::frame::{self, Frame, StreamId, StreamIds};
 use crate::nukleus::plumbing::{end_removed, Neighbours, Pending, Plumbing, Side};
 use crate::nukleus::runner::{Agent, Signal, Signals};
-use crate::nukleus::webrocket::outlet::{Overflow, Piece, Stream, StreamOutlet};
+use crate::nukleus::webrocket::outlet::{self, Overflow, Piece, Stream, StreamOutlet};
 use crate::nukleus::webrocket::verify::Verifier;
 use crate::nukleus::ws::begin::WsBegin;
 use crate::nukleus::IdMap;
@@ -417,22 +417,12 @@ impl Neighbours for MonorailNukleus {
     }
 
     fn streams_via(&self, side: Side, index: usize) -> Vec<StreamId> {
-        self.streams
-            .iter()
-            .filter_map(|(&initial, stream)| match side {
-                Side::Target => (stream.target == index).then_some(stream.reply),
-                Side::Source => (stream.source == index).then_some(StreamId(initial)),
-            })
-            .collect()
+        outlet::streams_via(&self.streams, side, index)
     }
 
     fn on_neighbour_reset(&mut self, side: Side, _index: usize, stream: StreamId) {
-        let initial = match side {
-            Side::Target => match self.by_reply.get(&stream.0) {
-                Some(&initial) => StreamId(initial),
-                None => return,
-            },
-            Side::Source => stream,
+        let Some(initial) = outlet::initial_of(&self.by_reply, side, stream) else {
+            return;
         };
         self.forget(initial);
     }

@@ -663,22 +663,12 @@ impl Neighbours for WebrocketNukleus {
     }
 
     fn streams_via(&self, side: Side, index: usize) -> Vec<StreamId> {
-        self.streams
-            .iter()
-            .filter_map(|(&initial, stream)| match side {
-                Side::Target => (stream.target == index).then_some(stream.reply),
-                Side::Source => (stream.source == index).then_some(StreamId(initial)),
-            })
-            .collect()
+        outlet::streams_via(&self.streams, side, index)
     }
 
     fn on_neighbour_reset(&mut self, side: Side, _index: usize, stream: StreamId) {
-        let initial = match side {
-            Side::Target => match self.by_reply.get(&stream.0) {
-                Some(&initial) => StreamId(initial),
-                None => return,
-            },
-            Side::Source => stream,
+        let Some(initial) = outlet::initial_of(&self.by_reply, side, stream) else {
+            return;
         };
         self.forget(initial, CloseReason::ConnectionLost);
     }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use crate::broker::{Outlet, SessionKey};
 use crate::nukleus::frame::{self, StreamId, Writer};
-use crate::nukleus::plumbing::Target;
+use crate::nukleus::plumbing::{Side, Target};
 use crate::nukleus::IdMap;
 use crate::protocol::CloseReason;
 
@@ -35,6 +35,28 @@ pub struct Stream {
     /// `{"connected": ...}`, the session's first message: it waits for the
     /// first credit ws grants, and goes before anything else.
     pub greeting: Option<Vec<u8>>,
+}
+
+/// The streams of `streams` that run through the removed neighbour at
+/// `index` on `side`, as that neighbour knows them (our reply stream for a
+/// target, the session's initial stream for a source).
+pub fn streams_via(streams: &IdMap<Stream>, side: Side, index: usize) -> Vec<StreamId> {
+    streams
+        .iter()
+        .filter_map(|(&initial, stream)| match side {
+            Side::Target => (stream.target == index).then_some(stream.reply),
+            Side::Source => (stream.source == index).then_some(StreamId(initial)),
+        })
+        .collect()
+}
+
+/// The initial stream (the session's key) of a stream a removed
+/// neighbour reset: reply ids are looked up in `by_reply`.
+pub fn initial_of(by_reply: &IdMap<i64>, side: Side, stream: StreamId) -> Option<StreamId> {
+    match side {
+        Side::Target => by_reply.get(&stream.0).map(|&initial| StreamId(initial)),
+        Side::Source => Some(stream),
+    }
 }
 
 /// What a DATA frame from ws made of a session's input.
