@@ -395,6 +395,10 @@ fn a_node_leaving_on_sigterm_hands_over_at_once() {
     );
     for i in [0, 1] {
         assert_eq!(state_of(&cluster, i, "n2"), "left");
+        // The peer table and the counters are written one after the other.
+        wait_until(Duration::from_secs(1), || {
+            cluster.counter(i, "cluster.peers_left") == 1
+        });
         assert_eq!(cluster.counter(i, "cluster.peers_left"), 1);
         assert_eq!(cluster.counter(i, "cluster.peers_lost"), 0);
     }
