@@ -2,7 +2,9 @@
 # Fan-out, 100-byte data: webrocket side by side with the ideal server
 # (`webrocket-bench ideal`: one thread, each delivery framed once, one write
 # per subscriber per round) and nats-server (WebSocket listener), under the
-# same load generator and the same load, rounds interleaved.
+# same load generator and the same load, rounds interleaved. The publisher
+# keeps 64 broadcasts in flight ahead of the slowest subscriber and writes
+# what that window allows in one write (a buffering client).
 #   benches/run-fanout.sh [SECONDS] [SUBSCRIBERS] [LAYOUTS]
 # LAYOUTS (default "1,10") are channel counts: 1 is SUBSCRIBERS on one
 # channel; 10 spreads the same SUBSCRIBERS round robin over 10 channels

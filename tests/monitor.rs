@@ -390,3 +390,75 @@ fn tui_draws_the_panels_and_quits_on_q() {
         "the main screen is restored:\n{screen}"
     );
 }
+
+/// A broadcast reaches ws as one MULTICAST for all its subscribers and
+/// leaves for tcp as one too (the `ws.multicast*` counters), and every
+/// subscriber still gets every message whole and in order, small and large,
+/// with its own replies in between.
+#[test]
+fn a_broadcast_crosses_the_data_path_once_for_all_its_subscribers() {
+    let server = ServerProcess::start(BASIC_CONFIG, &[]);
+    let node_dir = server.run_dir.to_str().expect("utf-8 path").to_owned();
+    let mut subscribers: Vec<Client> = (0..3).map(|_| connect(&server)).collect();
+    for ws in &mut subscribers {
+        ws.send(Message::text(r#"{"subscribe": {"channel": "wide"}}"#))
+            .unwrap();
+        assert_eq!(read_text(ws), r#"{"subscribed":"wide"}"#);
+    }
+    let mut publisher = connect(&server);
+    // Sizes around the point where tcp writes a frame without queueing it
+    // (the largest stays under the 64 KiB message limit).
+    let sizes = [1, 100, 2_100, 30_000, 5];
+    let count = 40;
+    for i in 0..count {
+        let data = "x".repeat(sizes[i % sizes.len()]);
+        let message = format!(
+            r#"{{"broadcast": {{"event": "e", "channel": "wide", "data": "{i}:{data}"}}}}"#
+        );
+        publisher.send(Message::text(message)).unwrap();
+        // A reply of the subscriber's own between two broadcasts.
+        if i == count / 2 {
+            subscribers[1]
+                .send(Message::text(r#"{"no_such_event": true}"#))
+                .unwrap();
+        }
+    }
+    for (n, ws) in subscribers.iter_mut().enumerate() {
+        let mut seen = 0;
+        let mut errors = 0;
+        while seen < count {
+            let text = read_text(ws);
+            if text.contains("UNDEFINED_EVENT") {
+                errors += 1;
+                continue;
+            }
+            let data = format!("{seen}:{}", "x".repeat(sizes[seen % sizes.len()]));
+            let expected = format!(r#"{{"e":{{"channel":"wide","data":"{data}","user":null}}}}"#);
+            assert!(
+                text == expected,
+                "subscriber {n}, message {seen}: {:.80}",
+                text
+            );
+            seen += 1;
+        }
+        if n == 1 && errors == 0 {
+            assert!(read_text(ws).contains("UNDEFINED_EVENT"));
+        }
+    }
+    let args = [
+        "--node-dir",
+        &node_dir,
+        "--once",
+        "--json",
+        "--interval",
+        "100ms",
+    ];
+    let doc = wait_for(&args, |d| {
+        d["values"]["ws.multicasts"].as_i64() >= Some(count as i64)
+    });
+    assert!(value(&doc, "ws.multicasts") >= count as i64, "{doc:#}");
+    assert!(
+        value(&doc, "ws.multicast_streams") >= 3 * count as i64 / 2,
+        "most deliveries left in a MULTICAST to tcp: {doc:#}"
+    );
+}

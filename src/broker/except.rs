@@ -43,22 +43,15 @@ impl Broker {
                 false => BackendError::VhostNotFound(vhost.clone()),
             });
         };
-        let keys: Vec<_> = subscribers
-            .subscribers()
-            .filter(|key| {
-                self.sessions
-                    .get(key)
-                    .is_none_or(|session| !skip.contains(&session.sid))
-            })
-            .collect();
+        let sessions = &self.sessions;
+        let keys = subscribers.subscribers().filter(|key| {
+            sessions
+                .get(key)
+                .is_none_or(|session| !skip.contains(&session.sid))
+        });
         self.buf.clear();
         encode_delivery(&mut self.buf, event.as_str(), channel.as_str(), data, None);
-        let mut delivered = 0;
-        for key in keys {
-            if self.outbox.offer(outlet, key, &self.buf) {
-                delivered += 1;
-            }
-        }
+        let delivered = self.outbox.offer_many(outlet, keys, &self.buf);
         self.outbox.stats.deliveries += delivered;
         self.reap(outlet);
         Ok(delivered)

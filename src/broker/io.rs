@@ -20,6 +20,27 @@ pub trait Outlet {
     /// then closes it as a slow consumer. Must not block.
     fn send(&mut self, key: SessionKey, payload: &[u8]) -> bool;
 
+    /// Offers one text message to each of `keys`, in order, as
+    /// [`Outlet::send`] would; the keys that had no room are added to
+    /// `refused`. Returns how many took it. An outlet that can hand the
+    /// message on once for all of them (a broadcast) does so.
+    fn send_many(
+        &mut self,
+        keys: &[SessionKey],
+        payload: &[u8],
+        refused: &mut Vec<SessionKey>,
+    ) -> usize {
+        let mut sent = 0;
+        for &key in keys {
+            if self.send(key, payload) {
+                sent += 1;
+            } else {
+                refused.push(key);
+            }
+        }
+        sent
+    }
+
     /// Closes a session with `reason` (close frame with its code, then the
     /// TCP close). The broker has already forgotten the session, so calling
     /// [`Broker::close_session`](super::Broker::close_session) for it later

@@ -131,6 +131,10 @@ struct Outbox {
     stats: BrokerStats,
     /// A set: a fan-out checks every subscriber against it.
     slow: HashSet<SessionKey>,
+    /// The receivers of the fan-out under way (reused).
+    many: Vec<SessionKey>,
+    /// The receivers that had no room (reused).
+    refused: Vec<SessionKey>,
 }
 
 impl Outbox {
@@ -148,6 +152,29 @@ impl Outbox {
             self.slow.insert(key);
             false
         }
+    }
+
+    /// [`Outbox::offer`] to each of `keys` at once, through
+    /// [`Outlet::send_many`]; returns how many took it.
+    fn offer_many(
+        &mut self,
+        outlet: &mut dyn Outlet,
+        keys: impl Iterator<Item = SessionKey>,
+        payload: &[u8],
+    ) -> u64 {
+        self.many.clear();
+        if self.slow.is_empty() {
+            self.many.extend(keys);
+        } else {
+            let slow = &self.slow;
+            self.many.extend(keys.filter(|key| !slow.contains(key)));
+        }
+        self.refused.clear();
+        let sent = outlet.send_many(&self.many, payload, &mut self.refused) as u64;
+        self.slow.extend(self.refused.drain(..));
+        self.stats.messages_out += sent;
+        self.stats.bytes_out += sent * payload.len() as u64;
+        sent
     }
 }
 
@@ -386,12 +413,9 @@ impl Broker {
         let Some(subscribers) = self.vhosts.get(vhost).and_then(|v| v.channels.get(channel)) else {
             return 0;
         };
-        let mut delivered = 0;
-        for key in subscribers.subscribers() {
-            if self.outbox.offer(outlet, key, &self.buf) {
-                delivered += 1;
-            }
-        }
+        let delivered = self
+            .outbox
+            .offer_many(outlet, subscribers.subscribers(), &self.buf);
         self.outbox.stats.broadcasts += 1;
         self.outbox.stats.deliveries += delivered;
         delivered

@@ -219,11 +219,8 @@ impl Broker {
             user: user.map(|u| u.as_str()),
         };
         encode_membership(&mut self.buf, joined, channel.as_str(), &member);
-        for key in c.subscribers() {
-            if Some(key) != except {
-                self.outbox.offer(outlet, key, &self.buf);
-            }
-        }
+        let others = c.subscribers().filter(|&key| Some(key) != except);
+        self.outbox.offer_many(outlet, others, &self.buf);
     }
 
     /// A member another node reported joining (`user`) or leaving.

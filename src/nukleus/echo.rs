@@ -50,6 +50,12 @@ impl EchoNukleus {
     }
 
     fn on_frame(&mut self, source: usize, frame: Frame<'_>) {
+        if let Frame::Multicast { streams, payload } = frame {
+            for stream in streams.iter() {
+                self.on_frame(source, Frame::Data { stream, payload });
+            }
+            return;
+        }
         let key = (source, frame.stream());
         match frame {
             Frame::Begin { stream, .. } if stream.is_initial() => {
@@ -98,7 +104,7 @@ impl EchoNukleus {
                     self.plumbing.targets[echo.target].write(kind, &[&echo.reply.bytes()]);
                 }
             }
-            Frame::Begin { .. } | Frame::Window { .. } => {}
+            Frame::Begin { .. } | Frame::Window { .. } | Frame::Multicast { .. } => {}
         }
     }
 

@@ -11,8 +11,15 @@
 //! BEGIN  0x00000001  i64 handler ref (odd id) | correlating id (even id), extension
 //! DATA   0x00000002  payload (ws: u8 flags, then payload)
 //! END    0x00000003  extension (ws: i16 close code, string reason)
+//! MULTICAST 0x00000004  i32 count, count x i64 stream id, payload
+//!                       (the leading stream id is 0: no single stream)
 //! WINDOW 0x40000002  i32 credit, i32 padding
 //! ```
+//!
+//! MULTICAST is DATA for several streams at once: the same payload goes on
+//! each listed stream, in the order of the ring, as if a DATA frame had been
+//! written for each. It is how a broadcast crosses the data path once instead
+//! of once per subscriber; each stream's credit is spent as for DATA.
 //!
 //! Integers are little-endian. Strings are `u8 length` + UTF-8, with 0xFF
 //! standing for null. Decoding never panics: a short or malformed body is a
@@ -28,6 +35,8 @@ pub const BEGIN: i32 = 0x0000_0001;
 pub const DATA: i32 = 0x0000_0002;
 /// END: orderly end of a stream.
 pub const END: i32 = 0x0000_0003;
+/// MULTICAST: one payload for several open streams.
+pub const MULTICAST: i32 = 0x0000_0004;
 /// WINDOW: credit from the reader of a stream to its writer.
 pub const WINDOW: i32 = 0x4000_0002;
 
@@ -97,6 +106,9 @@ pub enum FrameError {
     /// An address union had an unknown kind.
     #[error("unknown address kind {0:#04x}")]
     BadAddress(u8),
+    /// A MULTICAST count was negative.
+    #[error("bad stream count {0}")]
+    BadCount(i32),
     /// The record type is not a stream frame.
     #[error("unknown frame type {0:#010x}")]
     UnknownType(i32),
@@ -132,6 +144,13 @@ pub enum Frame<'a> {
         stream: StreamId,
         /// Protocol-specific fields.
         extension: &'a [u8],
+    },
+    /// One payload for several streams (the frame's own stream id is 0).
+    Multicast {
+        /// The streams, in the order given.
+        streams: StreamList<'a>,
+        /// Payload (for ws: flags byte first), the same for every stream.
+        payload: &'a [u8],
     },
     /// Credit.
     Window {
@@ -169,6 +188,15 @@ impl<'a> Frame<'a> {
                 credit: r.i32()?,
                 padding: r.i32()?,
             },
+            MULTICAST => {
+                let count = r.i32()?;
+                let count = usize::try_from(count).map_err(|_| FrameError::BadCount(count))?;
+                let ids = r.take(count.saturating_mul(8))?;
+                Frame::Multicast {
+                    streams: StreamList(ids),
+                    payload: r.rest(),
+                }
+            }
             other => return Err(FrameError::UnknownType(other)),
         })
     }
@@ -181,7 +209,80 @@ impl<'a> Frame<'a> {
             | Frame::Data { stream, .. }
             | Frame::End { stream, .. }
             | Frame::Window { stream, .. } => stream,
+            Frame::Multicast { .. } => StreamId(0),
         }
+    }
+}
+
+/// The stream ids of a MULTICAST frame, as they lie in the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamList<'a>(&'a [u8]);
+
+impl<'a> StreamList<'a> {
+    /// How many streams.
+    pub fn len(&self) -> usize {
+        self.0.len() / 8
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The ids in order.
+    pub fn iter(&self) -> impl Iterator<Item = StreamId> + 'a {
+        self.0.chunks_exact(8).map(|id| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(id);
+            StreamId(i64::from_le_bytes(bytes))
+        })
+    }
+}
+
+/// Builds MULTICAST bodies: the stream ids are appended one by one, the
+/// count is filled in when the body is taken.
+#[derive(Debug, Default)]
+pub struct MulticastBody {
+    buf: Vec<u8>,
+}
+
+impl MulticastBody {
+    /// The head of an empty list: stream id 0 and a count to fill in.
+    const HEAD: usize = 12;
+
+    /// Starts a new list, forgetting the last one.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.buf.resize(Self::HEAD, 0);
+    }
+
+    /// Adds a stream.
+    pub fn push(&mut self, stream: StreamId) {
+        if self.buf.len() < Self::HEAD {
+            self.clear();
+        }
+        self.buf.extend_from_slice(&stream.bytes());
+    }
+
+    /// How many streams are listed.
+    pub fn len(&self) -> usize {
+        self.buf.len().saturating_sub(Self::HEAD) / 8
+    }
+
+    /// True when no stream is listed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body up to the payload, with its count filled in; the payload
+    /// follows as further parts of the same record.
+    pub fn head(&mut self) -> &[u8] {
+        let count = self.len() as i32;
+        if self.buf.len() < Self::HEAD {
+            self.clear();
+        }
+        self.buf[8..12].copy_from_slice(&count.to_le_bytes());
+        &self.buf
     }
 }
 
@@ -431,6 +532,57 @@ mod tests {
         assert_eq!(
             Reader::new(&[2, 0xff]).string(),
             Err(FrameError::Truncated { needed: 1 })
+        );
+    }
+
+    #[test]
+    fn multicast_layout_is_byte_exact() {
+        let mut list = MulticastBody::default();
+        list.clear();
+        list.push(StreamId(2));
+        list.push(StreamId(6));
+        let body = [list.head(), &[0x81], b"hi"].concat();
+        assert_eq!(
+            body,
+            [
+                &0i64.to_le_bytes()[..],
+                &2i32.to_le_bytes(),
+                &2i64.to_le_bytes(),
+                &6i64.to_le_bytes(),
+                &[0x81, b'h', b'i'],
+            ]
+            .concat()
+        );
+        let Ok(Frame::Multicast { streams, payload }) = Frame::decode(MULTICAST, &body) else {
+            panic!("not a multicast");
+        };
+        assert_eq!(
+            streams.iter().collect::<Vec<_>>(),
+            [StreamId(2), StreamId(6)]
+        );
+        assert_eq!(payload, &[0x81, b'h', b'i']);
+        assert_eq!(
+            Frame::decode(MULTICAST, &body).map(|f| f.stream()),
+            Ok(StreamId(0))
+        );
+    }
+
+    #[test]
+    fn bad_multicast_counts_are_errors() {
+        let head = |count: i32| [&0i64.to_le_bytes()[..], &count.to_le_bytes()].concat();
+        assert_eq!(
+            Frame::decode(MULTICAST, &head(-1)),
+            Err(FrameError::BadCount(-1))
+        );
+        assert_eq!(
+            Frame::decode(MULTICAST, &[&head(2)[..], &[0; 9]].concat()),
+            Err(FrameError::Truncated { needed: 7 })
+        );
+        assert_eq!(
+            Frame::decode(MULTICAST, &head(i32::MAX)),
+            Err(FrameError::Truncated {
+                needed: i32::MAX as usize * 8
+            })
         );
     }
 

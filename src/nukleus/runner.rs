@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 pub const MAX_PARK: Duration = Duration::from_millis(50);
 const SPINS: u32 = 20;
 const YIELDS: u32 = 10;
+/// The most rounds an agent waits for the others to settle before its
+/// [`Agent::on_settled`] runs anyway.
+pub const MAX_UNSETTLED_ROUNDS: u32 = 8;
 
 /// A single-threaded state machine the runner drives.
 pub trait Agent: Send {
@@ -29,6 +32,17 @@ pub trait Agent: Send {
 
     /// Does whatever is ready; returns how much it did (0 = idle).
     fn do_work(&mut self, now: Instant) -> usize;
+
+    /// Called after [`Agent::do_work`] when the other agents of the thread
+    /// found no work in the same round: what they had to pass on has been
+    /// passed. The agent at the edge (tcp) writes and reads its sockets
+    /// here, so that a batch of input crosses the whole path before the
+    /// answers leave, in one write per connection. Also called after
+    /// [`MAX_UNSETTLED_ROUNDS`] busy rounds, so a steady load cannot hold
+    /// output back. Returns how much it did, as `do_work`.
+    fn on_settled(&mut self, _now: Instant) -> usize {
+        0
+    }
 
     /// When the agent next needs to run even without input (timers).
     fn deadline(&self) -> Option<Instant> {
@@ -144,6 +158,10 @@ pub struct Group {
     name: String,
     agents: Vec<Box<dyn Agent>>,
     signal: Arc<Signal>,
+    /// Per agent: the work its `do_work` did this round, and the rounds
+    /// since its `on_settled` last ran.
+    done: Vec<usize>,
+    unsettled: Vec<u32>,
 }
 
 impl Group {
@@ -154,12 +172,16 @@ impl Group {
             name: name.to_string(),
             agents: Vec::new(),
             signal,
+            done: Vec::new(),
+            unsettled: Vec::new(),
         }
     }
 
     /// Adds an agent.
     pub fn add(&mut self, agent: Box<dyn Agent>) {
         self.agents.push(agent);
+        self.done.push(0);
+        self.unsettled.push(0);
     }
 
     /// Starts the thread; it runs until `stop` is set (and the signal woken).
@@ -179,7 +201,25 @@ impl Group {
 
     fn work(&mut self) -> usize {
         let now = Instant::now();
-        self.agents.iter_mut().map(|a| a.do_work(now)).sum()
+        let mut total = 0;
+        for (agent, done) in self.agents.iter_mut().zip(&mut self.done) {
+            *done = agent.do_work(now);
+            total += *done;
+        }
+        let round = total;
+        for ((agent, &done), unsettled) in self
+            .agents
+            .iter_mut()
+            .zip(&self.done)
+            .zip(&mut self.unsettled)
+        {
+            *unsettled += 1;
+            if round == done || *unsettled >= MAX_UNSETTLED_ROUNDS {
+                *unsettled = 0;
+                total += agent.on_settled(now);
+            }
+        }
+        total
     }
 
     fn run(&mut self, stop: &AtomicBool) {

@@ -206,6 +206,15 @@ impl TlsNukleus {
     }
 
     fn on_source(&mut self, source: usize, frame: Frame<'_>) {
+        if let Frame::Multicast { streams, payload } = frame {
+            // Each connection encrypts on its own: as DATA on every stream.
+            for stream in streams.iter() {
+                if let Some(&conn) = self.by_app_in.get(&(source, stream)) {
+                    self.on_plain(conn, payload);
+                }
+            }
+            return;
+        }
         let key = (source, frame.stream());
         if let Some(&conn) = self.by_net_in.get(&key) {
             match frame {

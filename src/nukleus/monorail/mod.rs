@@ -221,6 +221,11 @@ impl MonorailNukleus {
                 stream, extension, ..
             } => self.open(source, stream, extension),
             Frame::Data { stream, payload } => self.on_data(stream, payload),
+            Frame::Multicast { streams, payload } => {
+                for stream in streams.iter() {
+                    self.on_data(stream, payload);
+                }
+            }
             Frame::End { stream, .. } | Frame::Reset { stream } => self.forget(stream),
             Frame::Window { .. } => {}
         }

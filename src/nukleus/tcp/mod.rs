@@ -85,6 +85,8 @@ pub struct TcpNukleus {
     commands: Vec<Pending>,
     connections: usize,
     stalled: Vec<Token>,
+    /// Readable connections that got credit: read at the next settle.
+    credited: Vec<Token>,
     metrics: TcpMetrics,
 }
 
@@ -132,6 +134,7 @@ impl TcpNukleus {
             commands: Vec::new(),
             connections: 0,
             stalled: Vec::new(),
+            credited: Vec::new(),
             metrics,
         };
         Ok((nukleus, signal))
@@ -365,11 +368,26 @@ impl Agent for TcpNukleus {
             self.on_command(pending);
         }
         work += super::plumbing::end_removed(self);
-        work += self.poll_io(Some(Duration::ZERO));
         work += self.read_sources();
         work += self.read_throttles();
         work += self.retry_stalled();
+        self.plumbing.notify_peers();
+        // Queued output and input are work to come: the thread must not
+        // park on them.
+        work + usize::from(!self.dirty.is_empty() || !self.credited.is_empty())
+    }
+
+    /// The rest of the path has passed on what it had: write every
+    /// connection once, then take in what the sockets have for the next
+    /// batch.
+    fn on_settled(&mut self, _now: Instant) -> usize {
+        let written = self.dirty.len();
         self.flush();
+        let mut work = written + self.credited.len();
+        for token in std::mem::take(&mut self.credited) {
+            self.read(token);
+        }
+        work += self.poll_io(Some(Duration::ZERO));
         self.plumbing.notify_peers();
         work
     }

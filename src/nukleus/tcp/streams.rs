@@ -49,6 +49,13 @@ impl TcpNukleus {
                     self.close(token);
                 }
             }
+            Frame::Multicast { streams, payload } => {
+                for stream in streams.iter() {
+                    if let Some(&token) = self.inbound.get(&(source, stream)) {
+                        self.on_data(token, payload);
+                    }
+                }
+            }
             Frame::Window { .. } => {}
         }
     }
@@ -189,8 +196,11 @@ impl TcpNukleus {
         if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
             conn.credit += i64::from(credit);
             conn.padding = i64::from(padding.max(0));
+            // Read with the next batch, when the path has settled.
+            if conn.readable && !conn.read_done {
+                self.credited.push(token);
+            }
         }
-        self.read(token);
     }
 
     fn on_reset_from_handler(&mut self, stream: StreamId) {

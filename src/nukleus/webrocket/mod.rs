@@ -301,6 +301,11 @@ impl WebrocketNukleus {
                 extension,
             } => self.open(source, stream, extension),
             Frame::Data { stream, payload } => self.on_data(stream, payload),
+            Frame::Multicast { streams, payload } => {
+                for stream in streams.iter() {
+                    self.on_data(stream, payload);
+                }
+            }
             Frame::End { stream, extension } => {
                 let mut r = Reader::new(extension);
                 let code = r.i16().unwrap_or(1005);

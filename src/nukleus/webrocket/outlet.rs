@@ -5,13 +5,16 @@
 use std::collections::VecDeque;
 
 use crate::broker::{Outlet, SessionKey};
-use crate::nukleus::frame::{self, StreamId, Writer};
+use crate::nukleus::frame::{self, MulticastBody, StreamId, Writer};
 use crate::nukleus::plumbing::{Side, Target};
 use crate::nukleus::IdMap;
 use crate::protocol::CloseReason;
 
 /// ws DATA flags of a whole text message.
 const TEXT_FIN: u8 = 0x81;
+/// The most streams one MULTICAST frame lists (32 KiB of ids); a larger
+/// fan-out is written as several frames.
+const MAX_MULTICAST: usize = 4096;
 
 /// The streams of one session.
 #[derive(Debug)]
@@ -147,10 +150,12 @@ impl Stream {
     }
 }
 
-/// Frames a full ring refused, sent first next round.
+/// Frames a full ring refused, sent first next round; and the list of a
+/// MULTICAST being built.
 #[derive(Debug, Default)]
 pub struct Overflow {
     frames: VecDeque<(usize, i32, Vec<u8>)>,
+    multicast: MulticastBody,
 }
 
 impl Overflow {
@@ -177,6 +182,22 @@ impl Overflow {
             return;
         }
         self.frames.push_back((target, type_id, parts.concat()));
+    }
+
+    /// Writes the MULTICAST listed so far, of `payload`, to `target`.
+    fn write_multicast(&mut self, targets: &mut [Target], target: usize, payload: &[u8]) {
+        if self.multicast.is_empty() {
+            return;
+        }
+        let mut list = std::mem::take(&mut self.multicast);
+        self.write(
+            targets,
+            target,
+            frame::MULTICAST,
+            &[list.head(), &[TEXT_FIN], payload],
+        );
+        list.clear();
+        self.multicast = list;
     }
 }
 
@@ -225,6 +246,59 @@ impl Outlet for StreamOutlet<'_> {
         self.overflow
             .write(self.targets, stream.target, frame::DATA, &parts);
         true
+    }
+
+    /// One MULTICAST per target (per [`MAX_MULTICAST`] streams) for every
+    /// session with credit.
+    fn send_many(
+        &mut self,
+        keys: &[SessionKey],
+        payload: &[u8],
+        refused: &mut Vec<SessionKey>,
+    ) -> usize {
+        let most = |target: &Target| {
+            let room = target.ring().max_body().saturating_sub(payload.len() + 64) / 8;
+            room.min(MAX_MULTICAST)
+        };
+        if keys.len() < 2 || self.targets.iter().any(|t| most(t) < 2) {
+            let mut sent = 0;
+            for &key in keys {
+                if self.send(key, payload) {
+                    sent += 1;
+                } else {
+                    refused.push(key);
+                }
+            }
+            return sent;
+        }
+        self.overflow.multicast.clear();
+        let mut current = None;
+        let mut sent = 0;
+        for &key in keys {
+            let Some(stream) = self.streams.get_mut(&(key.0 as i64)) else {
+                refused.push(key);
+                continue;
+            };
+            let cost = payload.len() as i64 + 1 + stream.padding;
+            if !stream.greet(self.targets, self.overflow) || stream.ended || stream.credit < cost {
+                refused.push(key);
+                continue;
+            }
+            stream.credit -= cost;
+            let target = stream.target;
+            let full = self.overflow.multicast.len() >= most(&self.targets[target]);
+            if let Some(previous) = current.filter(|&c| c != target || full) {
+                self.overflow
+                    .write_multicast(self.targets, previous, payload);
+            }
+            current = Some(target);
+            self.overflow.multicast.push(stream.reply);
+            sent += 1;
+        }
+        if let Some(target) = current {
+            self.overflow.write_multicast(self.targets, target, payload);
+        }
+        sent
     }
 
     fn close(&mut self, key: SessionKey, reason: CloseReason) {

@@ -15,6 +15,9 @@ const CLOSE_HANDLER_GONE: u16 = 1011;
 const CLOSE_IDLE: u16 = 1000;
 /// A connection this long without input gives its buffers back.
 const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// Handler credit is given back in amounts of at least this much, unless
+/// the handler holds less than that.
+const REGRANT_MIN: i64 = 16 * 1024;
 /// The reason handlers see on the END of an idle connection.
 pub const IDLE_REASON: &str = "idle timeout";
 
@@ -146,7 +149,10 @@ impl WsNukleus {
             }
             let avail =
                 conn.client.credit - conn.client.pending.len() as i64 - conn.handler_granted;
-            if avail > 0 {
+            // Every message gives back a few bytes (the handler counts more
+            // padding than a frame header takes); credit goes back once
+            // it amounts to something, or when the handler is running low.
+            if avail > 0 && (avail >= REGRANT_MIN || avail >= conn.handler_granted) {
                 let avail = avail.min(i64::from(i32::MAX));
                 conn.handler_granted += avail;
                 let body = frame::window_body(stream, avail as i32, FRAME_PADDING);

@@ -30,6 +30,7 @@ mod message;
 pub mod utf8;
 
 pub mod credit;
+mod multicast;
 pub mod nukleus;
 mod relay;
 

@@ -354,6 +354,10 @@ pub(super) struct WsMetrics {
     pub(super) upgrades: Metric,
     pub(super) rejected: Metric,
     pub(super) http: Metric,
+    /// MULTICAST frames from handlers.
+    pub(super) multicasts: Metric,
+    /// Client streams served through one MULTICAST to tcp.
+    pub(super) multicast_streams: Metric,
 }
 
 /// The ws nukleus.
@@ -373,6 +377,9 @@ pub struct WsNukleus {
     pub(super) touched: Vec<usize>,
     /// Bytes for the client produced while decoding, sent after the feed.
     pub(super) held: Vec<u8>,
+    /// The tcp MULTICAST being built, and the connections it lists.
+    pub(super) multicast: crate::nukleus::frame::MulticastBody,
+    pub(super) multicast_keys: Vec<usize>,
     /// Connections known (all phases), for the node connection limit.
     pub(super) conns_len: usize,
     pub(super) metrics: WsMetrics,
@@ -398,6 +405,8 @@ impl WsNukleus {
             upgrades: Metric::new(&plumbing.counters, "ws.upgrades"),
             rejected: Metric::new(&plumbing.counters, "ws.rejected"),
             http: Metric::new(&plumbing.counters, "ws.http_requests"),
+            multicasts: Metric::new(&plumbing.counters, "ws.multicasts"),
+            multicast_streams: Metric::new(&plumbing.counters, "ws.multicast_streams"),
         };
         Ok(WsNukleus {
             plumbing,
@@ -414,6 +423,8 @@ impl WsNukleus {
             encoded: Vec::new(),
             touched: Vec::new(),
             held: Vec::new(),
+            multicast: Default::default(),
+            multicast_keys: Vec::new(),
             conns_len: 0,
             metrics,
             commands: Vec::new(),

@@ -16,6 +16,10 @@ use crate::nukleus::frame::{self, Frame, Reader, StreamId};
 
 impl WsNukleus {
     pub(super) fn on_source(&mut self, source: usize, frame: Frame<'_>, now: Instant) {
+        if let Frame::Multicast { streams, payload } = frame {
+            self.on_handler_multicast(source, streams, payload);
+            return;
+        }
         let stream = frame.stream();
         if let Some(&key) = self.by_tcp_in.get(&(source, stream)) {
             match frame {
@@ -353,7 +357,7 @@ impl WsNukleus {
         self.touch(key);
     }
 
-    fn on_handler_data(&mut self, key: usize, payload: &[u8]) {
+    pub(super) fn on_handler_data(&mut self, key: usize, payload: &[u8]) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };

@@ -1,0 +1,107 @@
+//! A handler's MULTICAST: one message for many sessions. It is framed once
+//! and handed to tcp as one MULTICAST listing every client stream that can
+//! take it now; a connection that compresses, or has bytes or credit
+//! waiting, gets it through the one-connection path instead.
+
+use super::frame::MAX_SERVER_HEADER_LEN;
+use super::nukleus::{Phase, WsNukleus, FRAME_PADDING};
+use crate::nukleus::frame::{self, StreamList};
+
+/// The most client streams one MULTICAST to tcp lists.
+const MAX_MULTICAST: usize = 4096;
+
+impl WsNukleus {
+    pub(super) fn on_handler_multicast(
+        &mut self,
+        source: usize,
+        streams: StreamList<'_>,
+        payload: &[u8],
+    ) {
+        let Some((&flags, message)) = payload.split_first() else {
+            return;
+        };
+        self.metrics.multicasts.add(1);
+        let mut header = [0u8; MAX_SERVER_HEADER_LEN];
+        let mut framed = None;
+        let mut current = None;
+        self.multicast.clear();
+        self.multicast_keys.clear();
+        for stream in streams.iter() {
+            let Some(&key) = self.by_handler_in.get(&(source, stream)) else {
+                self.plumbing.sources[source].throttle(frame::RESET, &[&stream.bytes()]);
+                continue;
+            };
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let Phase::Open(ws) = &conn.phase else {
+                self.on_handler_data(key, payload);
+                continue;
+            };
+            let Some(n) = ws.plain_header(flags, message.len(), &mut header) else {
+                self.on_handler_data(key, payload);
+                continue;
+            };
+            let len = (n + message.len()) as i64;
+            let client = &mut conn.client;
+            if client.ended || client.end_when_flushed || !client.pending.is_empty() {
+                self.on_handler_data(key, payload);
+                continue;
+            }
+            if client.credit < len {
+                self.on_handler_data(key, payload);
+                continue;
+            }
+            let target = client.target;
+            let most = (self.plumbing.targets[target].ring().max_body())
+                .saturating_sub(n + message.len() + 64)
+                / 8;
+            if most < 2 {
+                self.on_handler_data(key, payload);
+                continue;
+            }
+            client.credit -= len;
+            conn.handler_granted -= payload.len() as i64 + i64::from(FRAME_PADDING);
+            let stream = client.stream;
+            if let Some(previous) =
+                current.filter(|&c| c != target || self.multicast.len() >= most.min(MAX_MULTICAST))
+            {
+                self.write_multicast(previous, &header[..n], message);
+            }
+            current = Some(target);
+            framed = Some(n);
+            self.multicast.push(stream);
+            self.multicast_keys.push(key);
+            self.touch(key);
+        }
+        if let (Some(target), Some(n)) = (current, framed) {
+            self.write_multicast(target, &header[..n], message);
+        }
+    }
+
+    /// Writes the MULTICAST listed so far to tcp; if the ring is full, each
+    /// listed connection queues the frame as it would a refused DATA.
+    fn write_multicast(&mut self, target: usize, header: &[u8], message: &[u8]) {
+        if self.multicast.is_empty() {
+            return;
+        }
+        let written = self.plumbing.targets[target]
+            .write(frame::MULTICAST, &[self.multicast.head(), header, message]);
+        if written {
+            self.metrics
+                .multicast_streams
+                .add(self.multicast_keys.len() as u64);
+        } else {
+            let len = (header.len() + message.len()) as i64;
+            for &key in &self.multicast_keys {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.client.credit += len;
+                    conn.client.pending.extend_from_slice(header);
+                    conn.client.pending.extend_from_slice(message);
+                }
+            }
+        }
+        self.multicast.clear();
+        self.multicast_keys.clear();
+    }
+}
