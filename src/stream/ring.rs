@@ -5,7 +5,17 @@
 //! by moving the tail (a plain store with one writer, a CAS with many), write
 //! the body, then publish the header length with a release store. The one
 //! reader acquire-loads headers from the head, stops at the first length that
-//! is not positive, zeroes what it consumed and release-stores the head.
+//! is not positive, and release-stores the head past what it consumed.
+//!
+//! What the reader consumed keeps its old bytes on a one-writer ring: its
+//! writer puts a record's header (claimed, -length) in place before it
+//! moves the tail past it, and the reader reads no further than the tail it
+//! acquired, so it never meets an old lap's bytes where a header should be.
+//! (Shortening a claim leaves a zero length where the next record would
+//! start, for a reader that acquired the longer tail.) On a many-writer ring
+//! the CAS moves the tail before the header can be written, so the reader
+//! zeroes what it consumed and stops at the first zero length, as Agrona's
+//! does.
 //!
 //! Roles are a contract, as in Agrona: one reader, and in
 //! [`Writers::One`] mode one writer, whether they are threads or processes.
@@ -144,9 +154,9 @@ impl Ring {
 
     /// Gives the memory under the ring's free space back to the system,
     /// whole pages at a time, so that a ring which carried a burst and went
-    /// quiet holds no memory for it. Free space is zero (the reader zeroes
-    /// what it consumed before it moves the head) and belongs to the writer,
-    /// so no one can tell. For the one writer of a [`Writers::One`] ring,
+    /// quiet holds no memory for it. Free space belongs to the writer, and
+    /// nothing reads it before the writer writes it again (the reader stops
+    /// at the tail), so no one can tell. For the one writer of a [`Writers::One`] ring,
     /// between its writes; a no-op on many-writer rings, and on a ring that
     /// carried nothing since it was last found empty. Returns the bytes
     /// released (0 where the file system cannot punch holes).
@@ -203,7 +213,8 @@ impl Ring {
         Ok(())
     }
 
-    /// Claims space for a body of `len` bytes (zeroed). The claim publishes on
+    /// Claims space for a body of `len` bytes (zeroed on a many-writer
+    /// ring; holding old bytes on a one-writer ring). The claim publishes on
     /// [`Claim::commit`] and turns into padding when dropped uncommitted.
     /// The reader cannot pass an open claim, so commit promptly.
     pub fn try_claim(&self, type_id: i32, len: usize) -> Result<Claim<'_>, RingFull> {
@@ -217,15 +228,14 @@ impl Ring {
             });
         }
         let length = record::HEADER + len;
-        let index = match self.writers {
-            Writers::One => self.claim_one(align(length))?,
-            Writers::Many => self.claim_many(align(length))?,
+        let at = match self.writers {
+            Writers::One => self.base + self.claim_one(length, type_id)?,
+            Writers::Many => {
+                let at = self.base + self.claim_many(align(length))?;
+                self.claimed_header(at, length, type_id);
+                at
+            }
         };
-        let at = self.base + index;
-        // Lengths fit i32: capacity <= 2^30 (descriptor::MAX_CAPACITY).
-        self.region
-            .store_i32(at + record::LENGTH, -(length as i32), Release);
-        self.region.store_i32(at + record::TYPE, type_id, Relaxed);
         Ok(Claim {
             ring: self,
             at,
@@ -241,9 +251,17 @@ impl Ring {
     /// borrows is the space a nested read would free.
     pub fn read(&self, limit: usize, mut handler: impl FnMut(i32, &[u8])) -> usize {
         let head = self.region.load_i64(self.head, Relaxed);
+        // One writer: no further than the tail (see the module docs).
+        let end = match self.writers {
+            Writers::One => {
+                let tail = self.region.load_i64(self.tail, Acquire);
+                usize::try_from(tail - head).map_or(0, |n| n.min(self.capacity))
+            }
+            Writers::Many => self.capacity,
+        };
         let mut consumed = 0;
         let mut handled = 0;
-        while handled < limit && consumed < self.capacity {
+        while handled < limit && consumed < end {
             let index = self.index(head + consumed as i64);
             let at = self.base + index;
             let length = self.region.load_i32(at + record::LENGTH, Acquire);
@@ -270,28 +288,44 @@ impl Ring {
         handled
     }
 
-    /// Zeroes `len` bytes from `head` (wrapping) and moves the head past them.
+    /// Moves the head past `len` bytes from `head`, zeroing them first on a
+    /// many-writer ring.
     fn release(&self, head: i64, len: usize) {
-        let index = self.index(head);
-        let first = len.min(self.capacity - index);
-        self.region.zero(self.base + index, first);
-        self.region.zero(self.base, len - first);
-        // Release: writers that acquire the head also see the zeroes.
+        if self.writers == Writers::Many {
+            let index = self.index(head);
+            let first = len.min(self.capacity - index);
+            self.region.zero(self.base + index, first);
+            self.region.zero(self.base, len - first);
+        }
+        // Release: writers that acquire the head also see the zeroes, and
+        // that the reader is done with the bodies.
         self.region.store_i64(self.head, head + len as i64, Release);
+    }
+
+    /// The header of a claimed, unpublished record.
+    fn claimed_header(&self, at: usize, length: usize, type_id: i32) {
+        // Lengths fit i32: capacity <= 2^30 (descriptor::MAX_CAPACITY).
+        self.region
+            .store_i32(at + record::LENGTH, -(length as i32), Release);
+        self.region.store_i32(at + record::TYPE, type_id, Relaxed);
     }
 
     fn index(&self, position: i64) -> usize {
         (position as usize) & (self.capacity - 1)
     }
 
-    /// One writer: tail and head cache are ours, plain stores suffice.
-    fn claim_one(&self, required: usize) -> Result<usize, RingFull> {
+    /// One writer: tail and head cache are ours, plain stores suffice. The
+    /// padding and the claimed header are in place before the tail moves.
+    fn claim_one(&self, length: usize, type_id: i32) -> Result<usize, RingFull> {
+        let required = align(length);
         let tail = self.region.load_i64(self.tail, Relaxed);
         let head = self.region.load_i64(self.head_cache, Relaxed);
         let (index, padding) = self.find_space(tail, head, required, Relaxed)?;
+        let index = self.place(index, padding);
+        self.claimed_header(self.base + index, length, type_id);
         self.region
             .store_i64(self.tail, tail + (required + padding) as i64, Release);
-        Ok(self.place(index, padding))
+        Ok(index)
     }
 
     /// Many writers: the CAS on the tail decides who owns the space.
@@ -381,7 +415,7 @@ impl fmt::Debug for Ring {
     }
 }
 
-/// Space claimed in a ring: derefs to the (initially zeroed) body. Commit
+/// Space claimed in a ring: derefs to the body (see [`Ring::try_claim`]). Commit
 /// publishes it; dropping it uncommitted turns it into padding.
 #[must_use = "a claim is aborted when dropped; call commit() to publish"]
 pub struct Claim<'a> {
@@ -405,15 +439,22 @@ impl Claim<'_> {
     }
 
     /// Shortens the body to `len` bytes, giving the rest back to the ring
-    /// (one-writer rings; a many-writer claim keeps its length). Bytes past
-    /// `len` must not have been written: the space given back has to stay
-    /// zeroed for the next record's header.
+    /// (one-writer rings; a many-writer claim keeps its length).
     pub fn truncate(&mut self, len: usize) {
         let new_length = record::HEADER + len;
         if self.ring.writers != Writers::One || !self.open || new_length >= self.length {
             return;
         }
         let given_back = align(self.length) - align(new_length);
+        if given_back > 0 {
+            // A reader that acquired the longer tail stops here once this
+            // record is published (given back space is whole records long,
+            // so a header fits).
+            let next = self.at + align(new_length);
+            self.ring
+                .region
+                .store_i32(next + record::LENGTH, 0, Relaxed);
+        }
         self.ring.give_back(given_back);
         self.length = new_length;
     }

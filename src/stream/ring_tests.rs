@@ -36,8 +36,8 @@ fn record_bytes_match_the_descriptor() {
         read_all(&ring),
         vec![(0x4000_0002, b"abc".to_vec()), (0, Vec::new())]
     );
-    // The reader zeroed what it consumed and moved the head.
-    assert_eq!(region.window(0, 24), &[0u8; 24][..]);
+    // The reader moved the head; with one writer it leaves the bytes.
+    assert_eq!(region.window(16, 8), &[8, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(region.window(1024 + 384, 8), &24i64.to_le_bytes());
 }
 
@@ -71,7 +71,14 @@ fn wrap_inserts_a_padding_record() {
         vec![(2, vec![9; 16]), (3, b"wrapped!".to_vec())]
     );
     assert!(ring.is_empty());
-    assert_eq!(region.window(96, 32), &[0u8; 32][..]);
+}
+
+#[test]
+fn many_writer_reader_zeroes_what_it_consumed() {
+    let (region, ring) = ring(128, Writers::Many);
+    ring.write(1, &[&[5; 16]]).unwrap();
+    assert_eq!(read_all(&ring).len(), 1);
+    assert_eq!(region.window(0, 24), &[0u8; 24][..]);
 }
 
 #[test]
@@ -360,9 +367,12 @@ fn released_free_space_reads_zero_and_the_ring_goes_on() {
     assert!(released >= capacity - 4096, "released {released}");
     assert!(resident_pages(&region, 0, capacity) <= 1);
     assert_eq!(ring.release_free_space(), 0, "nothing new to release");
-    // Free space still reads as zero, and records keep flowing over the
-    // released pages, wrap included.
-    assert!(region.window(0, capacity).iter().all(|b| *b == 0));
+    // Released pages read as zero (only the tail's page was kept), and
+    // records keep flowing over them, wrap included.
+    let tail_page = (ring.tail_position() as usize & (capacity - 1)) / 4096;
+    for page in (0..capacity / 4096).filter(|&p| p != tail_page) {
+        assert!(region.window(page * 4096, 4096).iter().all(|b| *b == 0));
+    }
     for i in 0..200u32 {
         ring.write(2, &[&i.to_le_bytes(), &[7; 900]]).unwrap();
         let got = read_all(&ring);
@@ -394,4 +404,51 @@ fn many_writer_rings_are_left_alone() {
     ring.write(1, &[&[1; 1000]]).unwrap();
     read_all(&ring);
     assert_eq!(ring.release_free_space(), 0);
+}
+
+#[test]
+fn one_writer_reader_leaves_consumed_space_as_it_was() {
+    let (region, ring) = ring(1024, Writers::One);
+    ring.write(3, &[&[0xAB; 40]]).unwrap();
+    assert_eq!(read_all(&ring), vec![(3, vec![0xAB; 40])]);
+    // Not zeroed: the body's bytes are still there, and nothing reads them.
+    assert_eq!(region.load_i32(8, Relaxed), i32::from_le_bytes([0xAB; 4]));
+    assert!(ring.is_empty());
+    assert_eq!(ring.read(10, |_, _| panic!("read past the tail")), 0);
+}
+
+#[test]
+fn old_laps_never_look_like_records() {
+    // Bodies that are valid-looking headers everywhere (length 16, type 1),
+    // over many laps of records, shortened claims and cancelled claims of
+    // every size: the reader sees exactly what was written, in order.
+    let (_, ring) = ring(512, Writers::One);
+    let fake: Vec<u8> = [16i32.to_le_bytes(), 1i32.to_le_bytes()].concat().repeat(8);
+    let mut expected = Vec::new();
+    let mut seen = Vec::new();
+    for round in 0..2_000usize {
+        let len = 1 + round * 7 % 60;
+        if round % 3 == 0 {
+            let mut claim = ring.try_claim(2, len).unwrap();
+            let keep = len / 2;
+            for (i, byte) in claim[..keep].iter_mut().enumerate() {
+                *byte = fake[i % fake.len()];
+            }
+            claim.truncate(keep);
+            claim.commit();
+            expected.push((2, fake[..keep].iter().copied().cycle().take(keep).collect()));
+        } else if round % 7 == 0 {
+            ring.try_claim(4, len).unwrap().cancel();
+        } else {
+            let body: Vec<u8> = fake.iter().copied().cycle().take(len).collect();
+            ring.write(5, &[&body]).unwrap();
+            expected.push((5, body));
+        }
+        if round % 5 == 4 {
+            ring.read(usize::MAX, |t, body| seen.push((t, body.to_vec())));
+        }
+    }
+    ring.read(usize::MAX, |t, body| seen.push((t, body.to_vec())));
+    assert_eq!(seen.len(), expected.len());
+    assert!(seen == expected, "records differ");
 }

@@ -6,9 +6,11 @@ use mio::net::TcpStream;
 
 use crate::nukleus::frame::StreamId;
 
-/// Outbound buffers larger than this are freed once drained, so an idle
-/// connection keeps no buffer.
-const KEEP_BUFFER: usize = 16 * 1024;
+/// Outbound buffers larger than this are freed once drained; smaller ones
+/// are kept while the connection is busy (a 16 KiB message plus its header
+/// must not cost an allocation per message) and freed when the nukleus
+/// goes idle ([`Conn::release_buffer`]).
+const KEEP_BUFFER: usize = 64 * 1024;
 
 /// A connection of the tcp nukleus.
 pub(super) struct Conn {

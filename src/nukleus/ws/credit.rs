@@ -176,6 +176,12 @@ impl WsNukleus {
             if let Phase::Open(ws) = &mut conn.phase {
                 if !conn.released && now.duration_since(conn.last_input) >= RELEASE_AFTER {
                     ws.release_memory();
+                    if conn.input.is_empty() {
+                        conn.input = Vec::new();
+                    }
+                    if conn.client.pending.is_empty() {
+                        conn.client.pending = Vec::new();
+                    }
                     conn.released = true;
                 }
             }

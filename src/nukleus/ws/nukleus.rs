@@ -389,7 +389,9 @@ pub struct WsNukleus {
     pub(super) now: Instant,
 }
 
-pub(super) const KEEP_BUFFER: usize = 16 * 1024;
+/// Input and output buffers up to this size are kept between messages of
+/// a busy connection; a connection quiet for a second gives them back.
+pub(super) const KEEP_BUFFER: usize = 64 * 1024;
 
 impl WsNukleus {
     /// Creates the nukleus; `signals` must already hold the signal of the
