@@ -30,15 +30,7 @@ pub trait Outlet {
         payload: &[u8],
         refused: &mut Vec<SessionKey>,
     ) -> usize {
-        let mut sent = 0;
-        for &key in keys {
-            if self.send(key, payload) {
-                sent += 1;
-            } else {
-                refused.push(key);
-            }
-        }
-        sent
+        send_each(self, keys, payload, refused)
     }
 
     /// Closes a session with `reason` (close frame with its code, then the
@@ -53,6 +45,24 @@ pub trait Outlet {
         let _ = (code, reason);
         self.close(key, CloseReason::Backend);
     }
+}
+
+/// [`Outlet::send_many`] as one [`Outlet::send`] per key.
+pub fn send_each<O: Outlet + ?Sized>(
+    outlet: &mut O,
+    keys: &[SessionKey],
+    payload: &[u8],
+    refused: &mut Vec<SessionKey>,
+) -> usize {
+    let mut sent = 0;
+    for &key in keys {
+        if outlet.send(key, payload) {
+            sent += 1;
+        } else {
+            refused.push(key);
+        }
+    }
+    sent
 }
 
 /// No ready backend worker could take a trigger.

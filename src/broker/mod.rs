@@ -60,7 +60,7 @@ pub use auth::SecretCheck;
 pub use backend::{BackendError, NotFound};
 pub use cluster::{ClusterHook, Route};
 pub use durable::HistoryWrite;
-pub use io::{Backend, Completion, Io, NoWorker, Outlet, Persist};
+pub use io::{send_each, Backend, Completion, Io, NoWorker, Outlet, Persist};
 pub use pending::{ChannelOp, ConsensusError, Outcome, PendingChange};
 pub use session::SessionKey;
 pub use stats::{BrokerStats, VhostStats};

@@ -261,15 +261,7 @@ impl Outlet for StreamOutlet<'_> {
             room.min(MAX_MULTICAST)
         };
         if keys.len() < 2 || self.targets.iter().any(|t| most(t) < 2) {
-            let mut sent = 0;
-            for &key in keys {
-                if self.send(key, payload) {
-                    sent += 1;
-                } else {
-                    refused.push(key);
-                }
-            }
-            return sent;
+            return crate::broker::send_each(self, keys, payload, refused);
         }
         self.overflow.multicast.clear();
         let mut current = None;
