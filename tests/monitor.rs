@@ -105,6 +105,18 @@ fn value(doc: &Value, label: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {label} in {doc:#}"))
 }
 
+/// `--once --json` on the node in `node_dir`, sampled 100 ms apart.
+fn once_json_args(node_dir: &str) -> [&str; 6] {
+    [
+        "--node-dir",
+        node_dir,
+        "--once",
+        "--json",
+        "--interval",
+        "100ms",
+    ]
+}
+
 /// Polls `--once --json` until `ready` holds: the broker publishes its
 /// counters every 200 ms.
 fn wait_for(args: &[&str], ready: impl Fn(&Value) -> bool) -> Value {
@@ -125,14 +137,7 @@ fn once_json_reports_counters_moved_by_traffic() {
     let mut ws = connect(&server);
     let sent = traffic(&mut ws, 5) as i64;
 
-    let args = [
-        "--node-dir",
-        &node_dir,
-        "--once",
-        "--json",
-        "--interval",
-        "100ms",
-    ];
+    let args = once_json_args(&node_dir);
     let doc = wait_for(&args, |d| {
         d["values"]["broker.messages_in"].as_i64() >= Some(sent)
     });
@@ -445,14 +450,7 @@ fn a_broadcast_crosses_the_data_path_once_for_all_its_subscribers() {
             assert!(read_text(ws).contains("UNDEFINED_EVENT"));
         }
     }
-    let args = [
-        "--node-dir",
-        &node_dir,
-        "--once",
-        "--json",
-        "--interval",
-        "100ms",
-    ];
+    let args = once_json_args(&node_dir);
     let doc = wait_for(&args, |d| {
         d["values"]["ws.multicasts"].as_i64() >= Some(count as i64)
     });

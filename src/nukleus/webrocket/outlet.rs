@@ -132,6 +132,18 @@ impl Stream {
         self.padding = i64::from(padding.max(0));
     }
 
+    /// Spends the credit of a text message of `len` bytes, after the
+    /// greeting if that is still due; false when the session is ended or
+    /// has no room (a slow consumer).
+    fn spend(&mut self, targets: &mut [Target], overflow: &mut Overflow, len: usize) -> bool {
+        let cost = len as i64 + 1 + self.padding;
+        if !self.greet(targets, overflow) || self.ended || self.credit < cost {
+            return false;
+        }
+        self.credit -= cost;
+        true
+    }
+
     /// Sends the greeting if it is still due and fits; false when it is
     /// due and does not fit yet.
     pub fn greet(&mut self, targets: &mut [Target], overflow: &mut Overflow) -> bool {
@@ -234,14 +246,9 @@ impl Outlet for StreamOutlet<'_> {
         let Some(stream) = self.streams.get_mut(&(key.0 as i64)) else {
             return false;
         };
-        if !stream.greet(self.targets, self.overflow) {
+        if !stream.spend(self.targets, self.overflow, payload.len()) {
             return false;
         }
-        let cost = payload.len() as i64 + 1 + stream.padding;
-        if stream.ended || stream.credit < cost {
-            return false;
-        }
-        stream.credit -= cost;
         let parts: [&[u8]; 3] = [&stream.reply.bytes(), &[TEXT_FIN], payload];
         self.overflow
             .write(self.targets, stream.target, frame::DATA, &parts);
@@ -271,12 +278,10 @@ impl Outlet for StreamOutlet<'_> {
                 refused.push(key);
                 continue;
             };
-            let cost = payload.len() as i64 + 1 + stream.padding;
-            if !stream.greet(self.targets, self.overflow) || stream.ended || stream.credit < cost {
+            if !stream.spend(self.targets, self.overflow, payload.len()) {
                 refused.push(key);
                 continue;
             }
-            stream.credit -= cost;
             let target = stream.target;
             let full = self.overflow.multicast.len() >= most(&self.targets[target]);
             if let Some(previous) = current.filter(|&c| c != target || full) {

@@ -44,19 +44,18 @@ impl WsNukleus {
             };
             let len = (n + message.len()) as i64;
             let client = &mut conn.client;
-            if client.ended || client.end_when_flushed || !client.pending.is_empty() {
-                self.on_handler_data(key, payload);
-                continue;
-            }
-            if client.credit < len {
-                self.on_handler_data(key, payload);
-                continue;
-            }
             let target = client.target;
             let most = (self.plumbing.targets[target].ring().max_body())
                 .saturating_sub(n + message.len() + 64)
                 / 8;
-            if most < 2 {
+            // Anything in the way of a plain write now: the one-connection
+            // path, which queues or compresses.
+            if client.ended
+                || client.end_when_flushed
+                || !client.pending.is_empty()
+                || client.credit < len
+                || most < 2
+            {
                 self.on_handler_data(key, payload);
                 continue;
             }
