@@ -284,13 +284,78 @@ fn random_hex<const N: usize>() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Defines a `String`-backed newtype that is validated by `$check` wherever it
-/// is built, with the conversions every name type shares.
+/// How a name type holds its validated text: a `String`, or for the
+/// fixed-length hex ids a [`Hex`] array that costs no allocation.
+trait Repr: Sized {
+    /// Wraps text that has passed the type's check.
+    fn from_checked(s: String) -> Self;
+    fn as_str(&self) -> &str;
+    fn into_string(self) -> String;
+}
+
+impl Repr for String {
+    fn from_checked(s: String) -> Self {
+        s
+    }
+
+    fn as_str(&self) -> &str {
+        self
+    }
+
+    fn into_string(self) -> String {
+        self
+    }
+}
+
+/// `N` lowercase hex characters held inline. Every session has its id twice
+/// (its own record and the id index), so keeping ids out of the heap saves
+/// two allocations per connection (ARCHITECTURE.md, "Memory per
+/// connection"). Hashes as the `str` it holds, so maps keyed by it can be
+/// queried with a plain `&str`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Hex<const N: usize>([u8; N]);
+
+impl<const N: usize> Repr for Hex<N> {
+    /// `s` is ASCII of length `N` (the check guarantees it).
+    fn from_checked(s: String) -> Self {
+        let mut bytes = [b'0'; N];
+        let n = s.len().min(N);
+        bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+        Hex(bytes)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    fn into_string(self) -> String {
+        self.as_str().to_owned()
+    }
+}
+
+impl<const N: usize> std::hash::Hash for Hex<N> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl<const N: usize> fmt::Debug for Hex<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// Defines a newtype, held as `$repr` (`String` unless given), that is
+/// validated by `$check` wherever it is built, with the conversions every
+/// name type shares.
 macro_rules! validated_name {
     ($(#[$meta:meta])* $name:ident, $kind:ident, $check:path) => {
+        validated_name!($(#[$meta])* $name, $kind, $check, String);
+    };
+    ($(#[$meta:meta])* $name:ident, $kind:ident, $check:path, $repr:ty) => {
         $(#[$meta])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name($repr);
 
         impl $name {
             /// Validates `s` and wraps it.
@@ -300,12 +365,12 @@ macro_rules! validated_name {
 
             /// The validated text.
             pub fn as_str(&self) -> &str {
-                &self.0
+                Repr::as_str(&self.0)
             }
 
             /// Unwraps the validated text.
             pub fn into_string(self) -> String {
-                self.0
+                Repr::into_string(self.0)
             }
         }
 
@@ -314,7 +379,7 @@ macro_rules! validated_name {
 
             fn try_from(s: String) -> Result<Self, NameError> {
                 match $check(&s) {
-                    Ok(()) => Ok(Self(s)),
+                    Ok(()) => Ok(Self(Repr::from_checked(s))),
                     Err(reason) => Err(NameError::new(NameKind::$kind, &s, reason)),
                 }
             }
@@ -338,13 +403,13 @@ macro_rules! validated_name {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
 
@@ -352,19 +417,19 @@ macro_rules! validated_name {
         // maps keyed by a name can be queried with a plain `&str`.
         impl Borrow<str> for $name {
             fn borrow(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
 
         impl From<$name> for String {
             fn from(name: $name) -> String {
-                name.0
+                name.into_string()
             }
         }
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&self.0)
+                serializer.serialize_str(self.as_str())
             }
         }
 
@@ -433,7 +498,8 @@ validated_name!(
     /// with overwhelming probability.
     SessionId,
     SessionId,
-    check_session_id
+    check_session_id,
+    Hex<SESSION_ID_LEN>
 );
 
 validated_name!(
@@ -471,7 +537,7 @@ impl AccessToken {
 impl SessionId {
     /// A new random session id (128 bits from the thread-local CSPRNG).
     pub fn generate() -> Self {
-        Self(random_hex::<16>())
+        Self(Hex::from_checked(random_hex::<16>()))
     }
 }
 

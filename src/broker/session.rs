@@ -70,6 +70,11 @@ impl Subscriptions {
         match self.0.binary_search(&name) {
             Ok(_) => false,
             Err(at) => {
+                // Most sessions hold one or two channels: grow one slot at a
+                // time up to four instead of starting at four.
+                if self.0.len() == self.0.capacity() && self.0.len() < 4 {
+                    self.0.reserve_exact(1);
+                }
                 self.0.insert(at, name);
                 true
             }
@@ -133,5 +138,34 @@ impl Hold {
     /// A fresh `Held` state with nothing held.
     pub fn held() -> Self {
         Hold::Held(Box::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> ChannelName {
+        ChannelName::parse(s).expect("valid channel name")
+    }
+
+    /// A session with one channel pays for one slot, not four; order and
+    /// uniqueness hold as the vector grows past the small sizes.
+    #[test]
+    fn subscriptions_grow_one_slot_at_a_time_while_small() {
+        let mut subs = Subscriptions::default();
+        assert!(subs.insert(name("news")));
+        assert_eq!(subs.0.capacity(), 1);
+        assert!(!subs.insert(name("news")));
+        assert!(subs.insert(name("chat")));
+        assert_eq!(subs.0.capacity(), 2);
+        for n in ["e", "d", "c", "b", "a"] {
+            assert!(subs.insert(name(n)));
+        }
+        let names: Vec<&str> = subs.iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "chat", "d", "e", "news"]);
+        assert!(subs.remove(&name("chat")));
+        assert!(!subs.contains(&name("chat")));
+        assert_eq!(subs.len(), 6);
     }
 }

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::*;
 
@@ -228,4 +228,33 @@ fn permissions_serde_as_list_or_string() {
     assert_eq!(back, rw);
     assert!(serde_json::from_str::<Permissions>(r#"["READ","EXEC"]"#).is_err());
     assert!(serde_json::from_str::<Permissions>("3").is_err());
+}
+
+/// Session ids are held inline, not as a `String`; they must still behave as
+/// the text they hold: found in maps by `&str`, ordered, printed and
+/// serialized as that text.
+#[test]
+fn session_ids_held_inline_behave_as_their_text() {
+    let sid = SessionId::generate();
+    assert_eq!(std::mem::size_of::<SessionId>(), SESSION_ID_LEN);
+    let mut by_sid = HashMap::new();
+    by_sid.insert(sid.clone(), 7);
+    assert_eq!(by_sid.get(sid.as_str()), Some(&7));
+    let text = "0123456789abcdef0123456789abcdef";
+    let fixed = SessionId::parse(text).unwrap();
+    assert_eq!(fixed.to_string(), text);
+    assert_eq!(format!("{fixed:?}"), format!("SessionId({text:?})"));
+    assert_eq!(
+        serde_json::to_string(&fixed).unwrap(),
+        format!("\"{text}\"")
+    );
+    assert_eq!(String::from(fixed.clone()), text);
+    let larger = SessionId::parse("1123456789abcdef0123456789abcdef").unwrap();
+    assert!(fixed < larger);
+    let mut ordered = BTreeMap::new();
+    ordered.insert(larger, 2);
+    ordered.insert(fixed, 1);
+    assert_eq!(ordered.values().copied().collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(ordered.get(text), Some(&1));
+    assert!(serde_json::from_str::<SessionId>(r#""0123""#).is_err());
 }

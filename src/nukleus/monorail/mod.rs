@@ -85,7 +85,7 @@ pub enum Task {
 pub struct MonorailNukleus {
     plumbing: Plumbing,
     monorail: Monorail,
-    streams: IdMap<Stream>,
+    streams: outlet::Streams,
     by_reply: IdMap<i64>,
     overflow: Overflow,
     ids: StreamIds,
@@ -255,7 +255,7 @@ impl MonorailNukleus {
         self.streams.insert(
             initial.0,
             // A MonoRail session learns its id by asking (`init`).
-            Stream::new(source, target, reply, self.input_window, None),
+            Box::new(Stream::new(source, target, reply, self.input_window, None)),
         );
         self.by_reply.insert(reply.0, initial.0);
         let body = frame::window_body(initial, self.input_window as i32, 0);

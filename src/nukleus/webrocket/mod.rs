@@ -17,7 +17,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::outlet::{Overflow, Piece, Stream, StreamOutlet};
+use self::outlet::{Overflow, Piece, Stream, StreamOutlet, Streams};
 use self::verify::Verifier;
 use crate::broker::{
     Backend, Broker, ChannelOp, ClusterHook, Completion, Io, NoWorker, Outcome, PendingChange,
@@ -190,7 +190,7 @@ pub struct WebrocketNukleus {
     broker: Broker,
     persist: Box<dyn Persist + Send>,
     backend: Box<dyn Backend + Send>,
-    streams: IdMap<Stream>,
+    streams: Streams,
     by_reply: IdMap<i64>,
     overflow: Overflow,
     ids: StreamIds,
@@ -366,7 +366,13 @@ impl WebrocketNukleus {
         self.plumbing.targets[target].write(frame::BEGIN, &[&frame::begin_head(reply, initial.0)]);
         self.streams.insert(
             initial.0,
-            Stream::new(source, target, reply, self.input_window, Some(greeting)),
+            Box::new(Stream::new(
+                source,
+                target,
+                reply,
+                self.input_window,
+                Some(greeting),
+            )),
         );
         self.by_reply.insert(reply.0, initial.0);
         let body = frame::window_body(initial, self.input_window as i32, 0);

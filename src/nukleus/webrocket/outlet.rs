@@ -16,6 +16,12 @@ const TEXT_FIN: u8 = 0x81;
 /// fan-out is written as several frames.
 const MAX_MULTICAST: usize = 4096;
 
+/// The sessions' streams by their initial stream id. Boxed: a table of
+/// 16,384 sessions has 32,768 slots, all of them touched, so a slot holds a
+/// pointer rather than a whole `Stream` (ARCHITECTURE.md, "Memory per
+/// connection").
+pub type Streams = IdMap<Box<Stream>>;
+
 /// The streams of one session.
 #[derive(Debug)]
 pub struct Stream {
@@ -43,7 +49,7 @@ pub struct Stream {
 /// The streams of `streams` that run through the removed neighbour at
 /// `index` on `side`, as that neighbour knows them (our reply stream for a
 /// target, the session's initial stream for a source).
-pub fn streams_via(streams: &IdMap<Stream>, side: Side, index: usize) -> Vec<StreamId> {
+pub fn streams_via(streams: &Streams, side: Side, index: usize) -> Vec<StreamId> {
     streams
         .iter()
         .filter_map(|(&initial, stream)| match side {
@@ -216,7 +222,7 @@ impl Overflow {
 /// [`Outlet`] over the sessions' reply streams.
 pub struct StreamOutlet<'a> {
     /// Sessions by key.
-    pub streams: &'a mut IdMap<Stream>,
+    pub streams: &'a mut Streams,
     /// Routed streams files.
     pub targets: &'a mut [Target],
     /// What full rings refused.

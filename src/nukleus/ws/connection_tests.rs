@@ -581,5 +581,5 @@ fn idle_connection_state_stays_within_its_budget() {
     );
     assert!(size_of::<crate::nukleus::ws::nukleus::Conn>() <= 328);
     assert!(size_of::<crate::nukleus::webrocket::outlet::Stream>() <= 104);
-    assert!(size_of::<crate::broker::session::Session>() <= 112);
+    assert!(size_of::<crate::broker::session::Session>() <= 120);
 }
