@@ -324,6 +324,9 @@ async fn fanout(
     // The slowest subscriber's progress bounds the publisher (closed loop).
     let progress: Arc<Vec<AtomicU64>> =
         Arc::new((0..subscribers).map(|_| AtomicU64::new(0)).collect());
+    // Wakes the publisher when a subscriber got something, so that it waits
+    // for the window to open without polling everyone's progress.
+    let progressed = std::rc::Rc::new(tokio::sync::Notify::new());
     let hist = std::rc::Rc::new(std::cell::RefCell::new(Histogram::default()));
     let mut tasks = Vec::new();
     for i in 0..subscribers {
@@ -344,6 +347,7 @@ async fn fanout(
             Arc::clone(&progress),
         );
         let hist = std::rc::Rc::clone(&hist);
+        let progressed = std::rc::Rc::clone(&progressed);
         tasks.push(tokio::task::spawn_local(async move {
             // Held for the task's life: dropping the write half would
             // half-close the connection.
@@ -360,6 +364,7 @@ async fn fanout(
                 }
                 delivered.fetch_add(stamps.len() as u64, Ordering::Relaxed);
                 progress[i].fetch_add(stamps.len() as u64, Ordering::Relaxed);
+                progressed.notify_one();
             }
         }));
     }
@@ -391,7 +396,9 @@ async fn fanout(
                 // What the window allowed leaves in one write, as from a
                 // client that buffers (each server gets the same bursts).
                 ptx.flush().await?;
-                tokio::task::yield_now().await;
+                // Bounded, so that a stalled server still ends the run.
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(100), progressed.notified()).await;
                 continue;
             }
         }

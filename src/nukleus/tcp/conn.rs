@@ -1,6 +1,6 @@
 //! One socket and the two streams that carry it.
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, IoSlice, Write};
 
 use mio::net::TcpStream;
 
@@ -38,6 +38,11 @@ pub(super) struct Conn {
     /// Bytes waiting for the socket, from `out_pos` on.
     pub out: Vec<u8>,
     pub out_pos: usize,
+    /// Broadcast bytes queued after `out` without a copy of their own: the
+    /// range `shared_start..shared_start + shared_len` of the nukleus's
+    /// round buffer (see [`Conn::share`]). Empty when `shared_len` is 0.
+    shared_start: u32,
+    shared_len: u32,
     /// The handler ended its stream: shut the write side once drained.
     pub write_ending: bool,
     /// Read side finished (EOF sent as END, or RESET either way).
@@ -72,6 +77,8 @@ impl Conn {
             end_pending: false,
             out: Vec::new(),
             out_pos: 0,
+            shared_start: 0,
+            shared_len: 0,
             write_ending: false,
             read_done: false,
             write_done: false,
@@ -87,7 +94,36 @@ impl Conn {
 
     /// Queued, unwritten bytes.
     pub fn queued(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.len() - self.out_pos + self.shared_len as usize
+    }
+
+    /// Queues `round[start..start + len]`, bytes that other connections
+    /// queue too, by reference. A connection that gets every broadcast of a
+    /// round holds one growing range, so its write is one copy by the
+    /// kernel from a buffer all connections share, instead of a copy per
+    /// connection and message here first. A range that does not continue
+    /// the one held is preceded by a copy of the one held.
+    pub fn share(&mut self, round: &[u8], start: u32, len: u32) {
+        if self.shared_len > 0 && self.shared_start + self.shared_len != start {
+            self.own_shared(round);
+        }
+        if self.shared_len == 0 {
+            self.shared_start = start;
+        }
+        self.shared_len += len;
+    }
+
+    /// Copies the shared range into `out`, so that the connection no longer
+    /// depends on the round buffer: before bytes of its own are queued
+    /// behind it, and when the round ends with part of it unwritten.
+    pub fn own_shared(&mut self, round: &[u8]) {
+        if self.shared_len > 0 {
+            let start = self.shared_start as usize;
+            self.out
+                .extend_from_slice(&round[start..start + self.shared_len as usize]);
+            self.shared_start = 0;
+            self.shared_len = 0;
+        }
     }
 
     /// Writes `payload` straight from where it lies (the handler's ring)
@@ -121,18 +157,38 @@ impl Conn {
         }
     }
 
-    /// Writes what is queued in as few writes as the socket allows; returns
-    /// how many bytes left (that much credit goes back to the handler).
-    pub fn flush(&mut self) -> usize {
+    /// Writes what is queued in as few writes as the socket allows (`out`
+    /// and the shared range of `round` together); returns how many bytes
+    /// left (that much credit goes back to the handler). What is left of the
+    /// shared range is copied into `out`: the round buffer is reused after
+    /// this round's flush.
+    pub fn flush(&mut self, round: &[u8]) -> usize {
         let mut written = 0;
         while self.queued() > 0 && self.writable {
-            match self.socket.write(&self.out[self.out_pos..]) {
+            let own = &self.out[self.out_pos..];
+            let start = self.shared_start as usize;
+            let shared = match self.shared_len {
+                0 => &[][..],
+                len => &round[start..start + len as usize],
+            };
+            let result = match (own.is_empty(), shared.is_empty()) {
+                (false, false) => self
+                    .socket
+                    .write_vectored(&[IoSlice::new(own), IoSlice::new(shared)]),
+                (false, true) => self.socket.write(own),
+                _ => self.socket.write(shared),
+            };
+            match result {
                 Ok(0) => {
                     self.failed = true;
                     break;
                 }
                 Ok(n) => {
-                    self.out_pos += n;
+                    let from_own = n.min(own.len());
+                    self.out_pos += from_own;
+                    let from_shared = (n - from_own) as u32;
+                    self.shared_start += from_shared;
+                    self.shared_len -= from_shared;
                     written += n;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
@@ -144,6 +200,7 @@ impl Conn {
                 }
             }
         }
+        self.own_shared(round);
         if self.queued() == 0 {
             self.out_pos = 0;
             if self.out.capacity() > KEEP_BUFFER {
@@ -160,5 +217,73 @@ impl Conn {
             self.out_pos = 0;
         }
         written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream as StdStream};
+
+    use super::*;
+
+    fn pair() -> (Conn, StdStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = StdStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let mut conn = Conn::pending(TcpStream::from_std(server), 0, false);
+        conn.writable = true;
+        (conn, client)
+    }
+
+    fn read_exactly(client: &mut StdStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0; n];
+        client.read_exact(&mut got).expect("read");
+        got
+    }
+
+    /// Shared ranges and bytes of the connection's own leave in the order
+    /// they were queued, contiguous ranges as one.
+    #[test]
+    fn shared_ranges_and_own_bytes_keep_their_order() {
+        let (mut conn, mut client) = pair();
+        let mut round = b"one.two.".to_vec();
+        conn.share(&round, 0, 4);
+        conn.share(&round, 4, 4);
+        assert_eq!(conn.queued(), 8);
+        assert!(conn.out.is_empty(), "a continued range is not copied");
+        conn.own_shared(&round);
+        conn.out.extend_from_slice(b"own.");
+        round.extend_from_slice(b"skip.three.");
+        conn.share(&round, 13, 6);
+        conn.share(&round, 8, 5);
+        assert_eq!(conn.queued(), 23);
+        assert_eq!(conn.flush(&round), 23);
+        assert_eq!(read_exactly(&mut client, 23), b"one.two.own.three.skip.");
+    }
+
+    /// A range the socket does not take this round is copied before the
+    /// round buffer is reused, and leaves intact later.
+    #[test]
+    fn an_unwritten_range_survives_the_round() {
+        let (mut conn, mut client) = pair();
+        let round: Vec<u8> = (0..16 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        conn.share(&round, 0, round.len() as u32);
+        let first = conn.flush(&round);
+        assert!(first < round.len(), "the socket buffers less than 16 MiB");
+        assert_eq!(conn.queued(), round.len() - first);
+        let reused = vec![0xffu8; 16];
+        let mut got = read_exactly(&mut client, first);
+        while got.len() < round.len() {
+            conn.writable = true;
+            let n = conn.flush(&reused);
+            got.extend(read_exactly(&mut client, n));
+        }
+        assert!(
+            got == round,
+            "bytes changed after the round buffer was reused"
+        );
+        assert_eq!(conn.queued(), 0);
     }
 }

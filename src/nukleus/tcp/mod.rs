@@ -82,6 +82,10 @@ pub struct TcpNukleus {
     reply_ids: StreamIds,
     next_ref: i64,
     dirty: Vec<Token>,
+    /// The round's small broadcast payloads, each once; connections queue
+    /// ranges of it ([`Conn::share`]). Cleared when the round's writes are
+    /// done.
+    round: Vec<u8>,
     commands: Vec<Pending>,
     connections: usize,
     stalled: Vec<Token>,
@@ -131,6 +135,7 @@ impl TcpNukleus {
             reply_ids: StreamIds::reply(),
             next_ref: 1,
             dirty: Vec::new(),
+            round: Vec::new(),
             commands: Vec::new(),
             connections: 0,
             stalled: Vec::new(),
@@ -329,7 +334,7 @@ impl TcpNukleus {
                 continue;
             };
             conn.dirty = false;
-            let written = conn.flush();
+            let written = conn.flush(&self.round);
             let inbound = conn.inbound;
             let done = conn.failed || conn.finished();
             self.credit_back(inbound, written);
@@ -337,6 +342,9 @@ impl TcpNukleus {
                 self.close(token);
             }
         }
+        // Every connection holding a range was dirty, and has written it or
+        // copied what is left.
+        self.round.clear();
     }
 
     /// Frames from handlers: reply streams (and initial streams of outbound
@@ -399,6 +407,9 @@ impl Agent for TcpNukleus {
 
     fn on_idle(&mut self) {
         self.plumbing.release_idle_rings();
+        if self.round.is_empty() {
+            self.round = Vec::new();
+        }
         // A busy connection keeps its buffer between rounds; a quiet one
         // gives it back.
         self.entries.for_each_mut(|_, entry| {

@@ -49,14 +49,39 @@ impl TcpNukleus {
                     self.close(token);
                 }
             }
-            Frame::Multicast { streams, payload } => {
-                for stream in streams.iter() {
-                    if let Some(&token) = self.inbound.get(&(source, stream)) {
-                        self.on_data(token, payload);
-                    }
+            Frame::Multicast { streams, payload } => self.on_multicast(source, streams, payload),
+            Frame::Window { .. } => {}
+        }
+    }
+
+    /// One payload for many connections. A small one is kept once in the
+    /// round buffer and queued by reference; a large one goes each
+    /// connection's DATA way (written from the ring where possible).
+    fn on_multicast(&mut self, source: usize, streams: frame::StreamList<'_>, payload: &[u8]) {
+        let start = self.round.len();
+        let shared = u32::try_from(start + payload.len()).is_ok();
+        if payload.len() >= DIRECT_WRITE || !shared {
+            for stream in streams.iter() {
+                if let Some(&token) = self.inbound.get(&(source, stream)) {
+                    self.on_data(token, payload);
                 }
             }
-            Frame::Window { .. } => {}
+            return;
+        }
+        self.round.extend_from_slice(payload);
+        let (start, len) = (start as u32, payload.len() as u32);
+        for stream in streams.iter() {
+            let Some(&token) = self.inbound.get(&(source, stream)) else {
+                continue;
+            };
+            let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) else {
+                continue;
+            };
+            conn.share(&self.round, start, len);
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
         }
     }
 
@@ -69,8 +94,12 @@ impl TcpNukleus {
             return;
         };
         if payload.len() < DIRECT_WRITE || conn.dirty || conn.queued() > 0 || !conn.writable {
+            conn.own_shared(&self.round);
             conn.out.extend_from_slice(payload);
-            self.mark_dirty(token);
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
             return;
         }
         let written = conn.write_direct(payload);

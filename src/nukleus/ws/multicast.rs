@@ -3,7 +3,7 @@
 //! take it now; a connection that compresses, or has bytes or credit
 //! waiting, gets it through the one-connection path instead.
 
-use super::frame::MAX_SERVER_HEADER_LEN;
+use super::frame::{write_header, FIN, MAX_SERVER_HEADER_LEN};
 use super::nukleus::{Phase, WsNukleus, FRAME_PADDING};
 use crate::nukleus::frame::{self, StreamList};
 
@@ -21,8 +21,12 @@ impl WsNukleus {
             return;
         };
         self.metrics.multicasts.add(1);
+        // A control frame goes each connection's own way; anything else is
+        // framed the same for every connection that does not compress.
+        let plain = flags & 0x08 == 0;
         let mut header = [0u8; MAX_SERVER_HEADER_LEN];
-        let mut framed = None;
+        let n = write_header(&mut header, flags & (FIN | 0x0F), message.len());
+        let len = (n + message.len()) as i64;
         let mut current = None;
         self.multicast.clear();
         self.multicast_keys.clear();
@@ -34,15 +38,10 @@ impl WsNukleus {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            let Phase::Open(ws) = &conn.phase else {
+            if !plain || conn.compresses || !matches!(conn.phase, Phase::Open(_)) {
                 self.on_handler_data(key, payload);
                 continue;
-            };
-            let Some(n) = ws.plain_header(flags, message.len(), &mut header) else {
-                self.on_handler_data(key, payload);
-                continue;
-            };
-            let len = (n + message.len()) as i64;
+            }
             let client = &mut conn.client;
             let target = client.target;
             let most = (self.plumbing.targets[target].ring().max_body())
@@ -62,18 +61,20 @@ impl WsNukleus {
             client.credit -= len;
             conn.handler_granted -= payload.len() as i64 + i64::from(FRAME_PADDING);
             let stream = client.stream;
+            if !conn.touched {
+                conn.touched = true;
+                self.touched.push(key);
+            }
             if let Some(previous) =
                 current.filter(|&c| c != target || self.multicast.len() >= most.min(MAX_MULTICAST))
             {
                 self.write_multicast(previous, &header[..n], message);
             }
             current = Some(target);
-            framed = Some(n);
             self.multicast.push(stream);
             self.multicast_keys.push(key);
-            self.touch(key);
         }
-        if let (Some(target), Some(n)) = (current, framed) {
+        if let Some(target) = current {
             self.write_multicast(target, &header[..n], message);
         }
     }

@@ -335,6 +335,10 @@ pub(super) struct Conn {
     /// everything received before the connection ended (a close frame).
     pub(super) held_close: Option<Vec<u8>>,
     pub(super) touched: bool,
+    /// permessage-deflate was agreed. A copy of what the boxed
+    /// `WsConnection` knows, kept here so that a fan-out can decide per
+    /// connection without reaching into the box.
+    pub(super) compresses: bool,
 }
 
 impl Conn {

@@ -100,6 +100,7 @@ impl WsNukleus {
             closing_since: None,
             held_close: None,
             touched: false,
+            compresses: false,
         };
         let key = self.conns.insert(conn);
         self.conns_len += 1;
@@ -239,6 +240,7 @@ impl WsNukleus {
             Phase::Handshake { since, .. } => since,
             _ => now,
         };
+        conn.compresses = deflate.is_some();
         conn.phase = Phase::Accepting {
             ws: Box::new(WsConnection::new(&binding.settings, deflate)),
             accept,
