@@ -320,10 +320,7 @@ impl TcpNukleus {
 
     fn mark_dirty(&mut self, token: Token) {
         if let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) {
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(token);
-            }
+            queue_write(&mut self.dirty, conn, token);
         }
     }
 
@@ -364,6 +361,15 @@ impl TcpNukleus {
 }
 
 pub use control::decode_bind;
+
+/// Lists `conn` for this round's writes, once; for callers that hold the
+/// connection already.
+fn queue_write(dirty: &mut Vec<Token>, conn: &mut Conn, token: Token) {
+    if !conn.dirty {
+        conn.dirty = true;
+        dirty.push(token);
+    }
+}
 
 impl Agent for TcpNukleus {
     fn name(&self) -> &str {

@@ -4,7 +4,7 @@ use mio::net::TcpStream;
 use mio::Token;
 
 use super::conn::Conn;
-use super::{Entry, TcpNukleus};
+use super::{queue_write, Entry, TcpNukleus};
 
 /// Frames at least this large are written without being queued first.
 const DIRECT_WRITE: usize = 2048;
@@ -78,10 +78,7 @@ impl TcpNukleus {
                 continue;
             };
             conn.share(&self.round, start, len);
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(token);
-            }
+            queue_write(&mut self.dirty, conn, token);
         }
     }
 
@@ -96,10 +93,7 @@ impl TcpNukleus {
         if payload.len() < DIRECT_WRITE || conn.dirty || conn.queued() > 0 || !conn.writable {
             conn.own_shared(&self.round);
             conn.out.extend_from_slice(payload);
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(token);
-            }
+            queue_write(&mut self.dirty, conn, token);
             return;
         }
         let written = conn.write_direct(payload);
