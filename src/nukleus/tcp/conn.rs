@@ -12,6 +12,41 @@ use crate::nukleus::frame::StreamId;
 /// goes idle ([`Conn::release_buffer`]).
 const KEEP_BUFFER: usize = 64 * 1024;
 
+/// The round buffer: the round's small broadcast payloads, each kept once,
+/// which connections queue by range ([`Conn::share`]). A fan-out larger
+/// than one MULTICAST frame arrives as several frames of the same payload;
+/// the payload is kept once for all of them, so a subscriber's ranges stay
+/// contiguous from one broadcast to the next (one write, no copy).
+#[derive(Debug, Default)]
+pub(super) struct Round {
+    pub bytes: Vec<u8>,
+    /// The range of the payload kept last.
+    last: (u32, u32),
+}
+
+impl Round {
+    /// The range of `payload` in the buffer, appended unless it repeats
+    /// the payload kept last; None when the buffer would pass 4 GiB.
+    pub fn keep(&mut self, payload: &[u8]) -> Option<(u32, u32)> {
+        let (start, len) = (self.last.0 as usize, self.last.1 as usize);
+        if len > 0 && len == payload.len() && self.bytes[start..start + len] == *payload {
+            return Some(self.last);
+        }
+        let start = u32::try_from(self.bytes.len()).ok()?;
+        let len = u32::try_from(payload.len()).ok()?;
+        start.checked_add(len)?;
+        self.bytes.extend_from_slice(payload);
+        self.last = (start, len);
+        Some(self.last)
+    }
+
+    /// Empties the buffer for the next round, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.last = (0, 0);
+    }
+}
+
 /// A connection of the tcp nukleus.
 pub(super) struct Conn {
     pub socket: TcpStream,
@@ -241,6 +276,36 @@ mod tests {
         let mut got = vec![0; n];
         client.read_exact(&mut got).expect("read");
         got
+    }
+
+    /// A payload repeated by the next MULTICAST frame (a fan-out split over
+    /// several frames) is kept once, so the next broadcast's range
+    /// continues each connection's range.
+    #[test]
+    fn a_payload_split_over_frames_is_kept_once() {
+        let mut round = Round::default();
+        assert_eq!(round.keep(b"first."), Some((0, 6)));
+        assert_eq!(round.keep(b"first."), Some((0, 6)));
+        assert_eq!(round.keep(b"second."), Some((6, 7)));
+        assert_eq!(round.keep(b"second."), Some((6, 7)));
+        assert_eq!(
+            round.keep(b"first."),
+            Some((13, 6)),
+            "only the last is reused"
+        );
+        assert_eq!(round.bytes, b"first.second.first.");
+        let (mut conn, mut client) = pair();
+        conn.share(&round.bytes, 0, 6);
+        conn.share(&round.bytes, 6, 7);
+        assert!(conn.out.is_empty(), "contiguous ranges are not copied");
+        assert_eq!(conn.flush(&round.bytes), 13);
+        assert_eq!(read_exactly(&mut client, 13), b"first.second.");
+        round.clear();
+        assert_eq!(
+            round.keep(b"first."),
+            Some((0, 6)),
+            "a cleared round starts over"
+        );
     }
 
     /// Shared ranges and bytes of the connection's own leave in the order

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use self::conn::Conn;
+use self::conn::{Conn, Round};
 use super::frame::{self, StreamIds, Writer};
 use super::metrics::Metric;
 use super::plumbing::{Pending, Plumbing};
@@ -85,7 +85,7 @@ pub struct TcpNukleus {
     /// The round's small broadcast payloads, each once; connections queue
     /// ranges of it ([`Conn::share`]). Cleared when the round's writes are
     /// done.
-    round: Vec<u8>,
+    round: Round,
     commands: Vec<Pending>,
     connections: usize,
     stalled: Vec<Token>,
@@ -135,7 +135,7 @@ impl TcpNukleus {
             reply_ids: StreamIds::reply(),
             next_ref: 1,
             dirty: Vec::new(),
-            round: Vec::new(),
+            round: Round::default(),
             commands: Vec::new(),
             connections: 0,
             stalled: Vec::new(),
@@ -326,12 +326,13 @@ impl TcpNukleus {
 
     /// One write per connection for everything queued this round.
     fn flush(&mut self) {
-        for token in std::mem::take(&mut self.dirty) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &token in &dirty {
             let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) else {
                 continue;
             };
             conn.dirty = false;
-            let written = conn.flush(&self.round);
+            let written = conn.flush(&self.round.bytes);
             let inbound = conn.inbound;
             let done = conn.failed || conn.finished();
             self.credit_back(inbound, written);
@@ -339,6 +340,10 @@ impl TcpNukleus {
                 self.close(token);
             }
         }
+        // The list keeps its allocation for the next round (closing a
+        // connection lists none).
+        dirty.clear();
+        self.dirty = dirty;
         // Every connection holding a range was dirty, and has written it or
         // copied what is left.
         self.round.clear();
@@ -413,8 +418,8 @@ impl Agent for TcpNukleus {
 
     fn on_idle(&mut self) {
         self.plumbing.release_idle_rings();
-        if self.round.is_empty() {
-            self.round = Vec::new();
+        if self.round.bytes.is_empty() {
+            self.round = Round::default();
         }
         // A busy connection keeps its buffer between rounds; a quiet one
         // gives it back.

@@ -58,18 +58,19 @@ impl TcpNukleus {
     /// round buffer and queued by reference; a large one goes each
     /// connection's DATA way (written from the ring where possible).
     fn on_multicast(&mut self, source: usize, streams: frame::StreamList<'_>, payload: &[u8]) {
-        let start = self.round.len();
-        let shared = u32::try_from(start + payload.len()).is_ok();
-        if payload.len() >= DIRECT_WRITE || !shared {
+        let kept = if payload.len() < DIRECT_WRITE {
+            self.round.keep(payload)
+        } else {
+            None
+        };
+        let Some((start, len)) = kept else {
             for stream in streams.iter() {
                 if let Some(&token) = self.inbound.get(&(source, stream)) {
                     self.on_data(token, payload);
                 }
             }
             return;
-        }
-        self.round.extend_from_slice(payload);
-        let (start, len) = (start as u32, payload.len() as u32);
+        };
         for stream in streams.iter() {
             let Some(&token) = self.inbound.get(&(source, stream)) else {
                 continue;
@@ -77,7 +78,7 @@ impl TcpNukleus {
             let Some(Entry::Conn(conn)) = self.entries.get_mut(token.0) else {
                 continue;
             };
-            conn.share(&self.round, start, len);
+            conn.share(&self.round.bytes, start, len);
             queue_write(&mut self.dirty, conn, token);
         }
     }
@@ -91,7 +92,7 @@ impl TcpNukleus {
             return;
         };
         if payload.len() < DIRECT_WRITE || conn.dirty || conn.queued() > 0 || !conn.writable {
-            conn.own_shared(&self.round);
+            conn.own_shared(&self.round.bytes);
             conn.out.extend_from_slice(payload);
             queue_write(&mut self.dirty, conn, token);
             return;
