@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Fan-out scale curve: one channel, 100-byte data, 1,000, 10,000 and as many
-# subscribers as one process may open here (the hard open-files limit less
-# 1,000, rounded down to a thousand: 19,000 under a hard limit of 20,000;
-# 100,000 where the hard limit allows it). At each point webrocket, the
-# ideal server (`webrocket-bench ideal`) and nats-server (NATS=0 leaves it
-# out) are measured in turn with the same load generator:
+# Fan-out scale curve: one channel, 100-byte data, 1,000, 10,000 and 100,000
+# subscribers. At each point webrocket, the ideal server
+# (`webrocket-bench ideal`) and nats-server (NATS=0 leaves it out) are
+# measured in turn with the same load generator:
 #   saturated   closed loop: deliveries/s, publish-to-deliver p50/p99;
 #   rate        RATE messages/s (fixed for every point): p50/p99.
 #   benches/run-scale.sh [SECONDS] [RATE]      (defaults 6 and 20)
+# Where the hard open-files limit allows 100,000 sockets in one process,
+# every point runs in one server process. Where it does not, one process
+# takes as many as it may (the hard limit less 1,000, rounded down to a
+# thousand: 19,000 under a hard limit of 20,000), and the 100,000 point is
+# spread over several processes by benches/run-scale-spread.sh (webrocket
+# as a cluster, the ideal as shards, nats as a cluster; the `processes`
+# column says how many).
 # Writes benches/results/scale.csv and plots benches/results/scale.png with
 # matplotlib from the repository's .venv (created, and matplotlib
-# installed, if missing). Bounded: 2 runs x 3 servers x 3 points of SECONDS
-# each, plus connection set-up; 5 to 6 minutes with the defaults.
+# installed, if missing). Bounded: 2 runs x 3 servers per point of SECONDS
+# each, plus connection set-up; about 12 minutes with the defaults when
+# the 100,000 point is spread.
 # Subscribers connect from a fresh 127.0.N.x source network for each run
 # (`fanout --source-net`), so that ports in TIME_WAIT never collide.
 # BUILD_LOCK=/path makes the build wait for `flock` on that file.
@@ -21,12 +27,14 @@ SECS=${1:-6}
 RATE=${2:-20}
 NATS=${NATS:-1}
 hard=$(ulimit -Hn)
+spread=0
 if [ "$hard" = unlimited ] || [ "$hard" -ge 101000 ]; then
   top=100000
   ulimit -n 101000 2>/dev/null || ulimit -n 110000
 else
   top=$(( (hard - 1000) / 1000 * 1000 ))
   ulimit -n "$hard"
+  spread=$(( (100000 + top - 1) / top ))
 fi
 POINTS=${POINTS:-"1000 10000 $top"}
 if [ "$NATS" = 1 ] && ! command -v nats-server >/dev/null; then
@@ -65,7 +73,7 @@ sleep 1.5
 
 mkdir -p benches/results
 csv=benches/results/scale.csv
-echo "server,subscribers,mode,rate,published,deliveries_per_sec,p50_us,p99_us" > "$csv"
+echo "server,subscribers,mode,rate,published,deliveries_per_sec,p50_us,p99_us,processes" > "$csv"
 net=40
 field() { echo "$1" | sed -E "s/.*\"$2\":([0-9.]+).*/\\1/"; }
 run() { # server subscribers rate
@@ -83,7 +91,7 @@ run() { # server subscribers rate
     return 0
   fi
   echo "$1 subscribers=$2 $mode: $out"
-  echo "$1,$2,$mode,$3,$(field "$out" published),$(field "$out" deliveries_per_sec),$(field "$out" p50_us),$(field "$out" p99_us)" >> "$csv"
+  echo "$1,$2,$mode,$3,$(field "$out" published),$(field "$out" deliveries_per_sec),$(field "$out" p50_us),$(field "$out" p99_us),1" >> "$csv"
   sleep 1   # lets the server finish closing the connections
 }
 echo "points: $POINTS subscribers (hard open-files limit $hard); $SECS s per run; rate $RATE/s"
@@ -91,6 +99,11 @@ for n in $POINTS; do
   for s in "${servers[@]}"; do run "$s" "$n" 0; done
   for s in "${servers[@]}"; do run "$s" "$n" "$RATE"; done
 done
+if [ "$spread" -gt 0 ]; then
+  echo "100000 subscribers: spread over $spread processes"
+  kill $(jobs -p) 2>/dev/null || true
+  NATS=$NATS benches/run-scale-spread.sh "$csv" 100000 "$spread" "$SECS" "$RATE" 100
+fi
 "$py" benches/plot-scale.py "$csv" benches/results/scale.png
 column -s, -t < "$csv"
 echo "wrote $csv and benches/results/scale.png"

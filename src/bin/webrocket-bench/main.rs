@@ -15,6 +15,9 @@
 //! `sequencer` prints which of the named nodes orders a channel.
 //! `fanout --channels N` spreads the subscribers round robin over channels
 //! `bench0`..`bench{N-1}`, and the publisher cycles through them.
+//! `fanout-subscribers` and `fanout-publisher` are `fanout` spread over
+//! processes, for more subscribers than one process may open sockets
+//! (`spread.rs`).
 //! `ideal` is not a client: it serves the fan-out load as the best a
 //! WebRocket server could (see `ideal.rs`), the reference for `fanout`.
 //!
@@ -23,9 +26,12 @@
 mod ideal;
 mod proto;
 mod recovery;
+mod spread;
 mod stats;
 mod wsclient;
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,6 +103,58 @@ enum Mode {
         /// source address.
         #[arg(long, default_value_t = 0)]
         source_net: u8,
+    },
+    /// A share of a fan-out's subscribers, in a process of its own, reporting
+    /// to a `fanout-publisher` (for more subscribers than one process may
+    /// open sockets).
+    FanoutSubscribers {
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value = "/bench")]
+        path: String,
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        #[arg(long, default_value = "bench")]
+        channel: String,
+        #[arg(long, value_enum, default_value = "webrocket")]
+        proto: ProtoArg,
+        #[arg(long, default_value_t = 1)]
+        source_net: u8,
+        /// The publisher's UDP address.
+        #[arg(long)]
+        publisher: String,
+        /// Gives up this long after connecting if the publisher never says
+        /// stop.
+        #[arg(long, default_value_t = 1200)]
+        seconds: u64,
+    },
+    /// The publisher of a fan-out whose subscribers are in
+    /// `fanout-subscribers` processes; prints the merged result.
+    FanoutPublisher {
+        /// Servers each message is published to (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        addr: Vec<String>,
+        #[arg(long, default_value = "/bench")]
+        path: String,
+        #[arg(long, default_value = "bench")]
+        channel: String,
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, value_enum, default_value = "webrocket")]
+        proto: ProtoArg,
+        /// Subscriber processes to wait for.
+        #[arg(long)]
+        processes: usize,
+        /// Their subscribers in all.
+        #[arg(long)]
+        subscribers: usize,
+        /// UDP address the subscriber processes report to.
+        #[arg(long)]
+        listen: String,
     },
     /// A single-threaded server that answers the fan-out load as well as a
     /// WebRocket server could (the reference for `fanout`).
@@ -205,6 +263,53 @@ fn main() -> std::io::Result<()> {
                 };
                 fanout(addr, sub_addr, path, load, proto(p)).await
             }
+            Mode::FanoutSubscribers {
+                addr,
+                path,
+                subscribers,
+                channel,
+                proto: p,
+                source_net,
+                publisher,
+                seconds,
+            } => {
+                let share = spread::Share {
+                    addr,
+                    path,
+                    subscribers,
+                    channel,
+                    source_net,
+                    proto: proto(p),
+                    publisher,
+                };
+                spread::subscribers(share, seconds).await
+            }
+            Mode::FanoutPublisher {
+                addr,
+                path,
+                channel,
+                size,
+                rate,
+                seconds,
+                proto: p,
+                processes,
+                subscribers,
+                listen,
+            } => {
+                let run = spread::Publish {
+                    addrs: addr,
+                    path,
+                    channel,
+                    size,
+                    rate,
+                    seconds,
+                    proto: proto(p),
+                    processes,
+                    subscribers,
+                    listen,
+                };
+                spread::publisher(run).await
+            }
             Mode::Idle {
                 addr,
                 path,
@@ -226,6 +331,14 @@ fn main() -> std::io::Result<()> {
 
 fn now_nanos(start: Instant) -> u64 {
     start.elapsed().as_nanos() as u64
+}
+
+/// Wall-clock nanoseconds, for stamps that publisher and subscribers in
+/// different processes compare.
+fn wall_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// A text payload of `size` bytes starting with a 20-digit timestamp.
@@ -299,6 +412,85 @@ struct Load {
     source_net: u8,
 }
 
+/// Subscribers, each on its own connection and task, counting what they
+/// get and when.
+pub(crate) struct Subscribers {
+    pub stop: Arc<AtomicBool>,
+    pub delivered: Arc<AtomicU64>,
+    /// Deliveries per subscriber: the slowest one bounds the publisher.
+    pub progress: Arc<Vec<AtomicU64>>,
+    /// Wakes the publisher when a subscriber got something, so that it
+    /// waits for the window to open without polling everyone's progress.
+    pub progressed: Rc<tokio::sync::Notify>,
+    /// Publish-to-deliver latencies.
+    pub hist: Rc<RefCell<Histogram>>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Subscribers {
+    /// Connects `count` subscribers, round robin over `sub_addrs` (or to
+    /// `addr`) and over the channels `names`, from 127.0.`source_net`.x
+    /// unless it is 0; each has its subscription confirmed.
+    pub async fn connect(
+        addr: &str,
+        sub_addrs: &[String],
+        path: &str,
+        count: usize,
+        names: &[String],
+        source_net: u8,
+        proto: Proto,
+    ) -> std::io::Result<Subscribers> {
+        let mut subs = Subscribers {
+            stop: Arc::new(AtomicBool::new(false)),
+            delivered: Arc::new(AtomicU64::new(0)),
+            progress: Arc::new((0..count).map(|_| AtomicU64::new(0)).collect()),
+            progressed: Rc::new(tokio::sync::Notify::new()),
+            hist: Rc::new(RefCell::new(Histogram::default())),
+            tasks: Vec::with_capacity(count),
+        };
+        for i in 0..count {
+            let sub_addr = match sub_addrs.len() {
+                0 => addr,
+                n => &sub_addrs[i % n],
+            };
+            let (mut tx, mut rx) = match source_net {
+                0 => wsclient::connect(sub_addr, path).await?,
+                net => wsclient::connect_from(sub_addr, path, net, i).await?,
+            };
+            proto
+                .subscribe(&mut tx, &mut rx, &names[i % names.len()])
+                .await?;
+            let (stop, delivered, progress) = (
+                Arc::clone(&subs.stop),
+                Arc::clone(&subs.delivered),
+                Arc::clone(&subs.progress),
+            );
+            let hist = Rc::clone(&subs.hist);
+            let progressed = Rc::clone(&subs.progressed);
+            subs.tasks.push(tokio::task::spawn_local(async move {
+                // Held for the task's life: dropping the write half would
+                // half-close the connection.
+                let _writer = tx;
+                let mut stamps = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(message) = rx.next().await else { break };
+                    stamps.clear();
+                    proto.deliveries(message, &mut stamps);
+                    let now = wall_nanos();
+                    let mut hist = hist.borrow_mut();
+                    for &stamp in &stamps {
+                        hist.record(now.saturating_sub(stamp));
+                    }
+                    delivered.fetch_add(stamps.len() as u64, Ordering::Relaxed);
+                    progress[i].fetch_add(stamps.len() as u64, Ordering::Relaxed);
+                    progressed.notify_one();
+                }
+            }));
+        }
+        Ok(subs)
+    }
+}
+
 async fn fanout(
     addr: String,
     sub_addrs: Vec<String>,
@@ -318,56 +510,23 @@ async fn fanout(
         1 => vec!["bench".to_owned()],
         n => (0..n).map(|c| format!("bench{c}")).collect(),
     };
-    let start = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let delivered = Arc::new(AtomicU64::new(0));
-    // The slowest subscriber's progress bounds the publisher (closed loop).
-    let progress: Arc<Vec<AtomicU64>> =
-        Arc::new((0..subscribers).map(|_| AtomicU64::new(0)).collect());
-    // Wakes the publisher when a subscriber got something, so that it waits
-    // for the window to open without polling everyone's progress.
-    let progressed = std::rc::Rc::new(tokio::sync::Notify::new());
-    let hist = std::rc::Rc::new(std::cell::RefCell::new(Histogram::default()));
-    let mut tasks = Vec::new();
-    for i in 0..subscribers {
-        let sub_addr = match sub_addrs.len() {
-            0 => &addr,
-            n => &sub_addrs[i % n],
-        };
-        let (mut tx, mut rx) = match source_net {
-            0 => wsclient::connect(sub_addr, &path).await?,
-            net => wsclient::connect_from(sub_addr, &path, net, i).await?,
-        };
-        proto
-            .subscribe(&mut tx, &mut rx, &names[i % channels])
-            .await?;
-        let (stop, delivered, progress) = (
-            Arc::clone(&stop),
-            Arc::clone(&delivered),
-            Arc::clone(&progress),
-        );
-        let hist = std::rc::Rc::clone(&hist);
-        let progressed = std::rc::Rc::clone(&progressed);
-        tasks.push(tokio::task::spawn_local(async move {
-            // Held for the task's life: dropping the write half would
-            // half-close the connection.
-            let _writer = tx;
-            let mut stamps = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(message) = rx.next().await else { break };
-                stamps.clear();
-                proto.deliveries(message, &mut stamps);
-                let now = now_nanos(start);
-                let mut hist = hist.borrow_mut();
-                for &stamp in &stamps {
-                    hist.record(now.saturating_sub(stamp));
-                }
-                delivered.fetch_add(stamps.len() as u64, Ordering::Relaxed);
-                progress[i].fetch_add(stamps.len() as u64, Ordering::Relaxed);
-                progressed.notify_one();
-            }
-        }));
-    }
+    let Subscribers {
+        stop,
+        delivered,
+        progress,
+        progressed,
+        hist,
+        tasks,
+    } = Subscribers::connect(
+        &addr,
+        &sub_addrs,
+        &path,
+        subscribers,
+        &names,
+        source_net,
+        proto,
+    )
+    .await?;
     if !sub_addrs.is_empty() {
         // Other nodes learn of their subscribers' interest asynchronously.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -403,7 +562,7 @@ async fn fanout(
             }
         }
         let channel = (sent % channels as u64) as usize;
-        proto.publish(&mut ptx, &names[channel], &stamped(size, now_nanos(start)));
+        proto.publish(&mut ptx, &names[channel], &stamped(size, wall_nanos()));
         if rate > 0 {
             ptx.flush().await?;
         }

@@ -69,3 +69,50 @@ impl Histogram {
         0
     }
 }
+
+impl Histogram {
+    /// The non-empty buckets as `bucket:count` pairs, comma-separated
+    /// (a few KiB: fits one datagram).
+    pub fn encode(&self) -> String {
+        let pairs = self.buckets.iter().enumerate().filter(|(_, &n)| n > 0);
+        let pairs: Vec<String> = pairs.map(|(b, n)| format!("{b}:{n}")).collect();
+        pairs.join(",")
+    }
+
+    /// Adds the values of an [`Histogram::encode`]d histogram; malformed
+    /// pairs are skipped.
+    pub fn merge_encoded(&mut self, text: &str) {
+        for pair in text.split(',') {
+            let Some((b, n)) = pair.split_once(':') else {
+                continue;
+            };
+            let (Ok(b), Ok(n)) = (b.parse::<usize>(), n.parse::<u64>()) else {
+                continue;
+            };
+            if let Some(slot) = self.buckets.get_mut(b) {
+                *slot += n;
+                self.count += n;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Histogram;
+
+    #[test]
+    fn an_encoded_histogram_merges_to_the_same_quantiles() {
+        let mut one = Histogram::default();
+        for v in [5u64, 700, 90_000, 90_500, 12_000_000] {
+            one.record(v);
+        }
+        let mut other = Histogram::default();
+        other.merge_encoded(&one.encode());
+        other.merge_encoded("junk,3:x,999999:1");
+        assert_eq!(other.count(), one.count());
+        for q in [0.0, 0.5, 0.99, 1.0] {
+            assert_eq!(other.quantile(q), one.quantile(q));
+        }
+    }
+}
