@@ -4,8 +4,9 @@
 # holding SUBSCRIBERS/NODES of them, with the load generator spread the
 # same way (`webrocket-bench fanout-subscribers` x NODES, one
 # `fanout-publisher` keeping the closed loop over UDP on loopback):
-#   webrocket  a NODES-node cluster; the publisher is on node 0, the
-#              cluster carries each broadcast to the other nodes;
+#   webrocket  a NODES-node cluster; the publisher is on node PUB_NODE
+#              (default 0), the cluster carries each broadcast to the
+#              channel's sequencer and from it to the other nodes;
 #   ideal      NODES `webrocket-bench ideal` shards that know nothing of
 #              one another; the publisher writes each message to every
 #              shard (the ideal of a sharded server: no forwarding cost);
@@ -80,7 +81,7 @@ field() { echo "$1" | sed -E "s/.*\"$2\":([0-9.]+).*/\\1/"; }
 run() { # server rate
   local port=ws_port path=/bench proto=webrocket pub
   case $1 in
-    webrocket) pub=127.0.0.1:$(ws_port 0) ;;
+    webrocket) pub=127.0.0.1:$(ws_port ${PUB_NODE:-0}) ;;
     ideal)
       port=ideal_port
       pub=$(for i in $(seq 0 $(( NODES - 1 ))); do printf '127.0.0.1:%s,' "$(ideal_port "$i")"; done)

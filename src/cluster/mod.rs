@@ -368,22 +368,49 @@ impl Cluster {
 }
 
 /// Reads the ROUTER: `[routing id] [frames...]` per message.
+///
+/// The messages already received when one arrives are handled with it,
+/// the broker's inbox held meanwhile ([`crate::node::Inbox::hold`]): a
+/// sequencer's burst of deliveries then reaches the broker as one batch,
+/// and each local subscriber gets the burst in one write.
 async fn receive(shared: Arc<Shared>, mut socket: RouterSocket) {
     loop {
-        match socket.recv().await {
-            Ok(message) => {
-                let frames = message.into_vec();
-                if let Some((route, rest)) = frames.split_first() {
-                    shared.on_frames(route, rest);
+        let mut next = Some(socket.recv().await);
+        let held = shared.hold_inbox();
+        let mut taken = 0;
+        let mut failed = false;
+        while let Some(received) = next.take() {
+            match received {
+                Ok(message) => {
+                    let frames = message.into_vec();
+                    if let Some((route, rest)) = frames.split_first() {
+                        shared.on_frames(route, rest);
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "cluster receive");
+                    failed = true;
+                    break;
                 }
             }
-            Err(error) => {
-                tracing::debug!(%error, "cluster receive");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            taken += 1;
+            if taken < MAX_BATCH {
+                // Ready now or not at all (`recv` is cancel-safe: it
+                // polls a stream of decoded messages).
+                next = tokio::time::timeout(Duration::ZERO, socket.recv())
+                    .await
+                    .ok();
             }
+        }
+        drop(held);
+        if failed {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
+
+/// The most received messages handled as one batch.
+const MAX_BATCH: usize = 256;
 
 /// Starts a link task for every new address asked for.
 async fn dial(

@@ -313,6 +313,12 @@ impl Shared {
             && inner.nonces.first_time(&hello.nonce)
     }
 
+    /// Holds the broker's inbox until the guard is dropped (see
+    /// [`crate::node::Inbox::hold`]); None before the node is plugged in.
+    pub fn hold_inbox(&self) -> Option<crate::node::Holding<'_>> {
+        self.local.get().map(|local| local.inbox.hold())
+    }
+
     /// Handles one message from routing id `route` (frames after it).
     pub fn on_frames<F: AsRef<[u8]>>(self: &Arc<Self>, route: &[u8], frames: &[F]) {
         let message = match PeerMessage::decode(frames) {

@@ -36,7 +36,7 @@ pub use changes::{ChangeError, Changes, LimitError};
 pub use consensus::{Consensus, ConsensusError};
 pub use data_path::DataPath;
 pub use feeds::Feeds;
-pub use inbox::{Inbox, Peers};
+pub use inbox::{Holding, Inbox, Peers};
 
 use std::sync::{Mutex, MutexGuard};
 

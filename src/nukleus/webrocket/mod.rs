@@ -131,6 +131,9 @@ pub enum Task {
         /// Called with whether it was found, on the broker thread.
         reply: Box<dyn FnOnce(bool) + Send>,
     },
+    /// Tasks sent together (a burst of cluster deliveries), handled in
+    /// order in one round ([`crate::node::Inbox::hold`]).
+    Batch(Vec<Task>),
     /// The cluster's answer to a channel a session's `subscribe` creates.
     Replicated {
         /// The waiting session and the change.
@@ -449,43 +452,52 @@ impl WebrocketNukleus {
         let mut work = 0;
         while let Ok(task) = self.tasks.try_recv() {
             work += 1;
-            match task {
-                Task::Apply(change) => self.with_io(|broker, io| {
-                    broker.apply_change(&change, io);
-                    Outcome::Done
-                }),
-                Task::Backend {
-                    vhost,
-                    request,
-                    reply,
-                } => {
-                    if let Some(reply) = self.cluster_backend(&vhost, &request, reply) {
-                        let mut result = Err(code::INTERNAL_ERROR);
-                        self.with_io(|broker, io| {
-                            result = backend_request(broker, &vhost, request, io);
-                            Outcome::Done
-                        });
-                        match result {
-                            Ok(ChannelOp::Replicate(change)) => {
-                                self.persist.propose(change, Completion::Backend(reply))
-                            }
-                            Ok(ChannelOp::Done) => reply(Ok(())),
-                            Err(code) => reply(Err(code)),
-                        }
-                    }
-                }
-                Task::CloseAll(reason) => self.close_all(reason),
-                Task::Replicated { pending, confirmed } => {
-                    self.with_io(|broker, io| broker.finish_replicate(pending, confirmed, io))
-                }
-                cluster => self.cluster_task(cluster),
-            }
+            self.run_task(task);
         }
         while let Some((check, verified)) = self.verifier.try_result() {
             work += 1;
             self.with_io(|broker, io| broker.finish_authenticate(check, verified, io));
         }
         work
+    }
+
+    fn run_task(&mut self, task: Task) {
+        match task {
+            Task::Batch(tasks) => {
+                for task in tasks {
+                    self.run_task(task);
+                }
+            }
+            Task::Apply(change) => self.with_io(|broker, io| {
+                broker.apply_change(&change, io);
+                Outcome::Done
+            }),
+            Task::Backend {
+                vhost,
+                request,
+                reply,
+            } => {
+                if let Some(reply) = self.cluster_backend(&vhost, &request, reply) {
+                    let mut result = Err(code::INTERNAL_ERROR);
+                    self.with_io(|broker, io| {
+                        result = backend_request(broker, &vhost, request, io);
+                        Outcome::Done
+                    });
+                    match result {
+                        Ok(ChannelOp::Replicate(change)) => {
+                            self.persist.propose(change, Completion::Backend(reply))
+                        }
+                        Ok(ChannelOp::Done) => reply(Ok(())),
+                        Err(code) => reply(Err(code)),
+                    }
+                }
+            }
+            Task::CloseAll(reason) => self.close_all(reason),
+            Task::Replicated { pending, confirmed } => {
+                self.with_io(|broker, io| broker.finish_replicate(pending, confirmed, io))
+            }
+            cluster => self.cluster_task(cluster),
+        }
     }
 
     /// A backend request the cluster takes over: a `DS` for a session that
@@ -594,8 +606,11 @@ impl WebrocketNukleus {
                 });
                 reply(found);
             }
-            Task::Apply(_) | Task::CloseAll(_) | Task::Backend { .. } | Task::Replicated { .. } => {
-            }
+            Task::Apply(_)
+            | Task::CloseAll(_)
+            | Task::Backend { .. }
+            | Task::Replicated { .. }
+            | Task::Batch(_) => {}
         }
     }
 
