@@ -50,16 +50,8 @@ done
   --backend-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 \
   --storage-dir "$tmp/data-single" --run-dir "$tmp/run-single" > "$tmp/single.log" 2>&1 &
 
-# Formed when every node has logged two peers up (15 s at most).
-for _ in $(seq 150); do
-  up=0
-  for i in 0 1 2; do
-    [ "$(grep -c 'cluster peer up' "$tmp/n$i.log" || true)" -ge 2 ] && up=$(( up + 1 ))
-  done
-  [ "$up" -eq 3 ] && break
-  sleep 0.1
-done
-[ "$up" -eq 3 ] || { echo "the cluster did not form"; tail -n 5 "$tmp"/n*.log; exit 1; }
+. benches/cluster-formed.sh
+wait_formed "$tmp" 3 || exit 1
 grep -q "webrocket-server ready" "$tmp/single.log" || sleep 1
 
 seq_node=$("$bin"/webrocket-bench sequencer --nodes n0,n1,n2 --vhost /bench --channel bench)

@@ -43,16 +43,8 @@ for i in $(seq 0 $(( NODES - 1 ))); do
     --storage-dir "$tmp/data$i" --run-dir "$tmp/run$i" > "$tmp/n$i.log" 2>&1 &
   pids+=($!)
 done
-# Formed when every node has logged all its peers up (30 s at most).
-for _ in $(seq 300); do
-  up=0
-  for i in $(seq 0 $(( NODES - 1 ))); do
-    [ "$(grep -c 'cluster peer up' "$tmp/n$i.log" || true)" -ge $(( NODES - 1 )) ] && up=$(( up + 1 ))
-  done
-  [ "$up" -eq "$NODES" ] && break
-  sleep 0.1
-done
-[ "$up" -eq "$NODES" ] || { echo "cluster did not form"; exit 1; }
+. benches/cluster-formed.sh
+wait_formed "$tmp" "$NODES" || exit 1
 sleep 1
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 anon() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }

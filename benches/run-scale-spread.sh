@@ -66,16 +66,8 @@ CONF
     nats-server -c "$tmp/nats$i.conf" > "$tmp/nats$i.log" 2>&1 &
   fi
 done
-# The webrocket cluster is formed when every node has logged all its peers up.
-for _ in $(seq 300); do
-  up=0
-  for i in $(seq 0 $(( NODES - 1 ))); do
-    [ "$(grep -c 'cluster peer up' "$tmp/n$i.log" || true)" -ge $(( NODES - 1 )) ] && up=$(( up + 1 ))
-  done
-  [ "$up" -eq "$NODES" ] && break
-  sleep 0.1
-done
-[ "$up" -eq "$NODES" ] || { echo "webrocket cluster did not form"; exit 1; }
+. benches/cluster-formed.sh
+wait_formed "$tmp" "$NODES" || exit 1
 sleep 2
 field() { echo "$1" | sed -E "s/.*\"$2\":([0-9.]+).*/\\1/"; }
 run() { # server rate
